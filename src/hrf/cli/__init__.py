@@ -1,0 +1,1 @@
+"""The ``hrf`` command line: one module per subcommand, each with ``register(subparsers)``."""

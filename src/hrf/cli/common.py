@@ -1,0 +1,43 @@
+"""Argument types and output-directory checks shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from hrf.errors import HrfError
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    """argparse type: an integer ≥ 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must not be negative")
+    return value
+
+
+def writable_dir(path: str | Path) -> Path:
+    """Create ``path`` if needed and check that files can be written in it, or raise a one-line HrfError."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HrfError(f"cannot create output directory '{path}': {exc.strerror}") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise HrfError(f"output directory '{path}' is not writable")
+    return path

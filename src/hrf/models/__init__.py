@@ -1,0 +1,24 @@
+"""Diffusion models as diffusers directories: loading, saving, DDIM set-up and tiny test configs."""
+
+from hrf.models.io import (
+    BUILTIN_MODELS,
+    load_pipeline_parts,
+    load_scheduler,
+    load_unet,
+    make_ddim_scheduler,
+    resolve_model_path,
+    save_model,
+)
+from hrf.models.configs import tiny_unet, unet_from_preset
+
+__all__ = [
+    "BUILTIN_MODELS",
+    "load_pipeline_parts",
+    "load_scheduler",
+    "load_unet",
+    "make_ddim_scheduler",
+    "resolve_model_path",
+    "save_model",
+    "tiny_unet",
+    "unet_from_preset",
+]

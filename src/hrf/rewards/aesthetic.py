@@ -1,0 +1,100 @@
+"""The LAION aesthetic score: CLIP ViT-L/14 image embeddings → the LAION MLP (1–10 scale).
+
+No weights ship with hrf (they are not installable offline): pass ``clip_path`` (a CLIPModel directory,
+e.g. openai/clip-vit-large-patch14 downloaded on a connected machine) and ``mlp_path`` (the LAION
+``sac+logos+ava1-l14-linearMSE.pth`` state dict).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from hrf.errors import HrfError
+from hrf.images import to_unit
+from hrf.rewards.registry import register_reward
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class AestheticMLP(nn.Module):
+    """The LAION improved-aesthetic-predictor head (state-dict keys ``layers.N.*``)."""
+
+    def __init__(self, dim: int = 768):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(dim, 1024), nn.Dropout(0.2), nn.Linear(1024, 128), nn.Dropout(0.2),
+            nn.Linear(128, 64), nn.Dropout(0.1), nn.Linear(64, 16), nn.Linear(16, 1),
+        )
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.layers(embeddings)
+
+
+class AestheticScorer(nn.Module):
+    """CLIP image features, L2-normalised, scored by the MLP; differentiable in the images."""
+
+    def __init__(self, clip, mlp: AestheticMLP):
+        super().__init__()
+        self.clip, self.mlp = clip.eval(), mlp.eval()
+        self.size = clip.config.vision_config.image_size
+        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = to_unit(images.float())
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bicubic", align_corners=False)
+        x = (x - self.mean) / self.std
+        features = self.clip.get_image_features(pixel_values=x)
+        if not isinstance(features, torch.Tensor):  # transformers ≥ 5 may return an output object
+            features = features.pooler_output
+        features = features / features.norm(dim=-1, keepdim=True)
+        return self.mlp(features).squeeze(-1)
+
+
+def load_aesthetic_scorer(clip_path: str | None, mlp_path: str | None) -> AestheticScorer:
+    """Load CLIP from a local directory and the LAION MLP from a local ``.pth``/``.safetensors`` file."""
+    if not clip_path or not Path(clip_path).is_dir():
+        raise HrfError(
+            f"the aesthetic reward needs reward.clip_path: a local CLIPModel directory (got {clip_path!r}); "
+            "download openai/clip-vit-large-patch14 on a connected machine and pass its directory"
+        )
+    if not mlp_path or not Path(mlp_path).is_file():
+        raise HrfError(
+            f"the aesthetic reward needs reward.mlp_path: the LAION MLP weights file (got {mlp_path!r}); "
+            "get sac+logos+ava1-l14-linearMSE.pth from the LAION improved-aesthetic-predictor release"
+        )
+    from transformers import CLIPModel
+
+    clip = CLIPModel.from_pretrained(clip_path, local_files_only=True)
+    if str(mlp_path).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = load_file(mlp_path)
+    else:
+        state = torch.load(mlp_path, map_location="cpu", weights_only=True)
+    mlp = AestheticMLP(clip.config.projection_dim)
+    try:
+        mlp.load_state_dict(state)
+    except RuntimeError as exc:
+        raise HrfError(f"'{mlp_path}' is not a LAION aesthetic MLP state dict for dim {clip.config.projection_dim}") from exc
+    return AestheticScorer(clip, mlp)
+
+
+@register_reward("aesthetic")
+def aesthetic(clip_path: str | None = None, mlp_path: str | None = None, batch_size: int = 32, device: str = "cpu"):
+    """Reward = LAION aesthetic score of each image."""
+    scorer = load_aesthetic_scorer(clip_path, mlp_path).to(device)
+
+    @torch.no_grad()
+    def fn(images: torch.Tensor):
+        scores = torch.cat([scorer(images[i : i + batch_size].to(device)).float().cpu()
+                            for i in range(0, len(images), batch_size)])
+        return scores, {}
+
+    return fn

@@ -1,0 +1,121 @@
+"""Batched trajectories from any start step index to the clean image, with per-step log-probs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers import DDIMScheduler
+
+from hrf.sampling.ddim import ddim_step_with_logprob, start_states
+
+
+@dataclass
+class Trajectory:
+    """A batch of denoising trajectories in the step-index convention (k = 0 noise, k = T clean).
+
+    ``states[:, k]`` is the state after k steps (entries before a sample's start repeat its start state);
+    ``log_probs[:, k]`` is log p_old of the transition k → k+1 and ``trainable[:, k]`` says whether that
+    transition was taken and is stochastic (only those steps may be trained; elsewhere log_probs is 0).
+    """
+
+    states: torch.Tensor  # (N, T+1, C, H, W)
+    log_probs: torch.Tensor  # (N, T)
+    trainable: torch.Tensor  # (N, T) bool
+    timesteps: torch.Tensor  # (T,) scheduler timestep of each step index
+    start: torch.Tensor  # (N,) start step index
+
+    @property
+    def images(self) -> torch.Tensor:
+        """The clean images, in [-1, 1]."""
+        return self.states[:, -1]
+
+    def __len__(self) -> int:
+        return self.states.shape[0]
+
+    @staticmethod
+    def cat(parts: list["Trajectory"]) -> "Trajectory":
+        """Concatenate trajectories of the same schedule along the batch."""
+        return Trajectory(
+            states=torch.cat([p.states for p in parts]),
+            log_probs=torch.cat([p.log_probs for p in parts]),
+            trainable=torch.cat([p.trainable for p in parts]),
+            timesteps=parts[0].timesteps,
+            start=torch.cat([p.start for p in parts]),
+        )
+
+
+def _device_dtype(unet) -> tuple[torch.device, torch.dtype]:
+    p = next(unet.parameters())
+    return p.device, p.dtype
+
+
+@torch.no_grad()
+def rollout(
+    unet,
+    scheduler: DDIMScheduler,
+    x_start: torch.Tensor,
+    start_index: int | torch.Tensor,
+    eta: float = 1.0,
+    generator: torch.Generator | None = None,
+    keep_states: bool = True,
+) -> Trajectory:
+    """Denoise ``x_start`` (states at step indices ``start_index``) to the clean image, recording log-probs.
+
+    ``start_index`` is one int or one index per sample in 0..T−1; 0 is DDPO's full trajectory from noise.
+    At each step only the samples whose trajectory has begun go through the UNet. Deterministic given
+    ``generator``. ``keep_states=False`` keeps only start and final states (for plain sampling).
+    """
+    device, dtype = _device_dtype(unet)
+    timesteps = scheduler.timesteps.to(device)
+    T = len(timesteps)
+    n = x_start.shape[0]
+    start = torch.as_tensor(start_index, device=device).long().expand(n).clone()
+    if bool(((start < 0) | (start >= T)).any()):
+        raise ValueError(f"start indices must lie in 0..{T - 1}")
+    x = x_start.to(device=device, dtype=dtype).clone()
+    states = [x.clone()] if keep_states else None
+    log_probs = torch.zeros(n, T, device=device, dtype=torch.float32)
+    trainable = torch.zeros(n, T, device=device, dtype=torch.bool)
+    for k in range(T):
+        active = (start <= k).nonzero().squeeze(1)
+        if len(active) > 0:
+            t = timesteps[k]
+            xa = x[active]
+            eps = unet(xa, t).sample
+            new, lp = ddim_step_with_logprob(scheduler, eps, t, xa, eta=eta, generator=generator)
+            x[active] = new.to(dtype)
+            if lp is not None:
+                log_probs[active, k] = lp.float()
+                trainable[active, k] = True
+        if keep_states:
+            states.append(x.clone())
+    if keep_states:
+        stacked = torch.stack(states, dim=1)
+    else:
+        stacked = torch.stack([x_start.to(device=device, dtype=dtype), x], dim=1)
+    return Trajectory(stacked, log_probs, trainable, timesteps, start)
+
+
+@torch.no_grad()
+def sample_images(
+    unet,
+    scheduler: DDIMScheduler,
+    num: int,
+    generator: torch.Generator | None = None,
+    batch_size: int = 64,
+    eta: float = 1.0,
+    progress: bool = False,
+) -> torch.Tensor:
+    """``num`` images from pure noise (step index 0), in [-1, 1], drawn in batches of ``batch_size``."""
+    from tqdm.auto import tqdm
+
+    device, _ = _device_dtype(unet)
+    cfg = unet.config
+    shape = (cfg.in_channels, cfg.sample_size, cfg.sample_size)
+    out = []
+    for i in tqdm(range(0, num, batch_size), desc="sampling", disable=not progress, unit="batch"):
+        b = min(batch_size, num - i)
+        noise = start_states(None, torch.zeros(b, dtype=torch.long), scheduler, (b, *shape), generator, device)
+        out.append(rollout(unet, scheduler, noise, 0, eta, generator, keep_states=False).images.float().cpu())
+    return torch.cat(out)

@@ -1,0 +1,32 @@
+"""Shared fixtures: tiny models built from configs, and a celebahq-like noise schedule."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from hrf.models import make_ddim_scheduler, tiny_unet
+
+torch.set_num_threads(2)
+
+
+def celebahq_like_scheduler() -> DDPMScheduler:
+    """The training schedule of google/ddpm-celebahq-256: linear betas, 1000 steps, clip_sample."""
+    return DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                         clip_sample=True)
+
+
+@pytest.fixture
+def train_scheduler() -> DDPMScheduler:
+    return celebahq_like_scheduler()
+
+
+@pytest.fixture
+def ddim40(train_scheduler):
+    return make_ddim_scheduler(train_scheduler, 40)
+
+
+@pytest.fixture
+def unet8():
+    return tiny_unet(sample_size=8, seed=0).eval()
