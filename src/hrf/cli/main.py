@@ -13,7 +13,7 @@ import sys
 from hrf.errors import HrfError
 
 # Subcommand modules under hrf.cli, in the order `hrf --help` lists them.
-COMMANDS = ("sample",)
+COMMANDS = ("sample", "train",)
 
 
 class _Parser(argparse.ArgumentParser):

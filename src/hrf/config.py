@@ -1,0 +1,350 @@
+"""Typed run configuration: dataclasses, TOML presets in ``configs/``, dotted ``--set`` overrides.
+
+Step-index convention (windows, candidates): k counts denoising steps already taken; k = 0 is pure
+noise, k = T is the clean image. The paper's §4.2 equations count the other way (t = T − k).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hrf.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    path: str = "hrf:faces32"  # diffusers model directory, hub id (e.g. google/ddpm-celebahq-256) or hrf:NAME
+    mixed_precision: str = "no"  # "no" | "fp16" | "bf16": autocast via accelerate; trainable weights stay fp32
+    gradient_checkpointing: bool = False  # trade compute for memory in the UNet backward (large models)
+    lora_rank: int = 0  # 0 = full fine-tuning; > 0 = train only LoRA adapters of this rank (needs peft)
+
+
+@dataclass
+class SamplingConfig:
+    num_steps: int = 40  # T, DDIM inference steps (the paper: 40)
+    eta: float = 1.0  # DDIM eta; 1 makes every step but the last stochastic, as DDPO needs
+
+
+@dataclass
+class RewardConfig:
+    name: str = "jpeg_compressibility"  # registered reward name or module:function
+    options: dict = field(default_factory=dict)  # keyword arguments of the reward factory (e.g. clip_path)
+    nonfinite: str = "error"  # NaN/inf rewards: "error" stops the run, "drop" removes those samples and counts them
+
+
+@dataclass
+class ScheduleConfig:
+    kind: str = "full"  # "full" = DDPO from noise (k=0); "windows" = HRF; "dynamic" = HRF-D
+    windows: list = field(default_factory=list)  # windows: inclusive [lo, hi] start-step ranges, in order
+    iterations: list = field(default_factory=list)  # windows: epochs spent in each window
+    after_last: str = "stop"  # windows: after the last window "stop" training, "hold" it, or "cycle" again
+    candidates: list = field(default_factory=list)  # dynamic: the grid of candidate start steps (ascending)
+    probe_samples: int = 4  # dynamic: m, probe samples denoised per reference and candidate
+    beta: float = 1.0  # dynamic: weight of the distance term in argmax_k (ΔR_k − β·D_k)
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0  # run seed; every random draw derives from it (same seed, same trajectories)
+    max_epochs: int = 50  # epochs (= paper "iterations") at most
+    target_reward: float | None = None  # stop early once an epoch's mean reward reaches this (paper §5.2)
+    references: int = 32  # reference images (trajectory groups) per epoch; DDPO: trajectories per epoch
+    branches: int = 1  # n, trajectories branched from each reference (paper's HRF "batch size"); DDPO: 1
+    sample_batch_size: int = 64  # trajectories per rollout batch
+    train_batch_size: int = 64  # (trajectory, step) pairs per forward/backward pass
+    updates_per_epoch: int = 1  # optimizer steps per epoch (paper: 1 gradient update per iteration)
+    inner_epochs: int = 1  # passes of PPO over each epoch's samples
+    lr: float = 3e-4  # AdamW learning rate (paper, 113 M params: 3e-7 to 9e-6; small models need more)
+    warmup_epochs: int = 0  # linear learning-rate warm-up, in epochs
+    weight_decay: float = 1e-3  # AdamW weight decay (paper: 1e-3)
+    adam_betas: list = field(default_factory=lambda: [0.9, 0.999])  # AdamW betas
+    adam_eps: float = 1e-8  # AdamW epsilon
+    grad_clip: float = 4.5  # max gradient norm (paper: 4.5)
+    clip_range: float = 1e-4  # PPO clip ε on the importance ratio (paper: 1e-4)
+    adv_clip: float = 5.0  # advantages clipped to ±adv_clip (paper silent; DDPO's value)
+    advantage_norm: str = "group"  # "group": within each reference's branches (GRPO-style); "batch": whole batch
+    timestep_fraction: float = 1.0  # fraction of each trajectory's trainable steps trained (DDPO's subsampling)
+    kl_coef: float = 0.0  # > 0 adds a per-step KL to the frozen base model (DPOK-style baseline)
+
+
+@dataclass
+class OutputConfig:
+    checkpoint_every: int = 1  # epochs between checkpoints
+    keep_checkpoints: int = 2  # newest checkpoints kept; older ones are pruned
+    grid_every: int = 5  # epochs between sample grids (0 = never)
+    tensorboard: bool = False  # also log metrics to TensorBoard (needs the tensorboard package)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _check_type(path: str, value, annotation):
+    """Coerce ``value`` to the field's type or raise a one-line ConfigError."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, vars(typing))  # noqa: S307 - our own annotations only
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() == "none"):
+            return None
+        return _check_type(path, value, args[0])
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+    elif annotation is list:
+        if isinstance(value, list):
+            return value
+    elif annotation is dict:
+        if isinstance(value, dict):
+            return value
+    name = getattr(annotation, "__name__", str(annotation))
+    raise ConfigError(f"{path} must be {name}, got {type(value).__name__} {value!r}")
+
+
+def _build(cls, data: dict, prefix: str):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
+        f = fields[key]
+        if dataclasses.is_dataclass(f.type) or (isinstance(f.type, str) and f.type.endswith("Config")):
+            sub = globals()[f.type] if isinstance(f.type, str) else f.type
+            if not isinstance(value, dict):
+                raise ConfigError(f"{prefix}{key} must be a table")
+            kwargs[key] = _build(sub, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _check_type(f"{prefix}{key}", value, f.type)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> Config:
+    """Build and validate a Config from nested dicts (unknown keys and wrong types are ConfigErrors)."""
+    cfg = _build(Config, data, "")
+    validate(cfg)
+    return cfg
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    """Parse ``a.b.c=value``; the value is read as TOML (``1e-6``, ``true``, ``[[3,7]]``) or else a string."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Set dotted keys in a nested dict (a copy) from ``section.key=value`` strings."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{text}': '{k}' is not a section")
+        node[keys[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a TOML preset (or the defaults when ``path`` is None) and apply ``--set`` overrides."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' does not exist")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file '{path}' is not valid TOML: {exc}") from exc
+    return config_from_dict(apply_overrides(data, overrides or []))
+
+
+def config_to_dict(cfg: Config) -> dict:
+    """Nested plain dict of a Config, without None values (TOML has no null)."""
+
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if v is not None}
+        return x
+
+    return strip(dataclasses.asdict(cfg))
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as TOML (what ``hrf train --resume`` reads back)."""
+    import tomli_w
+
+    Path(path).write_text(tomli_w.dumps(config_to_dict(cfg)))
+
+
+def config_diff(a: Config, b: Config) -> list[str]:
+    """Human-readable ``key: old -> new`` lines where two configs differ."""
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict) and k != "options":
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    fa, fb = flat(dataclasses.asdict(a)), flat(dataclasses.asdict(b))
+    return [f"{k}: {fa.get(k)!r} -> {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _positive(path: str, value, allow_zero: bool = False):
+    if value < 0 or (value == 0 and not allow_zero) or (isinstance(value, float) and not math.isfinite(value)):
+        raise ConfigError(f"{path} must be {'≥ 0' if allow_zero else '> 0'}, got {value}")
+
+
+def validate(cfg: Config) -> None:
+    """Reject impossible configs with one line each (called by every loader)."""
+    t, s, sch = cfg.train, cfg.sampling, cfg.schedule
+    for name in ("max_epochs", "references", "branches", "sample_batch_size", "train_batch_size",
+                 "updates_per_epoch", "inner_epochs"):
+        _positive(f"train.{name}", getattr(t, name))
+    for name in ("lr", "clip_range", "adv_clip", "grad_clip", "adam_eps"):
+        _positive(f"train.{name}", getattr(t, name))
+    for name in ("weight_decay", "kl_coef", "warmup_epochs"):
+        _positive(f"train.{name}", getattr(t, name), allow_zero=True)
+    if not 0 < t.timestep_fraction <= 1:
+        raise ConfigError(f"train.timestep_fraction must be in (0, 1], got {t.timestep_fraction}")
+    if len(t.adam_betas) != 2 or not all(0 <= b < 1 for b in t.adam_betas):
+        raise ConfigError(f"train.adam_betas must be two numbers in [0, 1), got {t.adam_betas}")
+    if t.advantage_norm not in ("group", "batch"):
+        raise ConfigError(f"train.advantage_norm must be 'group' or 'batch', got '{t.advantage_norm}'")
+    if t.advantage_norm == "group" and t.branches < 2:
+        raise ConfigError("train.advantage_norm='group' needs train.branches ≥ 2 (one branch has no group "
+                          "statistics); use advantage_norm='batch' for DDPO")
+    _positive("sampling.num_steps", s.num_steps)
+    if s.num_steps < 2:
+        raise ConfigError("sampling.num_steps must be ≥ 2 (the last step is deterministic and never trained)")
+    if not 0 < s.eta <= 1:
+        raise ConfigError(f"sampling.eta must be in (0, 1] (eta = 0 makes every step deterministic), got {s.eta}")
+    if cfg.model.mixed_precision not in ("no", "fp16", "bf16"):
+        raise ConfigError(f"model.mixed_precision must be 'no', 'fp16' or 'bf16', got '{cfg.model.mixed_precision}'")
+    _positive("model.lora_rank", cfg.model.lora_rank, allow_zero=True)
+    if cfg.reward.nonfinite not in ("error", "drop"):
+        raise ConfigError(f"reward.nonfinite must be 'error' or 'drop', got '{cfg.reward.nonfinite}'")
+    _positive("output.checkpoint_every", cfg.output.checkpoint_every)
+    _positive("output.keep_checkpoints", cfg.output.keep_checkpoints)
+    _positive("output.grid_every", cfg.output.grid_every, allow_zero=True)
+    last = s.num_steps - 2  # the last trainable start step: step T−1 → T is deterministic
+    if sch.kind == "full":
+        if sch.windows or sch.candidates:
+            raise ConfigError("schedule.kind='full' takes no windows or candidates; set kind='windows' or 'dynamic'")
+    elif sch.kind == "windows":
+        if not sch.windows:
+            raise ConfigError("schedule.kind='windows' needs schedule.windows, e.g. [[3,7],[18,22],[28,32]]")
+        for w in sch.windows:
+            if not (isinstance(w, list) and len(w) == 2 and all(isinstance(v, int) for v in w)):
+                raise ConfigError(f"schedule.windows entries must be [lo, hi] integer pairs, got {w!r}")
+            if w[0] > w[1]:
+                raise ConfigError(f"schedule.windows entry {w} is reversed (lo > hi)")
+            if w[0] < 0 or w[1] > last:
+                raise ConfigError(f"schedule.windows entry {w} is outside 0..{last} (T={s.num_steps}; step "
+                                  f"{s.num_steps - 1} is deterministic and cannot be trained)")
+        if len(sch.iterations) != len(sch.windows):
+            raise ConfigError(f"schedule.iterations has {len(sch.iterations)} entries for {len(sch.windows)} windows")
+        if not all(isinstance(i, int) and i > 0 for i in sch.iterations):
+            raise ConfigError(f"schedule.iterations must be positive integers, got {sch.iterations}")
+        if sch.after_last not in ("stop", "hold", "cycle"):
+            raise ConfigError(f"schedule.after_last must be 'stop', 'hold' or 'cycle', got '{sch.after_last}'")
+    elif sch.kind == "dynamic":
+        c = sch.candidates
+        if len(c) < 2 or not all(isinstance(v, int) for v in c) or sorted(set(c)) != c:
+            raise ConfigError(f"schedule.candidates must be ≥ 2 ascending distinct integers, got {c!r}")
+        if c[0] < 0 or c[-1] > last:
+            raise ConfigError(f"schedule.candidates must lie in 0..{last} (T={s.num_steps}), got {c}")
+        _positive("schedule.probe_samples", sch.probe_samples)
+        _positive("schedule.beta", sch.beta, allow_zero=True)
+    else:
+        raise ConfigError(f"schedule.kind must be 'full', 'windows' or 'dynamic', got '{sch.kind}'")
+
+
+# ---------------------------------------------------------------- derived quantities
+
+
+def trained_steps(start: int, num_steps: int, timestep_fraction: float = 1.0) -> int:
+    """Trained steps of a trajectory starting at step index ``start``: steps start..T−2, subsampled.
+
+    The last step (T−1 → T) is deterministic and never trained.
+    """
+    available = max(num_steps - 1 - start, 0)
+    return max(1, math.ceil(available * timestep_fraction)) if available else 0
+
+
+def derived_quantities(cfg: Config, world_size: int = 1) -> dict:
+    """Per-epoch quantities computed from the config, checked for consistency (printed at start-up)."""
+    t, s, sch = cfg.train, cfg.sampling, cfg.schedule
+    if t.references % world_size:
+        raise ConfigError(f"train.references={t.references} must be divisible by the {world_size} processes")
+    if sch.kind == "full":
+        ranges = {"full (k=0)": [0]}
+    elif sch.kind == "windows":
+        ranges = {f"window [{lo},{hi}]": list(range(lo, hi + 1)) for lo, hi in sch.windows}
+    else:
+        ranges = {f"candidates {sch.candidates[0]}..{sch.candidates[-1]}": sch.candidates}
+    steps = {name: sum(trained_steps(k, s.num_steps, t.timestep_fraction) for k in ks) / len(ks)
+             for name, ks in ranges.items()}
+    trajectories = t.references * t.branches
+    fewest = min(steps.values()) * trajectories
+    if fewest < t.updates_per_epoch:
+        raise ConfigError(f"only {fewest:.0f} trained steps per epoch for {t.updates_per_epoch} updates; "
+                          "lower train.updates_per_epoch or raise train.references")
+    out = {
+        "references_per_epoch": t.references,
+        "trajectories_per_epoch": trajectories,
+        "references_per_process": t.references // world_size,
+        "processes": world_size,
+        "optimizer_updates_per_epoch": t.updates_per_epoch * t.inner_epochs,
+        "trained_steps_per_trajectory": {k: round(v, 2) for k, v in steps.items()},
+        "trained_pairs_per_epoch": {k: round(v * trajectories) for k, v in steps.items()},
+        "train_passes_per_update": {
+            k: math.ceil(v * trajectories / t.updates_per_epoch / t.train_batch_size) for k, v in steps.items()
+        },
+    }
+    if sch.kind == "windows":
+        out["epochs_in_windows"] = sum(sch.iterations)
+    if sch.kind == "dynamic":
+        out["probe_rollouts_per_epoch"] = t.references * len(sch.candidates) * sch.probe_samples
+    return out

@@ -1,0 +1,51 @@
+"""The PPO-clipped DDPO_IS loss and advantage normalisation (DESIGN.md §3), as pure functions."""
+
+from __future__ import annotations
+
+import torch
+
+# exp() of a log-ratio above this would overflow float32 (e^88); the clipped objective is flat far
+# beyond ±ε anyway, so clamping the log-ratio changes nothing but the overflow.
+MAX_LOG_RATIO = 20.0
+
+
+def compute_advantages(
+    rewards: torch.Tensor, groups: torch.Tensor | None, clip: float, eps: float = 1e-8
+) -> torch.Tensor:
+    """Normalised, clipped advantages.
+
+    ``groups`` gives each sample's group (the reference it branched from): rewards are standardised within
+    each group (GRPO-style). ``groups=None`` standardises over the whole batch (DDPO). A group with zero
+    variance gets advantages 0. The result is clipped to ±``clip``.
+    """
+    rewards = rewards.double()
+    if groups is None:
+        adv = (rewards - rewards.mean()) / (rewards.std(unbiased=False) + eps)
+    else:
+        adv = torch.zeros_like(rewards)
+        for g in groups.unique():
+            m = groups == g
+            r = rewards[m]
+            adv[m] = (r - r.mean()) / (r.std(unbiased=False) + eps)
+    return adv.clamp(-clip, clip).float()
+
+
+def ppo_clip_loss(
+    log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor, clip_range: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO-clipped importance-sampling loss per trained step, averaged over the given steps.
+
+    ``loss = mean(max(−A·r, −A·clip(r, 1−ε, 1+ε)))`` with ``r = exp(log p_θ − log p_old)``. Returns the
+    loss and detached statistics: ``approx_kl`` = mean ½(log r)², ``clipfrac`` = fraction with |r−1| > ε.
+    """
+    log_ratio = (log_prob - old_log_prob).clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
+    loss = torch.maximum(unclipped, clipped).mean()
+    with torch.no_grad():
+        info = {
+            "approx_kl": 0.5 * (log_ratio**2).mean(),
+            "clipfrac": ((ratio - 1.0).abs() > clip_range).float().mean(),
+        }
+    return loss, info
