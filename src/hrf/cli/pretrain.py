@@ -1,0 +1,63 @@
+"""``hrf pretrain``: train a small DDPM from scratch on built-in data (procedural faces or sklearn digits)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from hrf.cli.common import nonneg_int, positive_int
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} must be greater than 0")
+    return value
+
+
+def _decay(text: str) -> float:
+    value = _positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{value} must be below 1")
+    return value
+
+
+def register(sub) -> None:
+    p = sub.add_parser("pretrain", help="train a small base DDPM from scratch on built-in data (resumable)")
+    p.add_argument("--data", required=True, choices=("faces", "digits"), help="training data")
+    p.add_argument("--out", required=True, help="run directory (checkpoint.pt, model/, losses.json)")
+    p.add_argument("--steps", type=positive_int, required=True, help="total optimizer steps")
+    p.add_argument("--preset", default="tiny", help="UNet size: tiny, small or base (hrf.models.configs)")
+    p.add_argument("--size", type=positive_int, default=None, help="image side (default: 32 faces, 16 digits)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per step")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="AdamW learning rate (after warm-up)")
+    p.add_argument("--warmup-steps", type=nonneg_int, default=200, help="linear learning-rate warm-up")
+    p.add_argument("--ema-decay", type=_decay, default=0.999, help="decay of the weight average that is saved")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the weights, data and noise")
+    p.add_argument("--checkpoint-minutes", type=_positive_float, default=5.0, help="minutes between checkpoints")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (same settings)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+
+    from hrf.cli.common import writable_dir
+    from hrf.training.pretrain import PretrainConfig, pretrain
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size = args.size or (32 if args.data == "faces" else 16)
+    cfg = PretrainConfig(data=args.data, size=size, steps=args.steps, preset=args.preset,
+                         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
+                         ema_decay=args.ema_decay, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes)
+    out = writable_dir(args.out)
+    command = "hrf " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    info = pretrain(cfg, out, resume=args.resume, command=command)
+    print(f"step {info['steps_done']}: loss {info['final_loss']:.4f}; EMA model in {out / 'model'}")
+    return 0

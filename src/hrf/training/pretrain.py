@@ -1,0 +1,247 @@
+"""Plain DDPM pretraining (ε-prediction) of a small UNet2DModel on hrf's built-in data, resumable.
+
+Every step draws a fresh batch, its noise and its timesteps from generators seeded by ``(seed, step)``,
+so a run that stops after a checkpoint and resumes follows exactly the same path as one that never
+stopped. The checkpoint (``checkpoint.pt``: model, EMA, optimizer, step, recent losses) is replaced
+atomically; the exponential moving average of the weights is what gets saved as the model (``model/``),
+since with few sampling steps the raw weights give visibly noisier images.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+
+from hrf.errors import HrfError
+
+DATASETS = ("faces", "digits")
+CHECKPOINT = "checkpoint.pt"
+RUN_CONFIG = "pretrain_config.json"
+MODEL_DIR = "model"
+# Settings that may change on --resume (everything else must match the run being continued).
+RESUMABLE_CHANGES = ("steps", "checkpoint_minutes")
+
+
+@dataclass
+class PretrainConfig:
+    data: str = "faces"
+    size: int = 32  # image side; faces are drawn at 32 and average-pooled down, digits (8) upsampled
+    steps: int = 10_000
+    preset: str = "tiny"
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 200
+    ema_decay: float = 0.999
+    seed: int = 0
+    checkpoint_minutes: float = 5.0
+
+
+def ddpm_train_scheduler() -> DDPMScheduler:
+    """The training noise schedule of google/ddpm-celebahq-256 (linear betas, 1000 steps, clip_sample)."""
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
+                         clip_sample=True)
+
+
+def _step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step) % (2**63)
+
+
+def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Average-pool down or nearest-neighbour up to ``size`` (no-op when already that size)."""
+    side = images.shape[-1]
+    if side == size:
+        return images
+    if side % size == 0:
+        return F.avg_pool2d(images, side // size)
+    return F.interpolate(images, size=(size, size), mode="nearest")
+
+
+def _digits() -> torch.Tensor:
+    from sklearn.datasets import load_digits
+
+    pixels = load_digits().images.astype(np.float32) / 16.0  # 0..16 grey levels
+    return torch.from_numpy(pixels)[:, None] * 2.0 - 1.0
+
+
+def make_batch_fn(data: str, size: int, batch_size: int):
+    """``fn(step_seed) -> (B, C, size, size)`` batch in [-1, 1] for a named data set."""
+    if data == "faces":
+        from hrf.data.faces import faces_tensor
+
+        return lambda s: _resize(faces_tensor(batch_size, s)[0], size)
+    if data == "digits":
+        pool = _digits()
+
+        def digits_batch(s: int) -> torch.Tensor:
+            idx = torch.randint(len(pool), (batch_size,), generator=torch.Generator().manual_seed(s))
+            return _resize(pool[idx], size)
+
+        return digits_batch
+    raise HrfError(f"unknown data '{data}'; choose one of: {', '.join(DATASETS)}")
+
+
+def _channels(data: str) -> int:
+    return 1 if data == "digits" else 3
+
+
+def _lr_at(cfg: PretrainConfig, step: int) -> float:
+    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+
+
+@torch.no_grad()
+def _update_ema(ema, model, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, 1.0 - decay)
+
+
+def _ema_decay(cfg: PretrainConfig, step: int) -> float:
+    # Warm-up of the decay: early weights are far from the final ones and should fade fast.
+    return min(cfg.ema_decay, (1.0 + step) / (10.0 + step))
+
+
+def _check_out_dir(out: Path, cfg: PretrainConfig, resume: bool) -> dict | None:
+    """Return the saved checkpoint when resuming; refuse to overwrite another run otherwise."""
+    ckpt_path, cfg_path = out / CHECKPOINT, out / RUN_CONFIG
+    if not resume:
+        if ckpt_path.exists() or cfg_path.exists() or (out / MODEL_DIR).exists():
+            raise HrfError(f"'{out}' already holds a pretraining run; pass --resume to continue it "
+                           "or choose another --out")
+        return None
+    if not ckpt_path.exists():
+        return None
+    saved = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+    changed = [k for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES and k in saved and saved[k] != v]
+    if changed:
+        diff = ", ".join(f"{k}={saved[k]!r} (now {getattr(cfg, k)!r})" for k in changed)
+        raise HrfError(f"--resume with different settings than the run in '{out}': {diff}; use the same values")
+    return torch.load(ckpt_path, map_location="cpu", weights_only=True)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_model(ema, scheduler, out: Path, info: dict) -> Path:
+    """Write the EMA model to ``out/model`` via a temporary directory, so a reader never sees half of it."""
+    from hrf.models import save_model
+
+    tmp = out / (MODEL_DIR + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save_model(ema, scheduler, tmp, extra=info)
+    final = out / MODEL_DIR
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
+             command: str | None = None) -> dict:
+    """Train (or continue) a DDPM in ``out``; returns the info written beside the final EMA model.
+
+    Files in ``out``: ``pretrain_config.json``, ``checkpoint.pt`` (every ``checkpoint_minutes`` and at the
+    end), ``model/`` (the EMA UNet + scheduler, a diffusers directory, refreshed at every checkpoint),
+    ``losses.json`` (mean loss per 100 steps).
+    """
+    from tqdm.auto import tqdm
+
+    from hrf.models import unet_from_preset
+    from hrf.models.configs import PRESETS
+
+    if cfg.preset not in PRESETS:
+        raise HrfError(f"unknown preset '{cfg.preset}'; choose one of: {', '.join(PRESETS)}")
+    if cfg.data not in DATASETS:
+        raise HrfError(f"unknown data '{cfg.data}'; choose one of: {', '.join(DATASETS)}")
+    if cfg.size < 8 or cfg.size % 4:
+        raise HrfError(f"--size {cfg.size} must be a multiple of 4 and at least 8")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = _check_out_dir(out, cfg, resume)
+    (out / RUN_CONFIG).write_text(json.dumps(asdict(cfg), indent=2))
+
+    torch.manual_seed(cfg.seed)
+    model = unet_from_preset(cfg.preset, cfg.size, _channels(cfg.data))
+    ema = unet_from_preset(cfg.preset, cfg.size, _channels(cfg.data))
+    ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    step, losses, wall = 0, [], 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        step, losses, wall = int(state["step"]), list(state["losses"]), float(state["wall_seconds"])
+    scheduler = ddpm_train_scheduler()
+    acp = scheduler.alphas_cumprod
+    batch_fn = make_batch_fn(cfg.data, cfg.size, cfg.batch_size)
+    model.train()
+
+    def checkpoint() -> None:
+        _atomic_save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                      "step": step, "losses": losses, "wall_seconds": wall}, out / CHECKPOINT)
+        (out / "losses.json").write_text(json.dumps(_loss_curve(losses)))
+
+    started = last_ckpt = time.monotonic()
+    wall0 = wall
+    bar = tqdm(total=cfg.steps, initial=step, desc="pretrain", disable=not progress, unit="step")
+    while step < cfg.steps:
+        s = _step_seed(cfg.seed, step)
+        x0 = batch_fn(s)
+        gen = torch.Generator().manual_seed(s)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen)
+        noise = torch.randn(x0.shape, generator=gen)
+        a = acp[t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        loss = F.mse_loss(model(xt, t).sample, noise)
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(cfg, step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        _update_ema(ema, model, _ema_decay(cfg, step))
+        step += 1
+        losses.append(float(loss.detach()))
+        wall = wall0 + time.monotonic() - started
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        if step < cfg.steps and time.monotonic() - last_ckpt >= cfg.checkpoint_minutes * 60:
+            checkpoint()
+            _write_model(ema, scheduler, out, _info(cfg, step, losses, wall, command))
+            last_ckpt = time.monotonic()
+    bar.close()
+    checkpoint()
+    info = _info(cfg, step, losses, wall, command)
+    _write_model(ema, scheduler, out, info)
+    return info
+
+
+def _loss_curve(losses: list[float], every: int = 100) -> list[dict]:
+    return [{"step": i + min(every, len(losses) - i), "loss": float(np.mean(losses[i:i + every]))}
+            for i in range(0, len(losses), every)]
+
+
+def _info(cfg: PretrainConfig, step: int, losses: list[float], wall: float, command: str | None) -> dict:
+    recent = losses[-200:]
+    return {
+        "kind": "hrf pretrain (DDPM epsilon-prediction, EMA weights)",
+        "command": command or " ".join(sys.argv),
+        "config": asdict(cfg),
+        "steps_done": step,
+        "final_loss": float(np.mean(recent)) if recent else math.nan,
+        "wall_seconds": round(wall, 1),
+        "torch_threads": torch.get_num_threads(),
+    }

@@ -1,0 +1,73 @@
+"""`hrf pretrain`: the loss goes down, resuming is exact, and another run is never overwritten."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from diffusers import UNet2DModel
+
+from hrf.cli.main import main
+from hrf.errors import HrfError
+from hrf.training.pretrain import PretrainConfig, make_batch_fn, pretrain
+
+
+def _cfg(**kw) -> PretrainConfig:
+    base = dict(data="faces", size=8, steps=6, batch_size=8, lr=2e-3, warmup_steps=2, checkpoint_minutes=1e6)
+    return PretrainConfig(**{**base, **kw})
+
+
+def test_batches_are_seeded_and_sized():
+    faces = make_batch_fn("faces", 16, 5)
+    assert faces(3).shape == (5, 3, 16, 16) and torch.equal(faces(3), faces(3))
+    assert not torch.equal(faces(3), faces(4))
+    digits = make_batch_fn("digits", 16, 4)(0)
+    assert digits.shape == (4, 1, 16, 16) and digits.min() >= -1 and digits.max() <= 1
+
+
+def test_tiny_run_lowers_the_loss(tmp_path):
+    info = pretrain(_cfg(data="digits", steps=60, batch_size=16, lr=3e-3, warmup_steps=5), tmp_path / "run",
+                    progress=False)
+    losses = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["losses"]
+    # ε-prediction starts at MSE ≈ 1 (output ≈ 0 against unit noise); learning the data must get far below.
+    assert losses[0] > 0.8 and sum(losses[-20:]) / 20 < 0.35
+    model = UNet2DModel.from_pretrained(tmp_path / "run" / "model")
+    assert model.config.sample_size == 8 and model.config.in_channels == 1
+    saved = json.loads((tmp_path / "run" / "model" / "hrf_info.json").read_text())
+    assert saved["steps_done"] == 60 and saved["config"]["data"] == "digits"
+    assert json.loads((tmp_path / "run" / "losses.json").read_text())[0]["step"] == 60
+
+
+def test_resume_is_bit_identical(tmp_path):
+    pretrain(_cfg(steps=6), tmp_path / "once", progress=False)
+    pretrain(_cfg(steps=3), tmp_path / "twice", progress=False)
+    pretrain(_cfg(steps=6), tmp_path / "twice", resume=True, progress=False)
+    once = torch.load(tmp_path / "once" / "checkpoint.pt", weights_only=True)
+    twice = torch.load(tmp_path / "twice" / "checkpoint.pt", weights_only=True)
+    assert once["step"] == twice["step"] == 6 and once["losses"] == twice["losses"]
+    for part in ("model", "ema"):
+        for name, value in once[part].items():
+            assert torch.equal(value, twice[part][name]), (part, name)
+
+
+def test_refuses_to_overwrite_and_to_change_settings(tmp_path):
+    pretrain(_cfg(steps=2), tmp_path / "run", progress=False)
+    with pytest.raises(HrfError, match="--resume"):
+        pretrain(_cfg(steps=2), tmp_path / "run", progress=False)
+    with pytest.raises(HrfError, match="lr=0.002"):
+        pretrain(_cfg(steps=4, lr=1e-4), tmp_path / "run", resume=True, progress=False)
+
+
+def test_cli_pretrain_and_bad_input(tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["pretrain", "--data", "faces", "--size", "8", "--steps", "2", "--batch-size", "4", "--out", str(out)]
+    assert main(args) == 0
+    info = json.loads((out / "model" / "hrf_info.json").read_text())
+    assert info["steps_done"] == 2 and info["config"]["preset"] == "tiny"
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already holds a pretraining run" in err[0]
+    assert main(args[:-2] + ["--out", str(tmp_path / "x"), "--preset", "huge"]) == 2
+    assert "unknown preset 'huge'" in capsys.readouterr().err
