@@ -1,0 +1,49 @@
+"""The PPO-clipped loss and advantages against hand computations."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from hrf.training.loss import compute_advantages, ppo_clip_loss
+
+
+def test_loss_matches_hand_computation_with_clipping_on_both_sides():
+    eps = 0.1
+    old = torch.zeros(4)
+    # ratios 1.5 (above 1+ε), 0.5 (below 1−ε), 1.05 (inside), 1.5 with a negative advantage
+    new = torch.log(torch.tensor([1.5, 0.5, 1.05, 1.5]))
+    adv = torch.tensor([2.0, 2.0, -1.0, -1.0])
+    loss, info = ppo_clip_loss(new, old, adv, eps)
+    # per step: max(−A r, −A clip(r)):
+    # A=2, r=1.5: max(−3, −2.2) = −2.2 ; A=2, r=0.5: max(−1, −1.8) = −1
+    # A=−1, r=1.05: max(1.05, 1.05) = 1.05 ; A=−1, r=1.5: max(1.5, 1.1) = 1.5
+    expected = (-2.2 - 1.0 + 1.05 + 1.5) / 4
+    assert math.isclose(loss.item(), expected, rel_tol=1e-6)
+    assert math.isclose(info["clipfrac"].item(), 0.75)
+    expected_kl = 0.5 * sum(math.log(r) ** 2 for r in (1.5, 0.5, 1.05, 1.5)) / 4
+    assert math.isclose(info["approx_kl"].item(), expected_kl, rel_tol=1e-5)
+
+
+def test_loss_gradient_only_through_unclipped_terms():
+    new = torch.log(torch.tensor([1.5, 1.05])).requires_grad_()
+    loss, _ = ppo_clip_loss(new, torch.zeros(2), torch.tensor([2.0, 2.0]), 0.1)
+    loss.backward()
+    # clipped entry has zero gradient; unclipped: d/dlogr (−A r / 2) = −A r / 2 = −1.05
+    torch.testing.assert_close(new.grad, torch.tensor([0.0, -1.05]))
+
+
+def test_huge_log_ratio_does_not_overflow():
+    loss, info = ppo_clip_loss(torch.tensor([500.0, -500.0]), torch.zeros(2), torch.tensor([-1.0, 1.0]), 1e-4)
+    assert torch.isfinite(loss) and torch.isfinite(info["approx_kl"])
+
+
+def test_group_advantages_and_clipping():
+    rewards = torch.tensor([1.0, 3.0, 10.0, 10.0, 0.0, 100.0])
+    groups = torch.tensor([0, 0, 1, 1, 2, 2])
+    adv = compute_advantages(rewards, groups, clip=5.0)
+    torch.testing.assert_close(adv, torch.tensor([-1.0, 1.0, 0.0, 0.0, -1.0, 1.0]), rtol=1e-5, atol=1e-5)
+    batch = compute_advantages(torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 100.0]), None, clip=2.0)
+    assert batch.max().item() == 2.0  # (100 − 10) / 30 = 3 → clipped to 2
+    torch.testing.assert_close(batch[:9], torch.full((9,), -1 / 3))
