@@ -10,6 +10,7 @@ from hrf.rewards.registry import REWARDS, RewardFn, make_reward, register_reward
 
 # Importing the modules registers their rewards.
 from hrf.rewards import aesthetic as _aesthetic  # noqa: F401,E402
+from hrf.rewards import faces as _faces  # noqa: F401,E402
 from hrf.rewards import jpeg as _jpeg  # noqa: F401,E402
 
 __all__ = ["REWARDS", "RewardFn", "make_reward", "register_reward", "validate_rewards"]
