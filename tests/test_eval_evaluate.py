@@ -1,0 +1,151 @@
+"""evaluate_images on built-to-collapse image sets, the markdown report, and ``hrf evaluate`` end to end."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from hrf.data.faces import FACTORS, faces_tensor
+from hrf.evaluation.evaluate import evaluate_images, metrics_markdown, model_slug
+
+
+class StandInClassifier:
+    """A fixed random linear classifier over 4×4-pooled pixels: same image → same prediction.
+
+    Stands in for hrf.data.classifier (trained elsewhere) so that these tests do not depend on its weights.
+    """
+
+    def __init__(self):
+        g = torch.Generator().manual_seed(0)
+        self.heads = {f: torch.randn(3 * 16, len(v), generator=g) * 4 for f, v in FACTORS.items()}
+
+    def features(self, images):
+        return torch.nn.functional.adaptive_avg_pool2d(images.float(), 4).flatten(1)
+
+    def probs(self, images):
+        f = self.features(images)
+        return {name: (f @ w).softmax(-1) for name, w in self.heads.items()}
+
+
+@pytest.fixture
+def stand_in_classifier(monkeypatch):
+    module = types.SimpleNamespace(load_face_classifier=StandInClassifier)
+    monkeypatch.setitem(sys.modules, "hrf.data.classifier", module)
+    return module
+
+
+def _collapsed(n: int) -> torch.Tensor:
+    """n copies of one face, with pixel noise far below the differences between faces."""
+    one, _ = faces_tensor(1, seed=5)
+    return (one.repeat(n, 1, 1, 1) + 0.01 * torch.randn(n, *one.shape[1:], generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+
+
+def test_collapsed_set_scores_lower_diversity(stand_in_classifier):
+    diverse, _ = faces_tensor(64, seed=1)
+    report = evaluate_images({"diverse": diverse, "collapsed": _collapsed(64)}, embedders=["pixels"],
+                             rewards=["jpeg_incompressibility"], benchmark=True, n_boot=20, is_splits=4)
+    d, c = report["models"]["diverse"], report["models"]["collapsed"]
+    for key in ("vendi/pixels", "vendi/domain", "factors/entropy", "factors/coverage", "is/domain"):
+        assert c[key]["value"] < d[key]["value"], key
+    assert c["factors/entropy"]["value"] == pytest.approx(0.0)
+    assert c["factors/coverage"]["value"] == pytest.approx(1 / 576)
+    assert c["vendi/pixels"]["value"] < 1.01
+    assert d["vendi/pixels"]["ci"][0] <= d["vendi/pixels"]["ci"][1]
+    assert report["labels"]["is/domain"].startswith("IS (domain classifier")
+    assert set(report["extra"]["diverse"]["factor_marginals"]) == set(FACTORS)
+
+
+def test_reference_distances_and_reference_row(stand_in_classifier):
+    reference, _ = faces_tensor(48, seed=2)
+    same, _ = faces_tensor(48, seed=3)
+    report = evaluate_images({"same": same, "collapsed": _collapsed(48)}, embedders=["pixels"], reference=reference,
+                             benchmark=False, n_boot=0)
+    assert list(report["models"]) == ["reference", "same", "collapsed"]
+    s, c = report["models"]["same"], report["models"]["collapsed"]
+    assert s["fd/pixels"]["value"] < c["fd/pixels"]["value"]
+    assert s["recall/pixels"]["value"] > c["recall/pixels"]["value"]
+    assert s["coverage/pixels"]["value"] > c["coverage/pixels"]["value"]
+    assert "fd/pixels" not in report["models"]["reference"]
+    assert report["labels"]["fd/pixels"] == "FD (pixels)"  # a Fréchet distance on pixels is not an FID
+    table = metrics_markdown(report)
+    assert table.count("\n| ") == 4 and "FD (pixels)" in table and "FID" not in table.split("\n\n")[0]
+
+
+def test_unknown_embedder_and_reserved_name():
+    from hrf.errors import HrfError
+
+    images = torch.zeros(4, 3, 8, 8)
+    with pytest.raises(HrfError, match="unknown embedder"):
+        evaluate_images({"a": images}, embedders=["inception"])
+    with pytest.raises(HrfError, match="reserved"):
+        evaluate_images({"reference": images})
+
+
+def test_model_slugs_are_unique_and_safe():
+    taken: set[str] = set()
+    assert model_slug("hrf:faces32", taken) == "hrf_faces32"
+    assert model_slug("runs/a b/final/", taken) == "final"
+    assert model_slug("other/final", taken) == "final_2"
+
+
+def _save_tiny(tmp_path, name, seed):
+    from diffusers import DDPMScheduler
+
+    from hrf.models import save_model, tiny_unet
+
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
+                          clip_sample=True)
+    return str(save_model(tiny_unet(sample_size=8, seed=seed), sched, tmp_path / name))
+
+
+def test_cli_evaluate_end_to_end_and_resume(tmp_path, capsys):
+    from hrf.cli.main import main
+
+    a, b = _save_tiny(tmp_path, "base", 0), _save_tiny(tmp_path, "tuned", 1)
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--model", a, b, "--num", "12", "--steps", "3", "--seed", "4", "--out", str(out),
+            "--reward", "jpeg_compressibility", "--embedder", "pixels", "--n-boot", "5", "--is-splits", "2"]
+    assert main(argv) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert list(report["models"]) == ["base", "tuned"]
+    assert report["models"]["base"]["reward/jpeg_compressibility"]["err"] > 0
+    for name in ("metrics.md", "evaluate_args.json", "grid_base.png", "figure1_embeddings.png",
+                 "figure5_reward_vs_vendi.png", "figure7_incremental_vendi.png", "samples_tuned.npz"):
+        assert (out / name).is_file(), name
+    with np.load(out / "samples_base.npz") as f:
+        first = f["images"].copy()
+    # Same seed → same initial noise for both models: the two samples differ, but a rerun reuses the cache.
+    mtime = (out / "samples_base.npz").stat().st_mtime_ns
+    assert main(argv) == 0
+    assert (out / "samples_base.npz").stat().st_mtime_ns == mtime
+    assert json.loads((out / "metrics.json").read_text())["models"] == report["models"]
+    with np.load(out / "samples_base.npz") as f:
+        np.testing.assert_array_equal(f["images"], first)
+
+
+def test_cli_evaluate_same_model_twice_gives_identical_samples(tmp_path):
+    from hrf.cli.main import main
+
+    a = _save_tiny(tmp_path, "base", 0)
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", a, a, "--num", "6", "--steps", "2", "--out", str(out),
+                 "--embedder", "pixels", "--n-boot", "0", "--is-splits", "1"]) == 0
+    with np.load(out / "samples_base.npz") as x, np.load(out / "samples_base_2.npz") as y:
+        np.testing.assert_array_equal(x["images"], y["images"])
+
+
+def test_cli_evaluate_bad_input_is_one_line(tmp_path, capsys):
+    from hrf.cli.main import main
+
+    a = _save_tiny(tmp_path, "base", 0)
+    assert main(["evaluate", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["evaluate", "--model", a, "--num", "4", "--steps", "2", "--out", str(tmp_path / "o"),
+                 "--embedder", "pixels", "--reference", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hrf evaluate: error:") and "reference" in err and err.count("\n") == 1
