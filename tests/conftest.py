@@ -8,7 +8,7 @@ from diffusers import DDPMScheduler
 
 from hrf.models import make_ddim_scheduler, tiny_unet
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 
 def celebahq_like_scheduler() -> DDPMScheduler:
