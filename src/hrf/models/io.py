@@ -130,6 +130,10 @@ def save_model(unet: UNet2DModel, scheduler, directory: str | Path, extra: dict 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model = unet.module if hasattr(unet, "module") else unet
+    from hrf.models.lora import has_lora, merged_unet
+
+    if has_lora(model):
+        model = merged_unet(model)
     model.save_pretrained(directory, safe_serialization=True)
     DDPMScheduler.from_config(scheduler.config).save_pretrained(directory)
     if extra is not None:

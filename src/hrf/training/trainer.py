@@ -229,6 +229,7 @@ class Trainer:
                            "lower train.updates_per_epoch")
         stats: dict[str, list[float]] = {"loss": [], "approx_kl": [], "clipfrac": [], "grad_norm": []}
         world = acc.num_processes
+        updates = 0
         for _ in range(cfg.train.inner_epochs):
             perm = torch.randperm(len(rows), generator=gen)
             chunks = torch.tensor_split(perm, U)
@@ -255,11 +256,13 @@ class Trainer:
                     raise HrfError(f"non-finite gradient at epoch {epoch}; the last good checkpoint is kept. "
                                    "Lower train.lr, or use mixed_precision='no'")
                 stats["grad_norm"].append(float(grad_norm))
+                updates += 1
                 self.optimizer.step()
                 self.lr_sched.step()
                 self.optimizer.zero_grad(set_to_none=True)
         out = {k: float(np.mean(v)) for k, v in stats.items() if v}
-        out["trained_pairs"] = int(len(rows)) * world
+        out["trained_pairs"] = int(sum(gather_object([int(len(rows))]))) if world > 1 else int(len(rows))
+        out["optimizer_updates"] = updates
         out["lr"] = float(self.lr_sched.get_last_lr()[0])
         return out
 
@@ -287,6 +290,7 @@ class Trainer:
         metrics = {
             "epoch": epoch + 1,
             "schedule": self.schedule.describe(epoch),
+            "trajectories": int(len(all_r)),
             "reward_mean": float(all_r.mean()),
             "reward_std": float(all_r.std(unbiased=False)),
             "reward_min": float(all_r.min()),
@@ -306,8 +310,13 @@ class Trainer:
     # ------------------------------------------------------------ the run
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "optimizer": self.optimizer.state_dict(),
-                "lr_scheduler": self.lr_sched.state_dict(), "schedule": self.schedule.state_dict()}
+        state = {"epoch": self.epoch, "optimizer": self.optimizer.state_dict(),
+                 "lr_scheduler": self.lr_sched.state_dict(), "schedule": self.schedule.state_dict()}
+        if self.cfg.model.lora_rank:
+            from hrf.models.lora import lora_state_dict
+
+            state["lora"] = lora_state_dict(self.model)  # the model dir holds merged weights
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch = int(state["epoch"])
@@ -320,8 +329,10 @@ class Trainer:
         from diffusers import UNet2DModel
 
         state = load_checkpoint_state(checkpoint)
-        weights = UNet2DModel.from_pretrained(checkpoint / "model").state_dict()
-        self.model.load_state_dict(weights)
+        if "lora" in state:  # frozen base from model.path, adapters from the checkpoint
+            self.model.load_state_dict(state["lora"], strict=False)
+        else:
+            self.model.load_state_dict(UNet2DModel.from_pretrained(checkpoint / "model").state_dict())
         self.load_state_dict(state)
 
     def _write_metrics(self, metrics: dict) -> None:
