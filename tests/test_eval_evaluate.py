@@ -149,3 +149,59 @@ def test_cli_evaluate_bad_input_is_one_line(tmp_path, capsys):
                  "--embedder", "pixels", "--reference", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("hrf evaluate: error:") and "reference" in err and err.count("\n") == 1
+
+
+def _real_classifier_or_skip():
+    from hrf.errors import HrfError
+
+    try:
+        from hrf.data.classifier import load_face_classifier
+
+        load_face_classifier()
+    except (ImportError, OSError, HrfError) as exc:
+        pytest.skip(f"face classifier unavailable: {exc}")
+
+
+def test_collapse_is_seen_by_the_real_face_classifier():
+    _real_classifier_or_skip()
+    diverse, labels = faces_tensor(200, seed=1)
+    report = evaluate_images({"diverse": diverse, "collapsed": _collapsed(200)}, embedders=["pixels"],
+                             benchmark=True, n_boot=0, is_splits=2)
+    d, c = report["models"]["diverse"], report["models"]["collapsed"]
+    assert c["factors/entropy"]["value"] == pytest.approx(0.0)
+    assert c["is/domain"]["value"] == pytest.approx(1.0, abs=0.05)
+    # The classifier is accurate on clean faces: the predicted combinations are the true ones.
+    from hrf.evaluation.diversity import combo_coverage
+
+    true_codes = mixed_radix_codes_of(labels)
+    assert d["factors/coverage"]["value"] == pytest.approx(combo_coverage(true_codes, 576))
+    assert d["is/domain"]["value"] > 50 * c["is/domain"]["value"]
+
+
+def mixed_radix_codes_of(labels):
+    from hrf.data.faces import HIGH_LEVEL
+    from hrf.evaluation.diversity import mixed_radix_codes
+
+    return mixed_radix_codes({f: labels[f] for f in HIGH_LEVEL}, {f: len(FACTORS[f]) for f in HIGH_LEVEL})
+
+
+def test_cli_evaluate_on_the_benchmark_with_data_reference(tmp_path):
+    _real_classifier_or_skip()
+    from diffusers import DDPMScheduler
+
+    from hrf.cli.main import main
+    from hrf.models import save_model, tiny_unet
+
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
+                          clip_sample=True)
+    model = save_model(tiny_unet(sample_size=32, seed=0), sched, tmp_path / "m32")
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(model), "--num", "10", "--steps", "2", "--out", str(out),
+                 "--reference", "data", "--embedder", "pixels", "--n-boot", "3", "--is-splits", "2",
+                 "--reward", "faces_smile"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["config"]["benchmark"] is True
+    ref, model_row = report["models"]["reference"], report["models"]["m32"]
+    assert ref["factors/coverage"]["value"] == pytest.approx(10 / 576)  # 10 distinct true faces, all recognised
+    assert "fd/domain" in model_row and "precision/pixels" in model_row
+    assert "reward/faces_smile" in model_row

@@ -148,11 +148,26 @@ def _scipy_fd(a, b):
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(ca + cb - 2 * covmean))
 
 
-def test_frechet_distance_matches_scipy_sqrtm():
+@pytest.mark.parametrize("n_real,n_fake,d", [(300, 250, 6), (20, 30, 50)])  # d × d route, n × n route
+def test_frechet_distance_matches_scipy_sqrtm_and_torchmetrics(n_real, n_fake, d):
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
     rng = np.random.default_rng(0)
-    a = rng.normal(size=(300, 6))
-    b = rng.normal(size=(250, 6)) @ rng.normal(size=(6, 6)) * 0.5 + 1.0
-    assert frechet_distance(a, b) == pytest.approx(_scipy_fd(a, b), rel=1e-6)
+    a = rng.normal(size=(n_real, d))
+    b = rng.normal(size=(n_fake, d)) @ rng.normal(size=(d, d)) * 0.5 + 1.0
+    ours = frechet_distance(a, b)
+    assert ours == pytest.approx(_scipy_fd(a, b), rel=1e-6)
+
+    class Identity(torch.nn.Module):
+        num_features = d
+
+        def forward(self, x):
+            return x
+
+    metric = FrechetInceptionDistance(feature=Identity())
+    metric.update(torch.from_numpy(a), real=True)
+    metric.update(torch.from_numpy(b), real=False)
+    assert ours == pytest.approx(float(metric.compute()), rel=1e-5)
 
 
 def test_frechet_distance_of_a_shift_is_its_squared_length():
