@@ -73,7 +73,12 @@ def test_reference_distances_and_reference_row(stand_in_classifier):
     assert "fd/pixels" not in report["models"]["reference"]
     assert report["labels"]["fd/pixels"] == "FD (pixels)"  # a Fréchet distance on pixels is not an FID
     table = metrics_markdown(report)
-    assert table.count("\n| ") == 4 and "FD (pixels)" in table and "FID" not in table.split("\n\n")[0]
+    own, distances = table.split("## Distance to the reference set")
+    assert [line.split(" | ")[0] for line in own.splitlines() if line.startswith("| ") and "---" not in line] == \
+        ["| model", "| reference", "| same", "| collapsed"]
+    assert [line.split(" | ")[0] for line in distances.splitlines() if line.startswith("| ")][2:] == \
+        ["| same", "| collapsed"]
+    assert "FD (pixels)" in distances and "FID" not in table.replace("not FID", "")
 
 
 def test_unknown_embedder_and_reserved_name():

@@ -25,7 +25,7 @@ from hrf.evaluation.inception import inception_score, joint_probs
 from hrf.evaluation.vendi import bootstrap_ci, vendi_score
 
 REFERENCE = "reference"
-LEGEND = ("Rewards: mean ± standard error. Vendi: score [95% percentile bootstrap interval]. IS: mean ± std "
+LEGEND = ("Rewards: mean ± standard error. Vendi: score [95% bootstrap interval, centred on the score]. IS: mean ± std "
           "over splits. KD/KID: mean ± std over random subsets. FD/KD on features other than Inception pool3 "
           "are not FID/KID values. Factor metrics use the domain classifier's predicted high-level factors.")
 PRDC_K = 5
@@ -199,15 +199,28 @@ def _cell(entry: dict | None) -> str:
     return text
 
 
-def metrics_markdown(report: dict, include_detail: bool = False) -> str:
-    """The report as a markdown table, one row per image set, one column per headline metric."""
-    keys = [k for k in report["labels"]
-            if any(k in m and (include_detail or not m[k]["detail"]) for m in report["models"].values())]
+DISTANCE_PREFIXES = ("fd/", "kid/", "precision/", "recall/", "density/", "coverage/")
+
+
+def _table(report: dict, keys: list[str], rows: list[str]) -> list[str]:
     lines = ["| model | n | " + " | ".join(report["labels"][k] for k in keys) + " |",
              "| --- | --- |" + " --- |" * len(keys)]
-    for name, metrics in report["models"].items():
-        n = report["extra"][name]["n"]
-        lines.append(f"| {name} | {n} | " + " | ".join(_cell(metrics.get(k)) for k in keys) + " |")
+    for name in rows:
+        cells = " | ".join(_cell(report["models"][name].get(k)) for k in keys)
+        lines.append(f"| {name} | {report['extra'][name]['n']} | {cells} |")
+    return lines
+
+
+def metrics_markdown(report: dict, include_detail: bool = False) -> str:
+    """The report as markdown, one row per image set: rewards and diversity, then distances to the reference."""
+    present = [k for k in report["labels"]
+               if any(k in m and (include_detail or not m[k]["detail"]) for m in report["models"].values())]
+    own = [k for k in present if not k.startswith(DISTANCE_PREFIXES)]
+    lines = ["## Rewards and diversity", "", *_table(report, own, list(report["models"]))]
+    distance = [k for k in present if k.startswith(DISTANCE_PREFIXES)]
+    if distance:
+        rows = [m for m in report["models"] if m != REFERENCE]
+        lines += ["", "## Distance to the reference set", "", *_table(report, distance, rows)]
     return "\n".join(lines) + "\n\n" + LEGEND + "\n"
 
 
@@ -300,14 +313,15 @@ def report_figures(report: dict, images_by_set: dict[str, torch.Tensor], out_dir
     feats = arrays["features"][emb]
     models = [m for m in feats if m != REFERENCE]
     rewards = list(arrays["rewards"][models[0]])
+    with_reference = list(feats)
     if rewards:
         first, last = models[0], models[-1]
         best = int(np.argmax(arrays["rewards"][first][rewards[0]]))
         chosen = {first: feats[first]} | ({last: feats[last]} if last != first else {})
         paths.append(figure_embeddings(chosen, out_dir / "figure1_embeddings.png", best=(first, best),
-                                       title=f"PCA of {emb_label} features"))
+                                       title=f"PCA of {emb_label} features; star: best {rewards[0]}"))
         points = []
-        for m in models:
+        for m in with_reference:
             entry_r, entry_v = report["models"][m][f"reward/{rewards[0]}"], report["models"][m][f"vendi/{emb}"]
             ci = entry_v["ci"] or [entry_v["value"]] * 2
             points.append({"label": m, "group": m, "reward": entry_r["value"], "reward_err": entry_r["err"],

@@ -69,13 +69,13 @@ def kernel_distance(
 ) -> tuple[float, float]:
     """``(mean, std)`` of the unbiased polynomial-kernel MMD² over random subsets (torchmetrics KID).
 
-    ``subset_size`` is capped at the smaller set; the subsets are drawn from a torch generator seeded
-    with ``seed`` so the result is reproducible.
+    ``subset_size`` is capped at half the smaller set (at least 2), so that subsets differ and the std
+    says something; the subsets are drawn from the torch RNG seeded with ``seed`` (reproducible).
     """
     from torchmetrics.image.kid import KernelInceptionDistance
 
     r, f = _as_features(real, "real"), _as_features(fake, "fake")
-    size = min(subset_size, len(r), len(f))
+    size = min(subset_size, max(2, min(len(r), len(f)) // 2))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
         metric = KernelInceptionDistance(feature=_Precomputed(r.shape[1]), subsets=subsets, subset_size=size)
