@@ -210,3 +210,17 @@ def test_cli_evaluate_on_the_benchmark_with_data_reference(tmp_path):
     assert ref["factors/coverage"]["value"] == pytest.approx(10 / 576)  # 10 distinct true faces, all recognised
     assert "fd/domain" in model_row and "precision/pixels" in model_row
     assert "reward/faces_smile" in model_row
+
+
+def test_sample_cache_is_reused_only_for_the_same_weights(tmp_path):
+    from hrf.evaluation.evaluate import sample_or_load
+
+    spec = _save_tiny(tmp_path, "m", 0)
+    cache = tmp_path / "samples.npz"
+    first = sample_or_load(spec, cache, 3, seed=0, steps=2)
+    stamp = cache.stat().st_mtime_ns
+    torch.testing.assert_close(sample_or_load(spec, cache, 3, seed=0, steps=2), first)
+    assert cache.stat().st_mtime_ns == stamp
+    _save_tiny(tmp_path, "m", 1)  # retrained in place
+    second = sample_or_load(spec, cache, 3, seed=0, steps=2)
+    assert cache.stat().st_mtime_ns != stamp and not torch.equal(first, second)

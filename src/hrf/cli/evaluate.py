@@ -55,7 +55,7 @@ def run(args) -> int:
     # Bad names fail here, before any sampling.
     embs = [make_embedder(e) for e in embedders] + ([make_embedder("domain")] if benchmark and "domain" not in embedders else [])
     rewards = {r: make_reward(r) for r in args.reward}
-    reference, ref_text = load_reference(args.reference, args.num, args.seed + 1) if args.reference else (None, None)
+    reference, ref_text = load_reference(args.reference, args.num, args.seed) if args.reference else (None, None)
     taken: set[str] = set()
     images = {}
     for spec in args.model:

@@ -235,12 +235,28 @@ def model_slug(spec: str, taken: set[str]) -> str:
     return slug
 
 
+def weights_fingerprint(spec: str) -> str:
+    """SHA-256 of a local model's UNet weights file ("" for a hub id: the hub pins its own revisions)."""
+    import hashlib
+
+    from hrf.models import resolve_model_path
+
+    path, subfolder = resolve_model_path(spec)
+    folder = Path(path) / (subfolder or "")
+    files = sorted(folder.glob("diffusion_pytorch_model*.safetensors")) or sorted(folder.glob("diffusion_pytorch_model*.bin"))
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.read_bytes())
+    return digest.hexdigest() if files else ""
+
+
 def sample_or_load(
     spec: str, path: Path, num: int, seed: int, steps: int, batch_size: int = 64, progress: bool = False
 ) -> torch.Tensor:
     """Images of model ``spec`` from noise seeded with ``seed``, cached in ``path`` (.npz, uint8).
 
-    A cache written for the same spec, number, seed and steps is reused; anything else is resampled.
+    A cache written for the same spec, weights, number, seed and steps is reused; anything else is
+    resampled, so a retrained model in the same directory is not mistaken for the old one.
     Every model draws from a generator seeded identically, so all models start from the same noise.
     Images are returned after the uint8 round trip, so fresh and cached runs give the same metrics.
     """
@@ -248,10 +264,10 @@ def sample_or_load(
     from hrf.models import load_pipeline_parts
     from hrf.sampling import sample_images
 
-    meta = {"spec": spec, "num": num, "seed": seed, "steps": steps}
+    meta = {"spec": spec, "num": num, "seed": seed, "steps": steps, "weights": weights_fingerprint(spec)}
     if path.is_file():
         with np.load(path) as cached:
-            if all(str(cached[k]) == str(v) for k, v in meta.items() if k in cached):
+            if all(k in cached and str(cached[k]) == str(v) for k, v in meta.items()):
                 return from_uint8_hwc(cached["images"])
     unet, scheduler = load_pipeline_parts(spec, steps)
     images = sample_images(unet.eval(), scheduler, num, torch.Generator().manual_seed(seed), batch_size,
