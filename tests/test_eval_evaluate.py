@@ -224,3 +224,29 @@ def test_sample_cache_is_reused_only_for_the_same_weights(tmp_path):
     _save_tiny(tmp_path, "m", 1)  # retrained in place
     second = sample_or_load(spec, cache, 3, seed=0, steps=2)
     assert cache.stat().st_mtime_ns != stamp and not torch.equal(first, second)
+
+
+def test_split_label(tmp_path):
+    from hrf.errors import HrfError
+    from hrf.evaluation.evaluate import split_label
+
+    assert split_label("early/s0=runs/x") == ("early/s0", "runs/x")
+    assert split_label("hrf:faces32") == (None, "hrf:faces32")
+    odd = tmp_path / "lr=3e-4"
+    odd.mkdir()
+    assert split_label(str(odd)) == (None, str(odd))
+    with pytest.raises(HrfError, match="LABEL=SPEC"):
+        split_label("=runs/x")
+
+
+def test_cli_evaluate_with_labels(tmp_path):
+    from hrf.cli.main import main
+
+    a, b = _save_tiny(tmp_path, "a", 0), _save_tiny(tmp_path, "b", 1)
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", f"base={a}", f"hrf/s0={b}", "--num", "4", "--steps", "2", "--out", str(out),
+                 "--embedder", "pixels", "--n-boot", "0", "--is-splits", "1", "--reward", "jpeg_compressibility"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert list(report["models"]) == ["base", "hrf/s0"]
+    assert report["config"]["models"] == {"base": a, "hrf/s0": b}
+    assert (out / "samples_hrf_s0.npz").is_file() and (out / "grid_hrf_s0.png").is_file()

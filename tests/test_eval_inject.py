@@ -46,13 +46,15 @@ def test_distances_are_zero_before_the_switch_and_not_after(ddim40):
     result = injection_distances(tuned, base, ddim, 4, seed=2, inject_at=[0, 3])
     d3 = result["distance"][3]
     assert d3.shape == (6, 4)
-    assert torch.equal(result["switched"][3].x0[:3], result["original"].x0[:3])  # same noise, same model so far
+    switched = switched_trajectory(tuned, base, ddim, 4, seed=2, switch_at=3)
+    assert torch.equal(switched.x0[:3], result["original"].x0[:3])  # same noise, same model so far
+    assert torch.equal(switched.images, result["switched"][3])
     assert torch.all(d3[:3] < 1e-12)
     assert torch.all(d3[3:] > 1e-6)
     assert torch.all(result["distance"][0] > 0)
     # Switching to the same model changes nothing.
     same = injection_distances(tuned, tuned, ddim, 4, seed=2, inject_at=[2])
-    assert torch.equal(same["switched"][2].images, same["original"].images)
+    assert torch.equal(same["switched"][2], same["original"].images)
     assert torch.all(same["distance"][2] < 1e-12)
 
 

@@ -15,8 +15,9 @@ def register(sub) -> None:
         "only samples what is missing) and write metrics.json, metrics.md, sample grids and figures. "
         "Each metric names the network that computed it, e.g. 'IS (EfficientNet-Lite0, ImageNet)'.",
     )
-    p.add_argument("--model", nargs="+", required=True, metavar="SPEC",
-                   help="models to compare: diffusers directories or hrf:NAME (first = the base model)")
+    p.add_argument("--model", nargs="+", required=True, metavar="[LABEL=]SPEC",
+                   help="models to compare: diffusers directories or hrf:NAME, optionally labelled (first = the "
+                   "base model); labels GROUP/NAME share a colour per GROUP in Figure 5, e.g. early/seed0=DIR")
     p.add_argument("--num", type=positive_int, default=512, help="samples per model (the paper used 2,142)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the noise shared by all models")
     p.add_argument("--out", required=True, help="output directory")
@@ -42,12 +43,12 @@ def run(args) -> int:
     from hrf.rewards import make_reward
     from hrf.evaluation.embedders import efficientnet_installed, make_embedder
     from hrf.evaluation.evaluate import (evaluate_images, load_reference, metrics_markdown, model_slug,
-                                         report_figures, sample_or_load)
+                                         report_figures, sample_or_load, split_label)
 
     out = writable_dir(args.out)
     embedders = args.embedder or ["pixels", *(["efficientnet_lite0"] if efficientnet_installed() else [])]
     benchmark = args.benchmark == "faces" or (
-        args.benchmark == "auto" and (args.reference == "data" or "hrf:faces32" in args.model))
+        args.benchmark == "auto" and (args.reference == "data" or any(m.endswith("hrf:faces32") for m in args.model)))
     config = {k: v for k, v in vars(args).items() if k != "func"} | {"embedders_used": embedders,
                                                                      "benchmark_used": benchmark}
     (out / "evaluate_args.json").write_text(json.dumps(config, indent=2))
@@ -57,11 +58,13 @@ def run(args) -> int:
     rewards = {r: make_reward(r) for r in args.reward}
     reference, ref_text = load_reference(args.reference, args.num, args.seed) if args.reference else (None, None)
     taken: set[str] = set()
-    images = {}
-    for spec in args.model:
-        slug = model_slug(spec, taken)
-        print(f"model {spec} → {slug}")
-        images[slug] = sample_or_load(spec, out / f"samples_{slug}.npz", args.num, args.seed, args.steps,
+    images, specs = {}, {}
+    for label, spec in (split_label(m) for m in args.model):
+        slug = model_slug(label.replace("/", "_") if label else spec, taken)
+        name = label if label and label not in images else slug
+        print(f"model {spec} → {name}")
+        specs[name] = spec
+        images[name] = sample_or_load(spec, out / f"samples_{slug}.npz", args.num, args.seed, args.steps,
                                       args.batch_size, progress=True)
     shapes = {tuple(x.shape[1:]) for x in images.values()}
     if len(shapes) > 1:
@@ -75,7 +78,7 @@ def run(args) -> int:
     sets = ({"reference": reference} if reference is not None else {}) | images
     figures = report_figures(report, sets, out)
     report.pop("arrays")
-    report["config"] |= {"models": dict(zip(images, args.model)), "reference_source": ref_text,
+    report["config"] |= {"models": specs, "reference_source": ref_text,
                          "num": args.num, "seed": args.seed, "steps": args.steps}
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     table = metrics_markdown(report)

@@ -65,7 +65,7 @@ def run(args) -> int:
     figure_injection(curves, out / "figure6_injection.png",
                      title=f"Injection sampling: {args.model} → base, {args.num} samples")
     ncols = min(args.num, 8)
-    rows = [result["original"].images[:ncols]] + [result["switched"][k].images[:ncols] for k in inject_at]
+    rows = [result["original"].images[:ncols]] + [result["switched"][k][:ncols] for k in inject_at]
     save_grid(torch.cat(rows), out / "grid_injection.png", ncols=ncols, scale=max(1, 64 // rows[0].shape[-1]))
     for item in report["inject"]:
         print(f"switch at k={item['k']:>3} (paper {item['paper_step']:>3}): "

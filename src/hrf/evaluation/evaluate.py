@@ -224,6 +224,16 @@ def metrics_markdown(report: dict, include_detail: bool = False) -> str:
     return "\n".join(lines) + "\n\n" + LEGEND + "\n"
 
 
+def split_label(text: str) -> tuple[str | None, str]:
+    """``LABEL=SPEC`` → ``(LABEL, SPEC)``; a bare spec (or an existing path containing "=") → ``(None, text)``."""
+    if "=" not in text or text.startswith("hrf:") or Path(text).exists():
+        return None, text
+    label, spec = text.split("=", 1)
+    if not label or not spec:
+        raise HrfError(f"model '{text}': write LABEL=SPEC with both parts, or just SPEC")
+    return label, spec
+
+
 def model_slug(spec: str, taken: set[str]) -> str:
     """A file-name-safe, unique short name for a model spec (``hrf:faces32`` → ``hrf_faces32``)."""
     base = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(spec.rstrip("/")).name if not spec.startswith("hrf:") else spec)
@@ -317,7 +327,8 @@ def report_figures(report: dict, images_by_set: dict[str, torch.Tensor], out_dir
 
     Figure 1 projects the first embedder's features of the first and last model, marking the first
     model's best sample under the first reward; Figure 5 plots the first reward against the first
-    embedder's Vendi score; Figure 7 the Vendi score of growing prefixes of each set.
+    embedder's Vendi score (sets named GROUP/NAME share a colour per GROUP); Figure 7 the Vendi score of
+    growing prefixes of each set.
     """
     from hrf.evaluation.plots import figure_embeddings, figure_incremental_vendi, figure_reward_vs_vendi, sample_grids
     from hrf.evaluation.vendi import incremental_vendi
@@ -340,7 +351,7 @@ def report_figures(report: dict, images_by_set: dict[str, torch.Tensor], out_dir
         for m in with_reference:
             entry_r, entry_v = report["models"][m][f"reward/{rewards[0]}"], report["models"][m][f"vendi/{emb}"]
             ci = entry_v["ci"] or [entry_v["value"]] * 2
-            points.append({"label": m, "group": m, "reward": entry_r["value"], "reward_err": entry_r["err"],
+            points.append({"label": m, "group": m.split("/")[0], "reward": entry_r["value"], "reward_err": entry_r["err"],
                            "vendi": entry_v["value"], "vendi_err": (max(entry_v["value"] - ci[0], 0.0), max(ci[1] - entry_v["value"], 0.0))})
         paths.append(figure_reward_vs_vendi(points, out_dir / "figure5_reward_vs_vendi.png", rewards[0], emb_label))
     n = min(len(f) for f in feats.values())

@@ -85,8 +85,9 @@ def injection_distances(
 ) -> dict:
     """Per-step cosine distances of x̂0 between the fine-tuned trajectory and each switched one.
 
-    Returns ``{"original": SwitchedTrajectory, "switched": {k: SwitchedTrajectory}, "distance": {k: (T, N)},
-    "final_distance": {k: (N,)}}`` where distances are ``1 − cos`` in model space ([-1, 1]).
+    Returns ``{"original": SwitchedTrajectory, "switched": {k: final images}, "distance": {k: (T, N)},
+    "final_distance": {k: (N,)}}`` where distances are ``1 − cos`` in model space ([-1, 1]). All samples
+    go through the UNet as one batch: meant for tens of samples, as the paper's 15.
     """
     from tqdm.auto import tqdm
 
@@ -98,7 +99,7 @@ def injection_distances(
     out = {"original": original, "switched": {}, "distance": {}, "final_distance": {}}
     for k in tqdm(list(inject_at), desc="injection", unit="switch", disable=not progress):
         traj = switched_trajectory(finetuned, base, scheduler, num, seed, k, eta)
-        out["switched"][k] = traj
+        out["switched"][k] = traj.images
         out["distance"][k] = cosine_distance(original.x0, traj.x0)
         out["final_distance"][k] = cosine_distance(original.images, traj.images)
     return out

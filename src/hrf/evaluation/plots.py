@@ -127,12 +127,14 @@ def figure_probe(
 
 
 def sample_grids(images_by_model: dict[str, torch.Tensor], out_dir: str | Path, max_images: int = 64) -> list[Path]:
-    """One PNG grid per model (``grid_<name>.png``), enlarged to about 256 px per row of 8."""
+    """One PNG grid per model (``grid_<name>.png``, unsafe characters as "_"), about 256 px per row of 8."""
+    import re
+
     from hrf.images import save_grid
 
     paths = []
     for name, images in images_by_model.items():
-        path = Path(out_dir) / f"grid_{name}.png"
+        path = Path(out_dir) / f"grid_{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.png"
         save_grid(images[:max_images], path, scale=max(1, 32 // images.shape[-1]))
         paths.append(path)
     return paths
