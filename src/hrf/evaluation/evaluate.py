@@ -126,9 +126,10 @@ def evaluate_images(
     """All metrics of each image set (model space, [-1, 1] NCHW), and of ``reference`` when given.
 
     ``rewards`` are registered reward names (or a dict name → reward fn); ``embedders`` are names for
-    :func:`make_embedder` or built embedders (``domain`` is added on the ``benchmark``). With a reference, each model also gets Fréchet/kernel distances and
-    precision/recall/density/coverage against it, per embedder; the reference gets its own row (its
-    diversity is the target "closer to baseline" refers to). Returns ``{"models": {name: {key: entry}},
+    :func:`make_embedder` or built embedders (``domain`` is added on the ``benchmark``). With a
+    reference, each model also gets Fréchet/kernel distances and precision/recall/density/coverage
+    against it, per embedder, and the reference gets its own row (the diversity of real data, beside
+    the base model's, which the paper's "closer to baseline" refers to). Returns ``{"models": {name: {key: entry}},
     "labels": {key: name}, "extra": {name: {...}}, "config": {...}}``; with ``return_arrays`` also
     ``"arrays": {"rewards": {set: {reward: values}}, "features": {embedder: {set: features}}}`` (not JSON).
     """
@@ -152,16 +153,21 @@ def evaluate_images(
         arrays["rewards"][name] = reward_values(images, reward_fns)
         for r, values in arrays["rewards"][name].items():
             results[name][f"reward/{r}"] = _entry(*mean_sem(values))
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(embs) * len(sets), desc="metrics", unit="set", disable=not progress)
     for emb in embs:
         ref_feats = None
         for name, images in sets.items():
+            bar.set_postfix_str(f"{emb.name} · {name}")
             feats, probs = emb.embed(images, progress)
             if return_arrays:
                 arrays["features"][emb.name][name] = feats
             results[name][f"vendi/{emb.name}"] = _entry(
                 vendi_score(feats), ci=bootstrap_ci(vendi_score, feats, n_boot, 0.05, seed) if n_boot else None)
             if emb.name == "efficientnet_lite0":
-                results[name]["is/efficientnet_lite0"] = _entry(*inception_score(probs["imagenet"], min(is_splits, len(feats))))
+                imagenet_is = inception_score(probs["imagenet"], min(is_splits, len(feats)))
+                results[name]["is/efficientnet_lite0"] = _entry(*imagenet_is)
             if emb.name == "domain" and benchmark:
                 metrics, info = benchmark_metrics(probs, is_splits)
                 results[name].update(metrics)
@@ -170,6 +176,8 @@ def evaluate_images(
                 ref_feats = feats
             elif ref_feats is not None:
                 results[name].update(_distances(emb, ref_feats, feats, seed))
+            bar.update()
+    bar.close()
     labels = _labels(embs, list(reward_fns), benchmark)
     config = {"rewards": list(reward_fns), "embedders": specs, "embedder_labels": {e.name: e.label for e in embs},
               "benchmark": benchmark, "n_boot": n_boot,
