@@ -1,0 +1,46 @@
+"""Run a config to completion in a directory, resuming or skipping what is already done."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hrf.config import Config, config_diff, load_config
+from hrf.training.checkpoint import checkpoint_dirs
+
+PRESETS = Path(__file__).resolve().parents[3] / "configs"
+
+
+def preset_path(name: str) -> Path:
+    """``configs/NAME.toml`` of the source tree (hrf is installed editable by scripts/setup.sh)."""
+    from hrf.errors import HrfError
+
+    path = PRESETS / f"{name}.toml"
+    if not path.is_file():
+        raise HrfError(f"preset '{name}' not found at {path}; run from an editable install of the hrf repository")
+    return path
+
+
+def train_to_completion(cfg: Config, out: Path, progress: bool = True, **trainer_kwargs) -> Path:
+    """Train ``cfg`` in ``out`` unless a finished run of the same config is there; returns ``out/final``.
+
+    A finished run (``final/`` + ``summary.json``) of the same config is reused; an interrupted one resumes
+    from its last checkpoint; anything else in ``out`` is started over.
+    """
+    from hrf.training.trainer import prepare_run
+
+    out = Path(out)
+    saved = out / "config.toml"
+    same = saved.is_file() and not config_diff(load_config(saved), cfg)
+    if same and (out / "summary.json").is_file():
+        return out / "final"
+    resume = same and bool(checkpoint_dirs(out))
+    trainer = prepare_run(None if resume else cfg, out, resume=resume, force=not resume, progress=progress,
+                          **trainer_kwargs)
+    trainer.train()
+    if trainer.acc.is_main_process:
+        lines = (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").is_file() else []
+        summary = {"epochs": trainer.epoch, "stopped": trainer.stopped_reason,
+                   "last_reward_mean": json.loads(lines[-1])["reward_mean"] if lines else None}
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return out / "final"
