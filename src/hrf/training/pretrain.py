@@ -25,7 +25,6 @@ from diffusers import DDPMScheduler
 
 from hrf.errors import HrfError
 
-DATASETS = ("faces", "digits")
 CHECKPOINT = "checkpoint.pt"
 RUN_CONFIG = "pretrain_config.json"
 MODEL_DIR = "model"
@@ -74,25 +73,42 @@ def _digits() -> torch.Tensor:
     return torch.from_numpy(pixels)[:, None] * 2.0 - 1.0
 
 
+def _lfw(size: int) -> torch.Tensor:
+    from hrf.data.lfw import lfw_faces
+
+    return lfw_faces(size)
+
+
+def _mnist(size: int) -> torch.Tensor:
+    from hrf.data.mnist import mnist_digits
+
+    return mnist_digits(size=size)
+
+
+# Fixed 1-channel image sets, sampled uniformly with replacement: name -> loader(size) -> (N, 1, size, size).
+POOLS = {"digits": lambda size: _resize(_digits(), size), "lfw": _lfw, "mnist": _mnist}
+DATASETS = ("faces", *POOLS)
+
+
 def make_batch_fn(data: str, size: int, batch_size: int):
     """``fn(step_seed) -> (B, C, size, size)`` batch in [-1, 1] for a named data set."""
     if data == "faces":
         from hrf.data.faces import faces_tensor
 
         return lambda s: _resize(faces_tensor(batch_size, s)[0], size)
-    if data == "digits":
-        pool = _digits()
+    if data in POOLS:
+        pool = POOLS[data](size)
 
-        def digits_batch(s: int) -> torch.Tensor:
+        def pool_batch(s: int) -> torch.Tensor:
             idx = torch.randint(len(pool), (batch_size,), generator=torch.Generator().manual_seed(s))
-            return _resize(pool[idx], size)
+            return pool[idx]
 
-        return digits_batch
+        return pool_batch
     raise HrfError(f"unknown data '{data}'; choose one of: {', '.join(DATASETS)}")
 
 
 def _channels(data: str) -> int:
-    return 1 if data == "digits" else 3
+    return 1 if data in POOLS else 3
 
 
 def _lr_at(cfg: PretrainConfig, step: int) -> float:
