@@ -76,14 +76,15 @@ def load_unet(spec: str, dtype: torch.dtype = torch.float32) -> UNet2DModel:
     """Load the UNet2DModel of ``spec`` (``hrf:NAME``, a directory or a hub id)."""
     path, subfolder = resolve_model_path(spec)
     kwargs = {"subfolder": subfolder} if subfolder else {}
+    kwargs["torch_dtype"] = dtype
     if Path(path).is_dir():
         try:
             unet = UNet2DModel.from_pretrained(path, **kwargs)
         except (OSError, ValueError, KeyError) as exc:
             raise HrfError(f"cannot load a UNet2DModel from '{spec}': {exc}".splitlines()[0]) from exc
     else:
-        unet = _from_hub(UNet2DModel.from_pretrained, path)
-    return unet.to(dtype)
+        unet = _from_hub(UNet2DModel.from_pretrained, path, **kwargs)
+    return unet
 
 
 def load_scheduler(spec: str) -> DDPMScheduler:
