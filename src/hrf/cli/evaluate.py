@@ -13,7 +13,9 @@ def register(sub) -> None:
         help="compare models: rewards, Vendi, IS, FD/KID, precision/recall (same initial noise for all)",
         description="Sample every model from the same initial noise (cached per model in OUT, so a rerun "
         "only samples what is missing) and write metrics.json, metrics.md, sample grids and figures. "
-        "Each metric names the network that computed it, e.g. 'IS (EfficientNet-Lite0, ImageNet)'.",
+        "Each metric names the network that computed it, e.g. 'IS (EfficientNet-Lite0, ImageNet)'. On the "
+        "faces benchmark the factor classifier adds its IS over high-level factor combinations (its heads "
+        "multiplied), the entropy of the predicted combinations and their coverage of all 576.",
     )
     p.add_argument("--model", nargs="+", required=True, metavar="[LABEL=]SPEC",
                    help="models to compare: diffusers directories or hrf:NAME, optionally labelled (first = the "
@@ -40,6 +42,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from hrf.errors import HrfError
+    from hrf.models import resolve_model_path
     from hrf.rewards import make_reward
     from hrf.evaluation.embedders import efficientnet_installed, make_embedder
     from hrf.evaluation.evaluate import (evaluate_images, load_reference, metrics_markdown, model_slug,
@@ -53,13 +56,16 @@ def run(args) -> int:
                                                                      "benchmark_used": benchmark}
     (out / "evaluate_args.json").write_text(json.dumps(config, indent=2))
 
-    # Bad names fail here, before any sampling.
+    # Bad names fail here, before any network is loaded or image sampled.
+    labelled = [split_label(m) for m in args.model]
+    for _, spec in labelled:
+        resolve_model_path(spec)
     embs = [make_embedder(e) for e in embedders] + ([make_embedder("domain")] if benchmark and "domain" not in embedders else [])
     rewards = {r: make_reward(r) for r in args.reward}
     reference, ref_text = load_reference(args.reference, args.num, args.seed) if args.reference else (None, None)
     taken: set[str] = set()
     images, specs = {}, {}
-    for label, spec in (split_label(m) for m in args.model):
+    for label, spec in labelled:
         slug = model_slug(label.replace("/", "_") if label else spec, taken)
         name = label if label and label not in images else slug
         print(f"model {spec} → {name}")
