@@ -70,15 +70,19 @@ def crossing(grid: Sequence[int], curve: Sequence[float], level: float) -> float
 def suggest_windows(
     grid: Sequence[int], curve: Sequence[float], levels: Sequence[float], num_steps: int, half_width: int = 2
 ) -> list[dict]:
-    """One inclusive window ``[c − w, c + w]`` (clipped to 0..T−1) around each level's crossing step c."""
+    """One inclusive window ``[c − w, c + w]`` around each level's crossing step c, within 0..T−2.
+
+    T − 1 is left out: a trajectory starting there has only the deterministic last step, nothing to train.
+    """
+    last = num_steps - 2
     out = []
     for level in levels:
         c = crossing(grid, curve, level)
         if c is None:
             out.append({"level": level, "crossing": None, "window": None})
             continue
-        lo = int(np.clip(round(c) - half_width, 0, max(num_steps - 1 - 2 * half_width, 0)))
-        out.append({"level": level, "crossing": c, "window": [lo, min(lo + 2 * half_width, num_steps - 1)]})
+        lo = int(np.clip(round(c) - half_width, 0, max(last - 2 * half_width, 0)))
+        out.append({"level": level, "crossing": c, "window": [lo, min(lo + 2 * half_width, last)]})
     return out
 
 
