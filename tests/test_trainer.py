@@ -145,3 +145,14 @@ def test_epoch_generators_are_independent_streams():
     assert torch.equal(a, torch.randn(3, generator=epoch_generator(0, 1, 0, 0)))
     assert not torch.equal(a, torch.randn(3, generator=epoch_generator(0, 2, 0, 0)))
     assert not torch.equal(a, torch.randn(3, generator=epoch_generator(0, 1, 1, 0)))
+
+
+def test_tensorboard_logging(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = _cfg("full", max_epochs=2)
+    cfg.output.tensorboard = True
+    _run(cfg, tmp_path / "tb").train()
+    events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("reward_mean")] == [1, 2]

@@ -100,6 +100,13 @@ class Trainer:
         self.schedule = make_schedule(cfg.schedule)
         self.epoch = 0
         self.stopped_reason: str | None = None
+        self._tensorboard = None
+        if cfg.output.tensorboard and self.acc.is_main_process:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                raise HrfError("output.tensorboard needs the tensorboard package: pip install tensorboard") from exc
+            self._tensorboard = SummaryWriter(str(self.run_dir / "tensorboard"))
 
     # ------------------------------------------------------------ helpers
 
@@ -338,6 +345,11 @@ class Trainer:
     def _write_metrics(self, metrics: dict) -> None:
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(metrics) + "\n")
+        if self._tensorboard is not None:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)) and key != "epoch":
+                    self._tensorboard.add_scalar(key, value, metrics["epoch"])
+            self._tensorboard.flush()
 
     def _checkpoint(self) -> None:
         if self.acc.is_main_process:
