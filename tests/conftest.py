@@ -30,3 +30,24 @@ def ddim40(train_scheduler):
 @pytest.fixture
 def unet8():
     return tiny_unet(sample_size=8, seed=0).eval()
+
+
+def write_run_config(path, model_dir, **sections) -> "Path":
+    """A tiny training config (8×8 model at ``model_dir``, T = 6, brightness reward) written as TOML.
+
+    ``sections`` update the base one table at a time, e.g. ``train={"max_epochs": 4}``.
+    """
+    import tomli_w
+
+    data = {
+        "model": {"path": str(model_dir)},
+        "sampling": {"num_steps": 6},
+        "reward": {"name": "tests.test_trainer:brightness"},
+        "schedule": {"kind": "windows", "windows": [[1, 2]], "iterations": [2]},
+        "train": {"references": 2, "branches": 3, "max_epochs": 2, "sample_batch_size": 6, "train_batch_size": 8,
+                  "lr": 1e-3},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    path.write_text(tomli_w.dumps(data))
+    return path

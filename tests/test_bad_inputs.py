@@ -10,7 +10,7 @@ import pytest
 
 from hrf.cli.main import main
 from hrf.models import save_model, tiny_unet
-from tests.conftest import celebahq_like_scheduler
+from tests.conftest import celebahq_like_scheduler, write_run_config
 
 
 def wrong_shape(images):
@@ -26,24 +26,9 @@ def world(tmp_path_factory):
     """A model directory, a valid config, a finished run and a run with a corrupt checkpoint."""
     root = tmp_path_factory.mktemp("bad")
     model = save_model(tiny_unet(8), celebahq_like_scheduler(), root / "model")
-    cfg = root / "ok.toml"
-    cfg.write_text(f'''[model]
-path = "{model}"
-[sampling]
-num_steps = 6
-[reward]
-name = "tests.test_trainer:brightness"
-[schedule]
-kind = "windows"
-windows = [[1, 2]]
-iterations = [1]
-[train]
-references = 2
-branches = 2
-max_epochs = 1
-sample_batch_size = 4
-train_batch_size = 8
-''')
+    cfg = write_run_config(root / "ok.toml", model, train={"references": 2, "branches": 2, "max_epochs": 1,
+                                                           "sample_batch_size": 4},
+                           schedule={"iterations": [1]})
     assert main(["train", "--config", str(cfg), "--out", str(root / "run"), "--no-progress"]) == 0
     assert main(["train", "--config", str(cfg), "--out", str(root / "corrupt"), "--no-progress"]) == 0
     ckpt = next((root / "corrupt" / "checkpoints").iterdir())

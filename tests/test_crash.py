@@ -21,7 +21,7 @@ from hrf.errors import HrfError
 from hrf.models import save_model, tiny_unet
 from hrf.training.checkpoint import checkpoint_dirs
 from hrf.training.trainer import prepare_run
-from tests.conftest import celebahq_like_scheduler
+from tests.conftest import celebahq_like_scheduler, write_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,28 +51,8 @@ sys.exit(main(sys.argv[3:]))
 
 
 def _config(path: Path, model: Path, epochs: int = 4) -> Path:
-    path.write_text(f'''[model]
-path = "{model}"
-[sampling]
-num_steps = 6
-[reward]
-name = "tests.test_trainer:brightness"
-[schedule]
-kind = "windows"
-windows = [[0, 1], [2, 3]]
-iterations = [2, 2]
-[train]
-references = 2
-branches = 3
-max_epochs = {epochs}
-sample_batch_size = 6
-train_batch_size = 8
-lr = 1e-3
-[output]
-keep_checkpoints = 2
-grid_every = 0
-''')
-    return path
+    return write_run_config(path, model, schedule={"windows": [[0, 1], [2, 3]], "iterations": [2, 2]},
+                            train={"max_epochs": epochs}, output={"keep_checkpoints": 2, "grid_every": 0})
 
 
 def _env():

@@ -11,32 +11,9 @@ from pathlib import Path
 import pytest
 
 from hrf.models import save_model, tiny_unet
-from tests.conftest import celebahq_like_scheduler
+from tests.conftest import celebahq_like_scheduler, write_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _write_config(path: Path, model_dir: Path) -> None:
-    path.write_text(f'''
-[model]
-path = "{model_dir}"
-[sampling]
-num_steps = 6
-[reward]
-name = "tests.test_trainer:brightness"
-[schedule]
-kind = "windows"
-windows = [[1, 2]]
-iterations = [2]
-[train]
-references = 4
-branches = 3
-max_epochs = 2
-sample_batch_size = 6
-train_batch_size = 8
-updates_per_epoch = 2
-lr = 1e-3
-''')
 
 
 def _run(cmd, tmp_path, timeout=240):
@@ -47,7 +24,7 @@ def _run(cmd, tmp_path, timeout=240):
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     model_dir = save_model(tiny_unet(8), celebahq_like_scheduler(), tmp_path / "model")
-    _write_config(tmp_path / "c.toml", model_dir)
+    write_run_config(tmp_path / "c.toml", model_dir, train={"references": 4, "updates_per_epoch": 2})
     single = _run([sys.executable, "-m", "hrf", "train", "--config", "c.toml", "--out", "one", "--no-progress"],
                   tmp_path)
     assert single.returncode == 0, single.stderr[-2000:]
