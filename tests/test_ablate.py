@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hrf.cli.main import main
-from hrf.experiments.ablate import REGIMES, regime_iterations, summarise
+from hrf.experiments.ablate import REGIMES, regime_iterations, scaled_windows, summarise
 from hrf.models import save_model, tiny_unet
 from tests.conftest import celebahq_like_scheduler
 
@@ -16,6 +16,12 @@ def test_regime_iterations_keep_totals_equal():
     totals = {r: sum(regime_iterations(r, 4)) for r in REGIMES}
     assert totals == {"baseline": 12, "early": 12, "later": 12}
     assert regime_iterations("later", 4) == [4, 8]
+
+
+def test_windows_scale_with_the_number_of_steps():
+    assert scaled_windows("baseline", 40) == REGIMES["baseline"]
+    assert scaled_windows("early", 20) == [[2, 4], [9, 11], [14, 16]]
+    assert scaled_windows("later", 10) == [[2, 3], [7, 8]]
 
 
 def test_summarise_means_and_standard_errors():

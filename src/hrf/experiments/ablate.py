@@ -3,7 +3,8 @@
 Regimes in the step-index convention (k: 0 = noise, T = clean) for T = 40, as the paper lists them:
 baseline [(8,12),(18,22),(28,32)], early [(3,7),(18,22),(28,32)], later [(8,12),(28,32)] ("middle window
 removed, iterating more on the last window": the last window gets twice the iterations, so every regime
-trains the same number of epochs). Each cell (regime, seed) trains, samples and is evaluated once; its
+trains the same number of epochs). For another T the windows keep their fraction of the chain
+(:func:`scaled_windows`). Each cell (regime, seed) trains, samples and is evaluated once; its
 result is kept in ``cells/`` and never recomputed.
 """
 
@@ -24,6 +25,13 @@ REGIMES: dict[str, list[list[int]]] = {
 }
 
 
+def scaled_windows(regime: str, num_steps: int) -> list[list[int]]:
+    """The regime's windows for T = ``num_steps``: the paper's T = 40 windows at the same fractions of the chain."""
+    scale = num_steps / 40
+    last = num_steps - 2  # the last trainable start step
+    return [[min(round(lo * scale), last), min(round(hi * scale), last)] for lo, hi in REGIMES[regime]]
+
+
 def regime_iterations(regime: str, per_window: int) -> list[int]:
     """Epochs per window: ``per_window`` each; 'later' doubles its last window to keep the total equal."""
     n = len(REGIMES[regime])
@@ -39,8 +47,9 @@ def run_cell(out: Path, preset: str, regime: str, seed: int, per_window: int, nu
     if cell_file.is_file():
         return json.loads(cell_file.read_text())
     iters = regime_iterations(regime, per_window)
+    windows = scaled_windows(regime, load_config(preset_path(preset), overrides).sampling.num_steps)
     cfg = load_config(preset_path(preset), [
-        f"schedule.windows={REGIMES[regime]}", f"schedule.iterations={iters}", "schedule.after_last=stop",
+        f"schedule.windows={windows}", f"schedule.iterations={iters}", "schedule.after_last=stop",
         f"train.max_epochs={sum(iters)}", f"train.seed={seed}", *overrides])
     final = train_to_completion(cfg, out / "runs" / f"{regime}-seed{seed}", progress=progress)
     images = sample_or_load(str(final), out / "runs" / f"{regime}-seed{seed}" / "eval.npz", num_eval, eval_seed,
@@ -48,7 +57,7 @@ def run_cell(out: Path, preset: str, regime: str, seed: int, per_window: int, nu
     report = evaluate_images({"model": images}, rewards=[cfg.reward.name], embedders=["pixels"],
                              benchmark=cfg.model.path == "hrf:faces32", n_boot=0, is_splits=1, seed=eval_seed)
     metrics = report["models"]["model"]
-    cell = {"regime": regime, "seed": seed, "windows": REGIMES[regime], "iterations": iters,
+    cell = {"regime": regime, "seed": seed, "windows": windows, "iterations": iters,
             "reward": metrics[f"reward/{cfg.reward.name}"]["value"],
             "vendi": {k.split("/", 1)[1]: v["value"] for k, v in metrics.items() if k.startswith("vendi/")},
             "metrics": {k: v["value"] for k, v in metrics.items()}}
@@ -93,7 +102,8 @@ def run_ablation(out: Path, preset: str = "faces32/compressibility-hrf", regimes
                "points": points, "cells": cells, "figure": figure.name}
     (out / "ablation.json").write_text(json.dumps(summary, indent=2))
     rows = ["| regime | windows | seeds | reward (mean ± SE) | Vendi pixels (mean ± SE) |", "| --- | --- | --- | --- | --- |"]
-    rows += [f"| {p['label']} | {REGIMES[p['label']]} | {p['seeds']} | {p['reward']:.4g} ± {p['reward_err']:.2g} | "
+    windows = {c["regime"]: c["windows"] for c in cells}
+    rows += [f"| {p['label']} | {windows[p['label']]} | {p['seeds']} | {p['reward']:.4g} ± {p['reward_err']:.2g} | "
              f"{p['vendi']:.4g} ± {p['vendi_err']:.2g} |" for p in points]
     (out / "ablation.md").write_text("\n".join(rows) + "\n")
     return summary
