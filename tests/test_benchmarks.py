@@ -1,0 +1,79 @@
+"""The benchmark scripts run end to end with --quick and write well-formed JSON (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _numbers(obj):
+    """Every int/float leaf of a JSON value (bools and None excluded)."""
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _numbers(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _numbers(v)
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        yield obj
+
+
+def _run(script: str, *args: str) -> None:
+    res = subprocess.run([sys.executable, str(BENCH / script), "--quick", *args], capture_output=True, text=True,
+                         timeout=1800)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_perf_quick_writes_finite_json(tmp_path):
+    out = tmp_path / "perf.json"
+    _run("perf.py", "--out", str(out))
+    res = json.loads(out.read_text())
+    assert {"machine", "targets", "models", "metrics", "memory"} <= set(res)
+    assert res["machine"]["torch_threads"] == 1 and res["machine"]["cpu"]
+    for key in ("base", "paper"):
+        model = res["models"][key]
+        assert {"hrf_vs_floor", "diffusers_vs_floor", "hrf_vs_diffusers"} <= set(model["sampling"])
+        assert {"ddpo_epoch_vs_floor", "hrf_epoch_vs_floor", "hrf_vs_ddpo_epoch",
+                "hrf_share_of_trained_steps"} <= set(model["epochs"])
+        # the floor mirrors the trainer's calls: DDPO trains every stochastic step (all but the last) of 4 trajectories
+        assert model["epochs"]["floor_calls"]["ddpo"]["trained_pairs"] == \
+            model["epochs"]["trajectories"] * (model["epochs"]["steps"] - 1)
+    assert {"jpeg_reward", "vendi", "domain_features"} <= set(res["metrics"])
+    assert set(res["memory"]["max_rss_mb"]) == {"baseline", "base/hrf_rollout"}
+    numbers = list(_numbers(res))
+    assert numbers and all(math.isfinite(x) for x in numbers)
+    assert out.with_suffix(".md").read_text().count("| base") >= 3
+
+
+@pytest.mark.slow
+def test_pareto_quick_writes_finite_json(tmp_path):
+    from diffusers import DDPMScheduler
+
+    from hrf.models import save_model, unet_from_preset
+
+    model = "hrf:faces32"
+    if not (Path(__file__).resolve().parents[1] / "src/hrf/assets/models/faces32/config.json").is_file():
+        # a checkout without the shipped model: a fresh faces-shaped UNet runs the same pipeline
+        model = str(save_model(unet_from_preset("tiny", 32), DDPMScheduler(), tmp_path / "model"))
+    out = tmp_path / "study"
+    _run("pareto.py", "--model", model, "--out", str(out))
+    res = json.loads((out / "pareto.json").read_text())
+    assert res["cells_done"] == res["cells_planned"] == 4
+    assert {r["method"] for r in res["rows"]} == {"ddpo", "hrf", "hrfd", "kl"}
+    for row in res["rows"]:
+        assert {"reward_gain", "vendi/pixels/fraction", "vendi/domain/fraction", "is/domain/fraction",
+                "factors/entropy/fraction", "factors/coverage/fraction"} <= set(row)
+        # the gain is the cell's reward minus the base model's, evaluated from the same noise
+        assert row["reward_gain"]["mean"] == pytest.approx(row["reward"]["mean"] - row["base_reward"])
+    numbers = list(_numbers(res))  # strict JSON: an undefined fraction is null, never NaN
+    assert numbers and all(math.isfinite(x) for x in numbers)
+    assert all((out / name).is_file() for name in res["figures"])
+    assert len(list((out / "cells").glob("*.json"))) == 4
