@@ -117,13 +117,21 @@ def base_metrics(out: Path, model: str, num_eval: int, eval_seed: int, steps: in
     return metrics
 
 
+def stored_cell(path: Path, model: str, scale: float, num_eval: int) -> dict | None:
+    """A cell's stored result if it was computed for the same model, scale and number of evaluation samples."""
+    if not path.is_file():
+        return None
+    cell = json.loads(path.read_text())
+    return cell if (cell.get("model"), cell.get("scale"), cell.get("num_eval")) == (model, scale, num_eval) else None
+
+
 def run_cell(out: Path, task: str, method: str, seed: int, model: str, quick: bool, num_eval: int,
              eval_seed: int, scale: float = 1.0) -> dict:
-    """Train and evaluate one cell, or read its stored result."""
+    """Train and evaluate one cell, or read its stored result (kept only for the same model, scale and num_eval)."""
     name = f"{task}-{method}-seed{seed}"
     cell_file = out / "cells" / f"{name}.json"
-    if cell_file.is_file():
-        return json.loads(cell_file.read_text())
+    if (stored := stored_cell(cell_file, model, scale, num_eval)) is not None:
+        return stored
     cfg = cell_config(task, method, seed, model, quick, scale)
     t0 = time.perf_counter()
     final = train_to_completion(cfg, out / "runs" / name, progress=False)
@@ -132,6 +140,7 @@ def run_cell(out: Path, task: str, method: str, seed: int, model: str, quick: bo
                              cfg.sampling.num_steps)
     history = [json.loads(ln) for ln in (out / "runs" / name / "metrics.jsonl").read_text().splitlines() if ln]
     cell = {"task": task, "method": method, "label": METHODS[method][0], "seed": seed, "reward": cfg.reward.name,
+            "model": model, "scale": scale, "num_eval": num_eval,
             "epochs": len(history), "trajectories": int(sum(h["trajectories"] for h in history)),
             "trained_pairs": int(sum(h["trained_pairs"] for h in history)),
             "train_seconds_this_session": round(train_seconds, 1), "metrics": metrics}
@@ -258,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         steps = cell_config(tasks[0], "ddpo", 0, model, args.quick).sampling.num_steps
         todo = [(t, s, m) for t in tasks for s in seeds for m in args.methods]
-        pending = [c for c in todo if not (out / "cells" / f"{c[0]}-{c[2]}-seed{c[1]}.json").is_file()]
+        pending = [c for c in todo if stored_cell(out / "cells" / f"{c[0]}-{c[2]}-seed{c[1]}.json", model,
+                                                  args.scale, num_eval) is None]
         if args.summary_only:
             todo = [c for c in todo if c not in pending]
         elif pending:
