@@ -42,8 +42,12 @@ def test_huge_log_ratio_does_not_overflow():
 def test_group_advantages_and_clipping():
     rewards = torch.tensor([1.0, 3.0, 10.0, 10.0, 0.0, 100.0])
     groups = torch.tensor([0, 0, 1, 1, 2, 2])
-    adv = compute_advantages(rewards, groups, clip=5.0)
+    adv = compute_advantages(rewards, groups, clip=5.0, group_scale=True)  # GRPO: each group's own std
     torch.testing.assert_close(adv, torch.tensor([-1.0, 1.0, 0.0, 0.0, -1.0, 1.0]), rtol=1e-5, atol=1e-5)
+    # default: centred per group, one scale for all: centred = [-1, 1, 0, 0, -50, 50], rms = sqrt(5002/6)
+    adv = compute_advantages(rewards, groups, clip=5.0)
+    rms = (5002 / 6) ** 0.5
+    torch.testing.assert_close(adv, torch.tensor([-1, 1, 0, 0, -50, 50]) / rms, rtol=1e-5, atol=1e-6)
     batch = compute_advantages(torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 100.0]), None, clip=2.0)
     assert batch.max().item() == 2.0  # (100 − 10) / 30 = 3 → clipped to 2
     torch.testing.assert_close(batch[:9], torch.full((9,), -1 / 3))

@@ -68,7 +68,7 @@ class TrainConfig:
     grad_clip: float = 4.5  # max gradient norm (paper: 4.5)
     clip_range: float = 1e-4  # PPO clip ε on the importance ratio (paper: 1e-4)
     adv_clip: float = 5.0  # advantages clipped to ±adv_clip (paper silent; DDPO's value)
-    advantage_norm: str = "group"  # "group": within each reference's branches (GRPO-style); "batch": whole batch
+    advantage_norm: str = "group"  # "group": centred per reference, batch-scaled; "group_std": GRPO; "batch": DDPO
     timestep_fraction: float = 1.0  # fraction of each trajectory's trainable steps trained (DDPO's subsampling)
     kl_coef: float = 0.0  # > 0 adds a per-step KL to the frozen base model (DPOK-style baseline)
 
@@ -250,11 +250,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.timestep_fraction must be in (0, 1], got {t.timestep_fraction}")
     if len(t.adam_betas) != 2 or not all(0 <= b < 1 for b in t.adam_betas):
         raise ConfigError(f"train.adam_betas must be two numbers in [0, 1), got {t.adam_betas}")
-    if t.advantage_norm not in ("group", "batch"):
-        raise ConfigError(f"train.advantage_norm must be 'group' or 'batch', got '{t.advantage_norm}'")
-    if t.advantage_norm == "group" and t.branches < 2:
-        raise ConfigError("train.advantage_norm='group' needs train.branches ≥ 2 (one branch has no group "
-                          "statistics); use advantage_norm='batch' for DDPO")
+    if t.advantage_norm not in ("group", "group_std", "batch"):
+        raise ConfigError(f"train.advantage_norm must be 'group', 'group_std' or 'batch', got '{t.advantage_norm}'")
+    if t.advantage_norm != "batch" and t.branches < 2:
+        raise ConfigError(f"train.advantage_norm='{t.advantage_norm}' needs train.branches ≥ 2 (one branch has no "
+                          "group statistics); use advantage_norm='batch' for DDPO")
     _positive("sampling.num_steps", s.num_steps)
     if s.num_steps < 2:
         raise ConfigError("sampling.num_steps must be ≥ 2 (the last step is deterministic and never trained)")

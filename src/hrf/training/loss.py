@@ -10,23 +10,30 @@ MAX_LOG_RATIO = 20.0
 
 
 def compute_advantages(
-    rewards: torch.Tensor, groups: torch.Tensor | None, clip: float, eps: float = 1e-8
+    rewards: torch.Tensor, groups: torch.Tensor | None, clip: float, group_scale: bool = False, eps: float = 1e-8
 ) -> torch.Tensor:
     """Normalised, clipped advantages.
 
-    ``groups`` gives each sample's group (the reference it branched from): rewards are standardised within
-    each group (GRPO-style). ``groups=None`` standardises over the whole batch (DDPO). A group with zero
-    variance gets advantages 0. The result is clipped to ±``clip``.
+    ``groups=None``: standardised over the whole batch (DDPO). With ``groups`` (each sample's reference),
+    each reward is centred on its group's mean (the baseline of the reference it branched from) and divided
+    by the standard deviation of all centred rewards; ``group_scale=True`` divides by each group's own
+    standard deviation instead (GRPO). The latter magnifies groups whose rewards barely differ — JPEG sizes
+    of late-start branches differ by a few bytes — into full-size advantages of pure noise. The result is
+    clipped to ±``clip``.
     """
     rewards = rewards.double()
     if groups is None:
         adv = (rewards - rewards.mean()) / (rewards.std(unbiased=False) + eps)
     else:
-        adv = torch.zeros_like(rewards)
+        centred = torch.zeros_like(rewards)
+        scale = torch.ones_like(rewards)
         for g in groups.unique():
             m = groups == g
-            r = rewards[m]
-            adv[m] = (r - r.mean()) / (r.std(unbiased=False) + eps)
+            centred[m] = rewards[m] - rewards[m].mean()
+            scale[m] = rewards[m].std(unbiased=False)
+        if not group_scale:
+            scale = torch.full_like(rewards, float(centred.pow(2).mean().sqrt()))
+        adv = centred / (scale + eps)
     return adv.clamp(-clip, clip).float()
 
 

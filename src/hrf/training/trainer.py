@@ -195,8 +195,9 @@ class Trainer:
         parts = sorted(parts, key=lambda p: p[0])
         all_r = torch.tensor([r for p in parts for r in p[1]])
         all_g = torch.tensor([g for p in parts for g in p[2]], dtype=torch.long)
-        norm_groups = all_g if self.cfg.train.advantage_norm == "group" else None
-        adv = compute_advantages(all_r, norm_groups, self.cfg.train.adv_clip)
+        mode = self.cfg.train.advantage_norm
+        adv = compute_advantages(all_r, None if mode == "batch" else all_g, self.cfg.train.adv_clip,
+                                 group_scale=mode == "group_std")
         offset = sum(len(p[1]) for p in parts if p[0] < self.acc.process_index)
         self._all_rewards = all_r
         return adv[offset:offset + len(rewards)]
