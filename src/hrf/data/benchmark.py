@@ -19,6 +19,8 @@ import torch
 from hrf.data.faces import FACTORS, HIGH_LEVEL, LOW_LEVEL, combo_ids, generate_faces, num_combos
 
 CONFIDENCE = 0.9
+# What a shipped base model should reach (1,000 samples): well-formed faces, data-like coverage.
+REQUIREMENTS = {"confident_fraction": 0.9, "coverage_ratio": 0.9}
 
 
 def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
@@ -124,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     report = measure_model(args.model, args.num, args.seed, args.steps)
+    report["requirements"] = {k: {"min": v, "met": report[k] >= v} for k, v in REQUIREMENTS.items()}
     out = Path(args.out) if args.out else Path(resolve_model_path(args.model)[0]) / "faceness.json"
     out.write_text(json.dumps(report, indent=2))
     keys = ("confident_fraction", "coverage_samples", "coverage_data", "js_bits_mean")
