@@ -368,6 +368,7 @@ def bench_memory(args: argparse.Namespace) -> dict:
     for item in memory_items(args.quick):
         cmd = [sys.executable, __file__, "--memory-item", item, "--threads", str(args.threads)]
         cmd += ["--quick"] if args.quick else []
+        cmd += ["--paper-steps", str(args.paper_steps), "--paper-batch", str(args.paper_batch)]
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
         out[item] = json.loads(res.stdout.strip().splitlines()[-1])["max_rss_mb"]
     base = out["baseline"]
@@ -390,6 +391,8 @@ def markdown(res: dict) -> str:
              "| model | measurement | hrf (s) | floor (s) | hrf / floor | target | other |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for key, model in res["models"].items():
+        if "epochs" not in model:
+            continue
         s, e = model["sampling"], model["epochs"]
         sm, em = s["seconds_median"], e["seconds_median"]
         lines.append(f"| {key}: {model['name']} ({model['params_m']:.2f} M) | rollout {s['batch']}×{s['steps']} steps "
@@ -405,7 +408,7 @@ def markdown(res: dict) -> str:
                      f"| {e['hrf_epoch_vs_floor']:.3f} | HRF/DDPO cost within ±10% of its trained-step share "
                      f"({'meets' if abs(dev) <= 0.10 else 'MISSES'}) | HRF/DDPO epoch {e['hrf_vs_ddpo_epoch']:.3f}; "
                      f"trained-step share {e['hrf_share_of_trained_steps']:.3f}; floor ratio {e['hrf_vs_ddpo_floor']:.3f} |")
-    r = res["metrics"]
+    r = res.get("metrics", {})
     lines += ["", "| reward / metric | items | seconds | items/s | target |", "| --- | --- | --- | --- | --- |"]
     for name, entry in r.items():
         if entry is None:
@@ -423,6 +426,12 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def save(res: dict, out: Path) -> None:
+    """Write the results so far (a run cut short keeps its finished parts; ``complete`` marks a whole run)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2))
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes and one repetition (a smoke test)")
@@ -430,6 +439,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads (the box is shared)")
     p.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 3; quick 1)")
     p.add_argument("--no-memory", action="store_true", help="skip the per-item subprocess memory measurements")
+    p.add_argument("--paper-steps", type=int, default=None, help="denoising steps for the paper-sized UNet (default 10)")
+    p.add_argument("--paper-batch", type=int, default=None, help="batch for the paper-sized UNet (default 4)")
     p.add_argument("--memory-item", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     q = args.quick
@@ -437,7 +448,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     # Sizes that finish in about half an hour on a loaded shared 2-core box.
     args.base_steps, args.base_batch = (10, 4) if q else (40, 32)
     args.base_trajectories, args.train_batch = (4, 64) if q else (16, 128)
-    args.paper_size, args.paper_steps, args.paper_batch = 32, (4 if q else 10), 2 if q else 4
+    args.paper_size = 32
+    args.paper_steps = args.paper_steps or (4 if q else 10)
+    args.paper_batch = args.paper_batch or (2 if q else 4)
     return args
 
 
@@ -472,16 +485,18 @@ def main(argv=None) -> int:
                                        max(1, reps - 1), window)
         bar.update()
         res["models"][key] = entry
+        save(res, args.out)
     bar.set_postfix_str("rewards and metrics")
     res["metrics"] = bench_metrics(q, args.reps)
+    save(res, args.out)
     bar.update()
     if not args.no_memory:
         bar.set_postfix_str("memory")
         res["memory"] = bench_memory(args)
         bar.update()
     bar.close()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2))
+    res["complete"] = True
+    save(res, args.out)
     text = markdown(res)
     args.out.with_suffix(".md").write_text(text)
     print(text)
