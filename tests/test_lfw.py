@@ -68,7 +68,8 @@ def test_lfw_smile_preset_fine_tunes_end_to_end(tmp_path):
 
     assert [h["trajectories"] for h in history] == [16, 16]
     assert [sum(h["start_step_histogram"].values()) for h in history] == [4, 4]  # one start per reference
-    assert all(set(h["start_step_histogram"]) <= set(range(lo, hi + 1)) for h, (lo, hi) in zip(history, [(2, 4), (5, 7)]))
+    for h, (lo, hi) in zip(history, [(2, 4), (5, 7)]):
+        assert set(h["start_step_histogram"]) <= set(range(lo, hi + 1))
     for h in history:
         assert 0.0 <= h["reward_min"] <= h["reward_mean"] <= h["reward_max"] <= 1.0  # P(happy)
         assert h["reward_std"] > 0 and np.isfinite(h["loss"]) and h["optimizer_updates"] == cfg.train.updates_per_epoch
