@@ -51,3 +51,19 @@ def write_run_config(path, model_dir, **sections) -> "Path":
         data.setdefault(name, {}).update(values)
     path.write_text(tomli_w.dumps(data))
     return path
+
+
+def tiny_clip_dir(tmp_path):
+    """A randomly initialised CLIPModel of width 16 (projection dim 12), saved in ``tmp_path / "clip"``."""
+    from transformers import CLIPConfig, CLIPModel
+
+    cfg = CLIPConfig(
+        text_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         vocab_size=100, max_position_embeddings=16),
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=12,
+    )
+    torch.manual_seed(0)
+    CLIPModel(cfg).save_pretrained(tmp_path / "clip")
+    return tmp_path / "clip"

@@ -43,16 +43,10 @@ def test_clip_needs_a_directory(tmp_path):
 
 
 def test_clip_embeddings_from_a_tiny_local_model(tmp_path):
-    transformers = pytest.importorskip("transformers")
-    config = transformers.CLIPConfig(
-        text_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         vocab_size=100, max_position_embeddings=16),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=12,
-    )
-    torch.manual_seed(0)
-    transformers.CLIPModel(config).save_pretrained(tmp_path / "clip")
+    pytest.importorskip("transformers")
+    from tests.conftest import tiny_clip_dir
+
+    tiny_clip_dir(tmp_path)
     embedder = make_embedder(f"clip:{tmp_path / 'clip'}")
     images = torch.rand(5, 1, 16, 16) * 2 - 1  # grey, smaller than the model's input
     feats, _ = embedder.embed(images)

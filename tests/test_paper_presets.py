@@ -16,8 +16,7 @@ from hrf.config import load_config
 from hrf.models import save_model, tiny_unet
 from hrf.rewards.aesthetic import AestheticMLP
 from hrf.training.trainer import prepare_run
-from tests.conftest import celebahq_like_scheduler
-from tests.test_rewards import _tiny_clip_dir
+from tests.conftest import celebahq_like_scheduler, tiny_clip_dir
 
 PAPER = Path(__file__).resolve().parents[1] / "configs" / "paper"
 SMALL = ["train.references=2", "train.sample_batch_size=4", "train.train_batch_size=32", "train.max_epochs=1",
@@ -28,7 +27,7 @@ SMALL = ["train.references=2", "train.sample_batch_size=4", "train.train_batch_s
 def stand_ins(tmp_path_factory):
     root = tmp_path_factory.mktemp("paper")
     model = save_model(tiny_unet(8), celebahq_like_scheduler(), root / "ddpm-celebahq-stand-in")
-    clip = _tiny_clip_dir(root)
+    clip = tiny_clip_dir(root)
     torch.manual_seed(0)
     torch.save(AestheticMLP(12).state_dict(), root / "laion-mlp.pth")
     return root, model, clip
@@ -55,6 +54,9 @@ def test_preset_runs_one_epoch_on_stand_ins(preset, stand_ins, tmp_path):
 
 def test_bf16_autocast_keeps_trainable_weights_fp32(stand_ins, tmp_path):
     """Mixed precision autocasts the UNet's compute; the weights the optimizer updates stay float32."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)  # accelerate keeps one precision per process; this test needs its own
     _, model, _ = stand_ins
     cfg = load_config(PAPER / "celebahq-compressibility-hrf.toml",
                       [f"model.path={model}", "model.mixed_precision=bf16", "train.branches=2", *SMALL[:4]])
@@ -62,3 +64,4 @@ def test_bf16_autocast_keeps_trainable_weights_fp32(stand_ins, tmp_path):
     history = trainer.train()
     assert torch.isfinite(torch.tensor(history[0]["loss"]))
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    AcceleratorState._reset_state(True)

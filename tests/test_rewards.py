@@ -13,6 +13,7 @@ from hrf.errors import HrfError
 from hrf.images import to_uint8_hwc
 from hrf.rewards import make_reward, validate_rewards
 from hrf.rewards.jpeg import jpeg_sizes_kb
+from tests.conftest import tiny_clip_dir
 
 
 def test_flat_image_is_more_compressible_than_noise():
@@ -61,25 +62,10 @@ def test_validate_rewards_shape():
     assert validate_rewards([1.0, 2.0], 2).shape == (2,)
 
 
-def _tiny_clip_dir(tmp_path):
-    from transformers import CLIPConfig, CLIPModel
-
-    cfg = CLIPConfig(
-        text_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         vocab_size=100, max_position_embeddings=16),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=12,
-    )
-    torch.manual_seed(0)
-    CLIPModel(cfg).save_pretrained(tmp_path / "clip")
-    return tmp_path / "clip"
-
-
 def test_aesthetic_end_to_end_with_tiny_random_weights(tmp_path):
     from hrf.rewards.aesthetic import AestheticMLP
 
-    clip_dir = _tiny_clip_dir(tmp_path)
+    clip_dir = tiny_clip_dir(tmp_path)
     torch.manual_seed(0)
     torch.save(AestheticMLP(12).state_dict(), tmp_path / "mlp.pth")
     fn = make_reward("aesthetic", clip_path=str(clip_dir), mlp_path=str(tmp_path / "mlp.pth"))
@@ -92,6 +78,6 @@ def test_aesthetic_end_to_end_with_tiny_random_weights(tmp_path):
 def test_aesthetic_missing_paths_give_one_line(tmp_path):
     with pytest.raises(HrfError, match="reward.clip_path"):
         make_reward("aesthetic", clip_path=str(tmp_path / "nope"), mlp_path=None)
-    clip_dir = _tiny_clip_dir(tmp_path)
+    clip_dir = tiny_clip_dir(tmp_path)
     with pytest.raises(HrfError, match="reward.mlp_path"):
         make_reward("aesthetic", clip_path=str(clip_dir), mlp_path=str(tmp_path / "missing.pth"))
