@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hrf.cli.common import nonneg_int, positive_int
+from hrf.cli.common import add_run_options, nonneg_int, positive_int
 
 
 def register(sub) -> None:
@@ -19,9 +19,7 @@ def register(sub) -> None:
     p.add_argument("--per-window", type=positive_int, default=4, help="epochs per window ('later' doubles its last)")
     p.add_argument("--num-eval", type=positive_int, default=256, help="samples per cell for the evaluation")
     p.add_argument("--out", required=True)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field of every cell, e.g. --set train.references=4")
-    p.add_argument("--no-progress", action="store_true")
+    add_run_options(p, "override a config field of every cell, e.g. --set train.references=4")
     p.set_defaults(func=run)
 
 

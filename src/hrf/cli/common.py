@@ -26,6 +26,12 @@ positive_int = _int_at_least(1, "must be at least 1")  # argparse type: an integ
 nonneg_int = _int_at_least(0, "must not be negative")  # argparse type: an integer ≥ 0
 
 
+def add_run_options(parser, set_help: str) -> None:
+    """The options every training command shares: dotted config overrides and quiet mode."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def writable_dir(path: str | Path) -> Path:
     """Create ``path`` if needed and check that files can be written in it, or raise a one-line HrfError."""
     path = Path(path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hrf.cli.common import nonneg_int, positive_int
+from hrf.cli.common import add_run_options, nonneg_int, positive_int
 
 
 def register(sub) -> None:
@@ -16,9 +16,7 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="tiny sizes (CI): checks the pipeline, not the method")
     p.add_argument("--num-eval", type=positive_int, default=512, help="samples per model for the evaluation")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the evaluation noise")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a field of all three configs, e.g. --set train.seed=1")
-    p.add_argument("--no-progress", action="store_true")
+    add_run_options(p, "override a field of all three configs, e.g. --set train.seed=1")
     p.set_defaults(func=run)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from hrf.cli.common import add_run_options
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -14,13 +16,11 @@ def register(sub) -> None:
         "accelerate launch --num_processes N -m hrf train ...")
     p.add_argument("--config", help="TOML preset (see configs/)")
     p.add_argument("--out", help="run directory (config.toml, metrics.jsonl, checkpoints/, final/)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set train.lr=1e-6 (repeatable)")
+    add_run_options(p, "override a config field, e.g. --set train.lr=1e-6 (repeatable)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     p.add_argument("--force", action="store_true", help="overwrite a run directory that holds another run")
     p.add_argument("--allow-config-change", action="store_true",
                    help="with --resume: accept a config that differs from the saved one")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 

@@ -81,10 +81,14 @@ def rollout(
         active = (start <= k).nonzero().squeeze(1)
         if len(active) > 0:
             t = timesteps[k]
-            xa = x[active]
+            everyone = len(active) == n  # the common case: no gather/scatter copies of the batch
+            xa = x if everyone else x[active]
             eps = unet(xa, t).sample
             new, lp = ddim_step_with_logprob(scheduler, eps, t, xa, eta=eta, generator=generator)
-            x[active] = new.to(dtype)
+            if everyone:
+                x = new.to(dtype)
+            else:
+                x[active] = new.to(dtype)
             if lp is not None:
                 log_probs[active, k] = lp.float()
                 trainable[active, k] = True
