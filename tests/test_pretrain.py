@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from diffusers import UNet2DModel
 
 from hrf.cli.main import main
 from hrf.errors import HrfError
-from hrf.training.pretrain import PretrainConfig, make_batch_fn, pretrain
+from hrf.training.pretrain import PretrainConfig, _lr_at, make_batch_fn, pretrain
 
 
 def _cfg(**kw) -> PretrainConfig:
@@ -24,6 +25,16 @@ def test_batches_are_seeded_and_sized():
     assert not torch.equal(faces(3), faces(4))
     digits = make_batch_fn("digits", 16, 4)(0)
     assert digits.shape == (4, 1, 16, 16) and digits.min() >= -1 and digits.max() <= 1
+
+
+def test_lr_warms_up_holds_then_anneals_to_zero():
+    cfg = _cfg(steps=100, lr=1.0, warmup_steps=10, decay_steps=40)
+    lrs = [_lr_at(cfg, s) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == 1.0 and lrs[59] == 1.0  # warm-up, then constant
+    assert lrs[60] == 1.0 and lrs[80] == pytest.approx(0.5)  # cosine: half-way down at mid-decay
+    assert all(a >= b for a, b in zip(lrs[60:], lrs[61:])) and lrs[99] == pytest.approx(
+        0.5 * (1 + math.cos(math.pi * 39 / 40)))
+    assert _lr_at(_cfg(steps=100, lr=1.0, warmup_steps=10), 99) == 1.0  # decay_steps=0: constant
 
 
 def test_tiny_run_lowers_the_loss(tmp_path):

@@ -38,6 +38,8 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per step")
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="AdamW learning rate (after warm-up)")
     p.add_argument("--warmup-steps", type=nonneg_int, default=200, help="linear learning-rate warm-up")
+    p.add_argument("--decay-steps", type=nonneg_int, default=0,
+                   help="anneal the lr to 0 with a cosine over the last N steps (may change on --resume)")
     p.add_argument("--ema-decay", type=_decay, default=0.999, help="decay of the weight average that is saved")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the weights, data and noise")
     p.add_argument("--checkpoint-minutes", type=_positive_float, default=5.0, help="minutes between checkpoints")
@@ -57,7 +59,7 @@ def run(args) -> int:
     size = args.size or (16 if args.data == "digits" else 32)
     cfg = PretrainConfig(data=args.data, size=size, steps=args.steps, preset=args.preset,
                          batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
-                         ema_decay=args.ema_decay, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes)
+                         decay_steps=args.decay_steps, ema_decay=args.ema_decay, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes)
     out = writable_dir(args.out)
     command = "hrf " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     info = pretrain(cfg, out, resume=args.resume, command=command)

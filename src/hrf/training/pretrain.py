@@ -29,7 +29,7 @@ CHECKPOINT = "checkpoint.pt"
 RUN_CONFIG = "pretrain_config.json"
 MODEL_DIR = "model"
 # Settings that may change on --resume (everything else must match the run being continued).
-RESUMABLE_CHANGES = ("steps", "checkpoint_minutes")
+RESUMABLE_CHANGES = ("steps", "checkpoint_minutes", "decay_steps")
 
 
 @dataclass
@@ -41,6 +41,9 @@ class PretrainConfig:
     batch_size: int = 64
     lr: float = 1e-3
     warmup_steps: int = 200
+    # Cosine anneal of the lr to 0 over the last N steps (0: constant): at a fixed budget the annealed
+    # weights sample visibly cleaner than a constant lr's, even behind the EMA.
+    decay_steps: int = 0
     ema_decay: float = 0.999
     seed: int = 0
     checkpoint_minutes: float = 5.0
@@ -112,7 +115,12 @@ def _channels(data: str) -> int:
 
 
 def _lr_at(cfg: PretrainConfig, step: int) -> float:
-    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    """Linear warm-up, then constant, then (the last ``decay_steps``) a cosine down to 0."""
+    lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    decay_from = cfg.steps - cfg.decay_steps
+    if cfg.decay_steps > 0 and step >= decay_from:
+        lr *= 0.5 * (1.0 + math.cos(math.pi * (step - decay_from) / cfg.decay_steps))
+    return lr
 
 
 @torch.no_grad()
