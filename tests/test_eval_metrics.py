@@ -57,8 +57,9 @@ def test_vendi_dual_path_equals_nxn_path():
     assert vendi_score(X) == pytest.approx(_vendi_nxn(X), rel=1e-10)
 
 
-def test_vendi_merges_duplicates_exactly():
-    base = np.random.default_rng(3).normal(size=(10, 40))
+@pytest.mark.parametrize("d", [40, 80])  # 60 rows: the d × d path, and the merged n × n path
+def test_vendi_merges_duplicates_exactly(d):
+    base = np.random.default_rng(3).normal(size=(10, d))
     X = base[np.random.default_rng(4).integers(0, 10, 60)]
     assert vendi_score(X) == pytest.approx(_vendi_nxn(X), rel=1e-10)
 
