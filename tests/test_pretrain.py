@@ -11,7 +11,7 @@ from diffusers import UNet2DModel
 
 from hrf.cli.main import main
 from hrf.errors import HrfError
-from hrf.training.pretrain import PretrainConfig, _lr_at, make_batch_fn, pretrain
+from hrf.training.pretrain import PretrainConfig, _lr_at, ddpm_train_scheduler, make_batch_fn, pretrain, training_target
 
 
 def _cfg(**kw) -> PretrainConfig:
@@ -35,6 +35,24 @@ def test_lr_warms_up_holds_then_anneals_to_zero():
     assert all(a >= b for a, b in zip(lrs[60:], lrs[61:])) and lrs[99] == pytest.approx(
         0.5 * (1 + math.cos(math.pi * 39 / 40)))
     assert _lr_at(_cfg(steps=100, lr=1.0, warmup_steps=10), 99) == 1.0  # decay_steps=0: constant
+
+
+def test_v_target_is_what_diffusers_adds_as_velocity():
+    sched = ddpm_train_scheduler("v_prediction")
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.rand(4, 3, 8, 8, generator=g) * 2 - 1, torch.randn(4, 3, 8, 8, generator=g)
+    t = torch.tensor([0, 10, 500, 999])
+    a = sched.alphas_cumprod[t].view(-1, 1, 1, 1)
+    torch.testing.assert_close(training_target(x0, noise, a, "v_prediction"), sched.get_velocity(x0, noise, t))
+    assert training_target(x0, noise, a, "epsilon") is noise
+
+
+def test_v_prediction_run_saves_a_v_prediction_scheduler(tmp_path):
+    pretrain(_cfg(prediction="v_prediction"), tmp_path / "run", progress=False)
+    config = json.loads((tmp_path / "run" / "model" / "scheduler_config.json").read_text())
+    assert config["prediction_type"] == "v_prediction"
+    with pytest.raises(HrfError, match="unknown prediction"):
+        pretrain(_cfg(prediction="x0"), tmp_path / "other", progress=False)
 
 
 def test_tiny_run_lowers_the_loss(tmp_path):

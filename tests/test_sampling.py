@@ -29,8 +29,11 @@ def _float64_step(scheduler, eps, t, x, x_prev, eta=1.0):
     return mu, sigma, lp
 
 
-def test_prev_sample_matches_diffusers_on_every_step(ddim40):
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_prev_sample_matches_diffusers_on_every_step(train_scheduler, prediction_type):
     """Same z in both: ours draws z from a seeded generator, diffusers gets it as variance_noise."""
+    train_scheduler.register_to_config(prediction_type=prediction_type)
+    ddim40 = make_ddim_scheduler(train_scheduler, 40)
     ref = DDIMScheduler.from_config(ddim40.config)
     ref.set_timesteps(40)
     g = torch.Generator().manual_seed(0)

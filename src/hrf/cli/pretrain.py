@@ -41,6 +41,8 @@ def register(sub) -> None:
     p.add_argument("--decay-steps", type=nonneg_int, default=0,
                    help="anneal the lr to 0 with a cosine over the last N steps (may change on --resume)")
     p.add_argument("--ema-decay", type=_decay, default=0.999, help="decay of the weight average that is saved")
+    p.add_argument("--prediction", default="epsilon", choices=("epsilon", "v_prediction"),
+                   help="what the UNet predicts (v_prediction keeps a small model's colours; epsilon as the paper's model)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the weights, data and noise")
     p.add_argument("--checkpoint-minutes", type=_positive_float, default=5.0, help="minutes between checkpoints")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
@@ -59,7 +61,7 @@ def run(args) -> int:
     size = args.size or (16 if args.data == "digits" else 32)
     cfg = PretrainConfig(data=args.data, size=size, steps=args.steps, preset=args.preset,
                          batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
-                         decay_steps=args.decay_steps, ema_decay=args.ema_decay, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes)
+                         decay_steps=args.decay_steps, ema_decay=args.ema_decay, prediction=args.prediction, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes)
     out = writable_dir(args.out)
     command = "hrf " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     info = pretrain(cfg, out, resume=args.resume, command=command)

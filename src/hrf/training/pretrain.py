@@ -45,14 +45,27 @@ class PretrainConfig:
     # weights sample visibly cleaner than a constant lr's, even behind the EMA.
     decay_steps: int = 0
     ema_decay: float = 0.999
+    # What the UNet predicts: "epsilon" (as google/ddpm-celebahq-256) or "v_prediction". With ε, x̂0 at the
+    # noisiest steps is ε's error times 1/sqrt(ᾱ) ≈ 100, and a small model's samples drift in colour.
+    prediction: str = "epsilon"
     seed: int = 0
     checkpoint_minutes: float = 5.0
 
 
-def ddpm_train_scheduler() -> DDPMScheduler:
+PREDICTIONS = ("epsilon", "v_prediction")
+
+
+def ddpm_train_scheduler(prediction: str = "epsilon") -> DDPMScheduler:
     """The training noise schedule of google/ddpm-celebahq-256 (linear betas, 1000 steps, clip_sample)."""
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
-                         clip_sample=True)
+                         clip_sample=True, prediction_type=prediction)
+
+
+def training_target(x0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor, prediction: str) -> torch.Tensor:
+    """What the UNet learns to output: ε, or v = sqrt(ᾱ)·ε − sqrt(1−ᾱ)·x0 (Salimans & Ho, 2022)."""
+    if prediction == "epsilon":
+        return noise
+    return alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * x0
 
 
 def _step_seed(seed: int, step: int) -> int:
@@ -190,6 +203,8 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False, progres
         raise HrfError(f"unknown preset '{cfg.preset}'; choose one of: {', '.join(PRESETS)}")
     if cfg.data not in DATASETS:
         raise HrfError(f"unknown data '{cfg.data}'; choose one of: {', '.join(DATASETS)}")
+    if cfg.prediction not in PREDICTIONS:
+        raise HrfError(f"unknown prediction '{cfg.prediction}'; choose one of: {', '.join(PREDICTIONS)}")
     if cfg.size < 8 or cfg.size % 4:
         raise HrfError(f"--size {cfg.size} must be a multiple of 4 and at least 8")
     out = Path(out)
@@ -209,7 +224,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False, progres
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         step, losses, wall = int(state["step"]), list(state["losses"]), float(state["wall_seconds"])
-    scheduler = ddpm_train_scheduler()
+    scheduler = ddpm_train_scheduler(cfg.prediction)
     acp = scheduler.alphas_cumprod
     batch_fn = make_batch_fn(cfg.data, cfg.size, cfg.batch_size)
     model.train()
@@ -230,7 +245,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False, progres
         noise = torch.randn(x0.shape, generator=gen)
         a = acp[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        loss = F.mse_loss(model(xt, t).sample, noise)
+        loss = F.mse_loss(model(xt, t).sample, training_target(x0, noise, a, cfg.prediction))
         for group in opt.param_groups:
             group["lr"] = _lr_at(cfg, step)
         opt.zero_grad(set_to_none=True)
