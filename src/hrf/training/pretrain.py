@@ -1,4 +1,4 @@
-"""Plain DDPM pretraining (ε-prediction) of a small UNet2DModel on hrf's built-in data, resumable.
+"""Plain DDPM pretraining (ε- or v-prediction) of a small UNet2DModel on hrf's built-in data, resumable.
 
 Every step draws a fresh batch, its noise and its timesteps from generators seeded by ``(seed, step)``,
 so a run that stops after a checkpoint and resumes follows exactly the same path as one that never
