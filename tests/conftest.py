@@ -67,3 +67,27 @@ def tiny_clip_dir(tmp_path):
     torch.manual_seed(0)
     CLIPModel(cfg).save_pretrained(tmp_path / "clip")
     return tmp_path / "clip"
+
+
+def paired_reward_change(tuned: str, base: str, reward: str, steps: int = 10, num: int = 96) -> torch.Tensor:
+    """Per-sample reward of ``tuned`` minus ``base``, both sampled from the same initial noise (seed 123).
+
+    Pairing on the noise removes most of the sample-to-sample spread, so a mean change of a few standard
+    errors is what training did, not which images happened to be drawn.
+    """
+    from hrf.models import load_pipeline_parts
+    from hrf.rewards import make_reward
+    from hrf.sampling import sample_images
+
+    def rewards(spec: str) -> torch.Tensor:
+        unet, scheduler = load_pipeline_parts(spec, steps)
+        images = sample_images(unet.eval(), scheduler, num, torch.Generator().manual_seed(123), 128)
+        return make_reward(reward)(images)[0].double()
+
+    return rewards(tuned) - rewards(base)
+
+
+def assert_rises(change: torch.Tensor, sigmas: float = 3.0) -> None:
+    """The mean paired change is positive by more than ``sigmas`` standard errors."""
+    se = float(change.std() / len(change) ** 0.5)
+    assert float(change.mean()) > sigmas * se, f"mean change {float(change.mean()):+.4f}, s.e. {se:.4f}"
