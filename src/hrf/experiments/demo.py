@@ -24,7 +24,7 @@ QUICK = {
     "ddpo": ["train.max_epochs=1", "train.references=8", "train.sample_batch_size=8", "train.train_batch_size=64"],
     "hrf": ["train.max_epochs=2", "train.references=2", "train.branches=4", "schedule.iterations=[1,1,1]",
             "train.sample_batch_size=8", "train.train_batch_size=64"],
-    "hrfd": ["train.max_epochs=1", "train.references=2", "train.branches=4", "schedule.candidates=[5,14]",
+    "hrfd": ["train.max_epochs=1", "train.references=2", "train.branches=4", "schedule.candidates=[1,5]",
              "train.sample_batch_size=8", "train.train_batch_size=64"],
 }
 
