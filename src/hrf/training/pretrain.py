@@ -276,7 +276,7 @@ def _loss_curve(losses: list[float], every: int = 100) -> list[dict]:
 def _info(cfg: PretrainConfig, step: int, losses: list[float], wall: float, command: str | None) -> dict:
     recent = losses[-200:]
     return {
-        "kind": "hrf pretrain (DDPM epsilon-prediction, EMA weights)",
+        "kind": f"hrf pretrain (DDPM, {cfg.prediction} target, EMA weights)",
         "command": command or " ".join(sys.argv),
         "config": asdict(cfg),
         "steps_done": step,
