@@ -24,3 +24,21 @@ def test_demo_quick_end_to_end_and_resumes(tmp_path, capsys):
     before = {m: (out / m / "summary.json").stat().st_mtime for m in ("ddpo", "hrf", "hrfd")}
     assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
     assert before == {m: (out / m / "summary.json").stat().st_mtime for m in ("ddpo", "hrf", "hrfd")}
+
+
+@pytest.mark.slow
+def test_demo_match_reward_stops_hrf_at_ddpo_reward(tmp_path):
+    from hrf.config import load_config
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--match-reward", "--out", str(out), "--no-progress"]) == 0
+    ddpo_reward = json.loads((out / "ddpo" / "summary.json").read_text())["last_reward_mean"]
+    for method in ("hrf", "hrfd"):
+        assert load_config(out / method / "config.toml").train.target_reward == ddpo_reward
+        summary = json.loads((out / method / "summary.json").read_text())
+        # the run stopped at the target exactly when its last epoch reached it (else its budget ran out)
+        stopped_at_target = summary["stopped"] == f"target reward {ddpo_reward} reached"
+        assert stopped_at_target == (summary["last_reward_mean"] >= ddpo_reward)
+    report = json.loads((out / "metrics.json").read_text())["demo"]
+    assert report["match_reward"] and set(report["budgets"]) == {"DDPO_IS", "HRF", "HRF-D"}
+    assert "--match-reward" in (out / "REPORT.md").read_text()

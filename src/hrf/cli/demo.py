@@ -16,6 +16,8 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="tiny sizes (CI): checks the pipeline, not the method")
     p.add_argument("--num-eval", type=positive_int, default=512, help="samples per model for the evaluation")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the evaluation noise")
+    p.add_argument("--match-reward", action="store_true",
+                   help="the paper's protocol: HRF and HRF-D stop once they reach DDPO_IS's last training reward")
     add_run_options(p, "override a field of all three configs, e.g. --set train.seed=1")
     p.set_defaults(func=run)
 
@@ -25,7 +27,8 @@ def run(args) -> int:
     from hrf.experiments.demo import run_demo
 
     out = writable_dir(args.out)
-    run_demo(out, args.task, args.quick, args.num_eval, args.seed, args.overrides, not args.no_progress)
+    run_demo(out, args.task, args.quick, args.num_eval, args.seed, args.overrides, not args.no_progress,
+             args.match_reward)
     print((out / "REPORT.md").read_text())
     print(f"hrf demo: report in {out / 'REPORT.md'}")
     return 0

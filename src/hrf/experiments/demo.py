@@ -36,8 +36,12 @@ def demo_configs(task: str, quick: bool, overrides: list[str] = ()) -> dict:
 
 
 def run_demo(out: Path, task: str = "compressibility", quick: bool = False, num_eval: int = 512, seed: int = 0,
-             overrides: list[str] = (), progress: bool = True) -> dict:
-    """Fine-tune with the three methods, evaluate against the base model, write ``REPORT.md``."""
+             overrides: list[str] = (), progress: bool = True, match_reward: bool = False) -> dict:
+    """Fine-tune with the three methods, evaluate against the base model, write ``REPORT.md``.
+
+    ``match_reward`` is the paper's §5.2 protocol: DDPO_IS trains first, and HRF and HRF-D stop as soon as
+    an epoch's mean reward reaches DDPO_IS's last one (or at the end of their preset budget).
+    """
     from hrf.evaluation.evaluate import evaluate_images, metrics_markdown, report_figures, sample_or_load
 
     out = Path(out)
@@ -51,6 +55,11 @@ def run_demo(out: Path, task: str = "compressibility", quick: bool = False, num_
             print(f"hrf demo: {METHODS[method]} ({cfg.schedule.kind} schedule) → {out / method}")
         models[METHODS[method]] = str(train_to_completion(cfg, out / method, progress=progress))
         timings[f"train {METHODS[method]}"] = time.perf_counter() - t0
+        if match_reward and method == "ddpo":
+            target = json.loads((out / method / "summary.json").read_text())["last_reward_mean"]
+            for other in ("hrf", "hrfd"):
+                configs[other].train.target_reward = target
+    budgets = {METHODS[m]: json.loads((out / m / "summary.json").read_text()) for m in configs}
     t0 = time.perf_counter()
     num = 32 if quick else num_eval
     steps = configs["ddpo"].sampling.num_steps
@@ -64,7 +73,8 @@ def run_demo(out: Path, task: str = "compressibility", quick: bool = False, num_
     report.pop("arrays")
     timings["evaluate"] = time.perf_counter() - t0
     report["timings_seconds"] = {k: round(v, 1) for k, v in timings.items()}
-    report["demo"] = {"task": task, "quick": quick, "num_eval": num, "seed": seed, "models": models}
+    report["demo"] = {"task": task, "quick": quick, "num_eval": num, "seed": seed, "models": models,
+                      "match_reward": match_reward, "budgets": budgets}
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     (out / "REPORT.md").write_text(_report_markdown(report, metrics_markdown(report), figures, out))
     return report
@@ -82,6 +92,12 @@ def _report_markdown(report: dict, table: str, figures: list[Path], out: Path) -
         entry = report["models"][name][reward_key]
         lines.append(f"- {name}: {entry['value']:.4g} ± {entry['err']:.2g} (base {base:.4g}; "
                      f"change {entry['value'] - base:+.3g})")
+    protocol = ("HRF and HRF-D stopped at DDPO_IS's last training reward or at the end of their budget "
+                "(`--match-reward`, the paper's §5.2)" if report["demo"]["match_reward"]
+                else "equal budgets: the same trajectories per epoch and epochs")
+    lines += ["", f"## Budgets ({protocol})", ""]
+    for name, b in report["demo"]["budgets"].items():
+        lines.append(f"- {name}: {b['epochs']} epochs ({b['stopped']}); last training reward {b['last_reward_mean']:.4g}")
     lines += ["", "## Time (seconds, this machine)", ""]
     lines += [f"- {k}: {v}" for k, v in report["timings_seconds"].items()]
     lines += ["", "## Figures", ""] + [f"![{p.stem}]({p.relative_to(out)})" for p in figures]
