@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hrf.cli.common import positive_int
 from hrf.config import Config, load_config
 from hrf.experiments.demo import TASKS
 from hrf.experiments.runs import preset_path, train_to_completion
@@ -59,8 +60,13 @@ DIVERSITY = {
 }
 
 
-def cell_config(task: str, method: str, seed: int, model: str, quick: bool, scale: float = 1.0) -> Config:
-    """The training config of one cell; ``scale`` multiplies every method's trajectories per epoch alike."""
+def cell_config(task: str, method: str, seed: int, model: str, quick: bool, scale: float = 1.0,
+                epochs_scale: int = 1) -> Config:
+    """The training config of one cell.
+
+    ``scale`` multiplies every method's trajectories per epoch alike; ``epochs_scale`` multiplies its epochs
+    (and each HRF window's iterations, so the windows keep their shares of the run) alike.
+    """
     _, suffix, extra = METHODS[method]
     overrides = [f"model.path={json.dumps(model)}", f"train.seed={seed}", "output.grid_every=0", *extra]
     if quick:
@@ -70,6 +76,10 @@ def cell_config(task: str, method: str, seed: int, model: str, quick: bool, scal
         overrides.append(f"schedule.candidates={[cfg.schedule.candidates[0], cfg.schedule.candidates[-1]]}")
     if scale != 1.0:
         overrides.append(f"train.references={max(1, round(cfg.train.references * scale))}")
+    if epochs_scale != 1:
+        overrides.append(f"train.max_epochs={cfg.train.max_epochs * epochs_scale}")
+        if cfg.schedule.kind == "windows":
+            overrides.append(f"schedule.iterations={[i * epochs_scale for i in cfg.schedule.iterations]}")
     return load_config(preset_path(f"faces32/{task}-{suffix}"), overrides)
 
 
@@ -122,22 +132,23 @@ def base_metrics(out: Path, model: str, num_eval: int, eval_seed: int, steps: in
     return metrics
 
 
-def stored_cell(path: Path, model: str, scale: float, num_eval: int) -> dict | None:
-    """A cell's stored result if it was computed for the same model, scale and number of evaluation samples."""
+def stored_cell(path: Path, model: str, scale: float, num_eval: int, epochs_scale: int = 1) -> dict | None:
+    """A cell's stored result if it was computed for the same model, budget and number of evaluation samples."""
     if not path.is_file():
         return None
     cell = json.loads(path.read_text())
-    return cell if (cell.get("model"), cell.get("scale"), cell.get("num_eval")) == (model, scale, num_eval) else None
+    same = (cell.get("model"), cell.get("scale"), cell.get("epochs_scale", 1), cell.get("num_eval"))
+    return cell if same == (model, scale, epochs_scale, num_eval) else None
 
 
 def run_cell(out: Path, task: str, method: str, seed: int, model: str, quick: bool, num_eval: int,
-             eval_seed: int, scale: float = 1.0) -> dict:
-    """Train and evaluate one cell, or read its stored result (kept only for the same model, scale and num_eval)."""
+             eval_seed: int, scale: float = 1.0, epochs_scale: int = 1) -> dict:
+    """Train and evaluate one cell, or read its stored result (kept only for the same model, budget and num_eval)."""
     name = f"{task}-{method}-seed{seed}"
     cell_file = out / "cells" / f"{name}.json"
-    if (stored := stored_cell(cell_file, model, scale, num_eval)) is not None:
+    if (stored := stored_cell(cell_file, model, scale, num_eval, epochs_scale)) is not None:
         return stored
-    cfg = cell_config(task, method, seed, model, quick, scale)
+    cfg = cell_config(task, method, seed, model, quick, scale, epochs_scale)
     t0 = time.perf_counter()
     final = train_to_completion(cfg, out / "runs" / name, progress=False)
     train_seconds = time.perf_counter() - t0
@@ -145,7 +156,7 @@ def run_cell(out: Path, task: str, method: str, seed: int, model: str, quick: bo
                              cfg.sampling.num_steps)
     history = [json.loads(ln) for ln in (out / "runs" / name / "metrics.jsonl").read_text().splitlines() if ln]
     cell = {"task": task, "method": method, "label": METHODS[method][0], "seed": seed, "reward": cfg.reward.name,
-            "model": model, "scale": scale, "num_eval": num_eval,
+            "model": model, "scale": scale, "epochs_scale": epochs_scale, "num_eval": num_eval,
             "epochs": len(history), "trajectories": int(sum(h["trajectories"] for h in history)),
             "trained_pairs": int(sum(h["trained_pairs"] for h in history)),
             "train_seconds_this_session": round(train_seconds, 1), "metrics": metrics}
@@ -249,6 +260,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-seed", type=int, default=1234, help="seed of the evaluation noise shared by all models")
     p.add_argument("--scale", type=float, default=1.0,
                    help="multiply trajectories per epoch of every method alike (budgets stay equal; default 1)")
+    p.add_argument("--epochs-scale", type=positive_int, default=1,
+                   help="multiply epochs (and HRF window iterations) of every method alike (default 1)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the box is shared)")
     p.add_argument("--summary-only", action="store_true",
                    help="train nothing: rewrite pareto.json/.md and the figures from the cells already done")
@@ -273,12 +286,13 @@ def main(argv: list[str] | None = None) -> int:
         steps = cell_config(tasks[0], "ddpo", 0, model, args.quick).sampling.num_steps
         todo = [(t, s, m) for t in tasks for s in seeds for m in args.methods]
         pending = [c for c in todo if stored_cell(out / "cells" / f"{c[0]}-{c[2]}-seed{c[1]}.json", model,
-                                                  args.scale, num_eval) is None]
+                                                  args.scale, num_eval, args.epochs_scale) is None]
         if args.summary_only:
             todo = [c for c in todo if c not in pending]
         elif pending:
             epoch_s = measure_epochs(out, tasks, args.methods, model, args.quick, args.scale)
-            epochs = {m: cell_config(tasks[0], m, 0, model, args.quick).train.max_epochs for m in args.methods}
+            epochs = {m: cell_config(tasks[0], m, 0, model, args.quick, epochs_scale=args.epochs_scale).train.max_epochs
+                      for m in args.methods}
             traj = cell_config(tasks[0], "ddpo", 0, model, args.quick, args.scale).train.references
             eval_s = epoch_s[args.methods[0]] * num_eval / traj / 3  # sampling is about a third of a DDPO epoch
             total = sum(epochs[m] * epoch_s[m] + eval_s for _, _, m in pending)
@@ -287,11 +301,13 @@ def main(argv: list[str] | None = None) -> int:
                   + f"; estimated total {total / 3600:.2f} h ({total / 60:.0f} min)", flush=True)
         base = base_metrics(out, model, num_eval, args.eval_seed, steps)
         info = {"command": " ".join(["python", *sys.argv]), "model": model, "quick": args.quick, "tasks": tasks,
-                "seeds": seeds, "methods": args.methods, "scale": args.scale, "kl_coef": KL_COEF, "num_eval": num_eval,
+                "seeds": seeds, "methods": args.methods, "scale": args.scale,
+                "epochs_scale": args.epochs_scale, "kl_coef": KL_COEF, "num_eval": num_eval,
                 "eval_seed": args.eval_seed, "threads": args.threads, "cells_planned": len(todo)}
         cells, text = [], "no cells done yet\n"
         for t, s, m in tqdm(todo, desc="pareto cells", unit="cell"):
-            cells.append(run_cell(out, t, m, s, model, args.quick, num_eval, args.eval_seed, args.scale))
+            cells.append(run_cell(out, t, m, s, model, args.quick, num_eval, args.eval_seed, args.scale,
+                                  args.epochs_scale))
             text = write_summary(out, cells, base, info)
     except HrfError as e:
         print(f"pareto: {e}", file=sys.stderr)

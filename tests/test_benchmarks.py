@@ -77,3 +77,20 @@ def test_pareto_quick_writes_finite_json(tmp_path):
     assert numbers and all(math.isfinite(x) for x in numbers)
     assert all((out / name).is_file() for name in res["figures"])
     assert len(list((out / "cells").glob("*.json"))) == 4
+
+
+def test_pareto_epochs_scale_keeps_budgets_equal_and_window_shares():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pareto", BENCH / "pareto.py")
+    pareto = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pareto)
+    for method in ("ddpo", "hrf", "hrfd", "kl"):
+        one = pareto.cell_config("compressibility", method, 0, "hrf:faces32", False)
+        three = pareto.cell_config("compressibility", method, 0, "hrf:faces32", False, epochs_scale=3)
+        assert three.train.max_epochs == 3 * one.train.max_epochs
+        assert three.train.references == one.train.references and three.train.lr == one.train.lr
+        if one.schedule.kind == "windows":
+            assert three.schedule.windows == one.schedule.windows
+            assert three.schedule.iterations == [3 * i for i in one.schedule.iterations]
+            assert sum(three.schedule.iterations) == three.train.max_epochs
