@@ -58,6 +58,8 @@ def test_collapsed_set_scores_lower_diversity(stand_in_classifier):
     assert d["vendi/pixels"]["ci"][0] <= d["vendi/pixels"]["ci"][1]
     assert report["labels"]["is/domain"].startswith("IS (domain classifier")
     assert set(report["extra"]["diverse"]["factor_marginals"]) == set(FACTORS)
+    legend = metrics_markdown(report).rstrip().splitlines()[-1]  # says what is in the table, nothing more
+    assert "Factor metrics" in legend and "KD/KID" not in legend
 
 
 def test_reference_distances_and_reference_row(stand_in_classifier):
@@ -79,6 +81,7 @@ def test_reference_distances_and_reference_row(stand_in_classifier):
     assert [line.split(" | ")[0] for line in distances.splitlines() if line.startswith("| ")][2:] == \
         ["| same", "| collapsed"]
     assert "FD (pixels)" in distances and "FID" not in table.replace("not FID", "")
+    assert "KD/KID" in table and "Factor metrics" not in table
 
 
 def test_unknown_embedder_and_reserved_name():

@@ -26,8 +26,11 @@ from hrf.evaluation.vendi import bootstrap_ci, vendi_score
 
 REFERENCE = "reference"
 LEGEND = ("Rewards: mean ± standard error. Vendi: score [95% bootstrap interval, centred on the score]. IS: mean ± std "
-          "over splits. KD/KID: mean ± std over random subsets. FD/KD on features other than Inception pool3 "
-          "are not FID/KID values. Factor metrics use the domain classifier's predicted high-level factors.")
+          "over splits.")
+# Said only under a table that has such columns.
+LEGEND_DISTANCE = (" KD/KID: mean ± std over random subsets. FD/KD on features other than Inception pool3 are not "
+                   "FID/KID values.")
+LEGEND_FACTORS = " Factor metrics use the domain classifier's predicted high-level factors."
 PRDC_K = 5
 
 
@@ -229,7 +232,9 @@ def metrics_markdown(report: dict, include_detail: bool = False) -> str:
     if distance:
         rows = [m for m in report["models"] if m != REFERENCE]
         lines += ["", "## Distance to the reference set", "", *_table(report, distance, rows)]
-    return "\n".join(lines) + "\n\n" + LEGEND + "\n"
+    legend = LEGEND + (LEGEND_DISTANCE if distance else "")
+    legend += LEGEND_FACTORS if any(k.startswith("factors/") for k in present) else ""
+    return "\n".join(lines) + "\n\n" + legend + "\n"
 
 
 def split_label(text: str) -> tuple[str | None, str]:
