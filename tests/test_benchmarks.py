@@ -41,6 +41,8 @@ def test_perf_quick_writes_finite_json(tmp_path):
     for key in ("base", "paper"):
         model = res["models"][key]
         assert {"hrf_vs_floor", "diffusers_vs_floor", "hrf_vs_diffusers"} <= set(model["sampling"])
+        lo, hi = model["sampling"]["hrf_vs_diffusers_range"]
+        assert lo <= model["sampling"]["hrf_vs_diffusers"] <= hi
         assert {"ddpo_epoch_vs_floor", "hrf_epoch_vs_floor", "hrf_vs_ddpo_epoch",
                 "hrf_share_of_trained_steps"} <= set(model["epochs"])
         # the floor mirrors the trainer's calls: DDPO trains every stochastic step (all but the last) of 4 trajectories
@@ -94,3 +96,16 @@ def test_pareto_epochs_scale_keeps_budgets_equal_and_window_shares():
             assert three.schedule.windows == one.schedule.windows
             assert three.schedule.iterations == [3 * i for i in one.schedule.iterations]
             assert sum(three.schedule.iterations) == three.train.max_epochs
+
+
+def test_perf_verdict_reads_the_median_against_the_spread_of_repetitions():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("perf", BENCH / "perf.py")
+    perf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(perf)
+    assert perf.ratio_range([1.0, 2.0, 3.0], [2.0, 2.0, 2.0]) == [0.5, 1.5]
+    assert perf.check(0.99, 1.0) == "meets"
+    assert perf.check(1.01, 1.0) == "MISSES"
+    assert perf.check(1.01, 1.0, [1.005, 1.02]) == "MISSES"  # every repetition is slower
+    assert perf.check(1.01, 1.0, [0.95, 1.08]).startswith("MISSES by the median")
