@@ -71,7 +71,10 @@ def test_tiny_run_lowers_the_loss(tmp_path):
 def test_resume_is_bit_identical(tmp_path):
     pretrain(_cfg(steps=6), tmp_path / "once", progress=False)
     pretrain(_cfg(steps=3), tmp_path / "twice", progress=False)
-    pretrain(_cfg(steps=6), tmp_path / "twice", resume=True, progress=False)
+    pretrain(_cfg(steps=6), tmp_path / "twice", resume=True, progress=False, command="hrf pretrain ... --resume")
+    info = json.loads((tmp_path / "twice" / "model" / "hrf_info.json").read_text())
+    assert [(h["from_step"], h["to_step"]) for h in info["commands"]] == [(0, 3), (3, 6)]
+    assert info["command"] == info["commands"][-1]["command"] == "hrf pretrain ... --resume"
     once = torch.load(tmp_path / "once" / "checkpoint.pt", weights_only=True)
     twice = torch.load(tmp_path / "twice" / "checkpoint.pt", weights_only=True)
     assert once["step"] == twice["step"] == 6 and once["losses"] == twice["losses"]

@@ -218,12 +218,15 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False, progres
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    step, losses, wall = 0, [], 0.0
+    step, losses, wall, history = 0, [], 0.0, []
     if state is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         step, losses, wall = int(state["step"]), list(state["losses"]), float(state["wall_seconds"])
+        history = list(state.get("history", []))  # absent in checkpoints written before it was kept
+    # Every invocation of the run, so a model continued over several sessions says how it was made.
+    history.append({"command": command or " ".join(sys.argv), "from_step": step, "to_step": cfg.steps})
     scheduler = ddpm_train_scheduler(cfg.prediction)
     acp = scheduler.alphas_cumprod
     batch_fn = make_batch_fn(cfg.data, cfg.size, cfg.batch_size)
@@ -231,7 +234,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False, progres
 
     def checkpoint() -> None:
         _atomic_save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                      "step": step, "losses": losses, "wall_seconds": wall}, out / CHECKPOINT)
+                      "step": step, "losses": losses, "wall_seconds": wall, "history": history}, out / CHECKPOINT)
         (out / "losses.json").write_text(json.dumps(_loss_curve(losses)))
 
     started = last_ckpt = time.monotonic()
@@ -259,11 +262,11 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False, progres
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if step < cfg.steps and time.monotonic() - last_ckpt >= cfg.checkpoint_minutes * 60:
             checkpoint()
-            _write_model(ema, scheduler, out, _info(cfg, step, losses, wall, command))
+            _write_model(ema, scheduler, out, _info(cfg, step, losses, wall, history))
             last_ckpt = time.monotonic()
     bar.close()
     checkpoint()
-    info = _info(cfg, step, losses, wall, command)
+    info = _info(cfg, step, losses, wall, history)
     _write_model(ema, scheduler, out, info)
     return info
 
@@ -273,11 +276,12 @@ def _loss_curve(losses: list[float], every: int = 100) -> list[dict]:
             for i in range(0, len(losses), every)]
 
 
-def _info(cfg: PretrainConfig, step: int, losses: list[float], wall: float, command: str | None) -> dict:
+def _info(cfg: PretrainConfig, step: int, losses: list[float], wall: float, history: list[dict]) -> dict:
     recent = losses[-200:]
     return {
         "kind": f"hrf pretrain (DDPM, {cfg.prediction} target, EMA weights)",
-        "command": command or " ".join(sys.argv),
+        "command": history[-1]["command"],
+        "commands": history,
         "config": asdict(cfg),
         "steps_done": step,
         "final_loss": float(np.mean(recent)) if recent else math.nan,
