@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -23,6 +24,14 @@ def _numbers(obj):
             yield from _numbers(v)
     elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
         yield obj
+
+
+def _load_script(name: str):
+    """A benchmark script imported as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _run(script: str, *args: str) -> None:
@@ -82,11 +91,7 @@ def test_pareto_quick_writes_finite_json(tmp_path):
 
 
 def test_pareto_epochs_scale_keeps_budgets_equal_and_window_shares():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("pareto", BENCH / "pareto.py")
-    pareto = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pareto)
+    pareto = _load_script("pareto")
     for method in ("ddpo", "hrf", "hrfd", "kl"):
         one = pareto.cell_config("compressibility", method, 0, "hrf:faces32", False)
         three = pareto.cell_config("compressibility", method, 0, "hrf:faces32", False, epochs_scale=3)
@@ -99,11 +104,7 @@ def test_pareto_epochs_scale_keeps_budgets_equal_and_window_shares():
 
 
 def test_perf_verdict_reads_the_median_against_the_spread_of_repetitions():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("perf", BENCH / "perf.py")
-    perf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(perf)
+    perf = _load_script("perf")
     assert perf.ratio_range([1.0, 2.0, 3.0], [2.0, 2.0, 2.0]) == [0.5, 1.5]
     assert perf.check(0.99, 1.0) == "meets"
     assert perf.check(1.01, 1.0) == "MISSES"
