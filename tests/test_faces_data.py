@@ -51,8 +51,8 @@ def test_hair_pixels_match_the_style(data):
     total = _count(images, hair)
     bottom = _count(images[:, 28:], hair)
     style = labels["hair_style"]
-    # Bald faces keep only their eyebrows (4 px each side) in the hair colour.
-    assert np.all(total[style == 0] == 8)
+    # Bald faces keep only their eyebrows (4 × 2 px each side) in the hair colour.
+    assert np.all(total[style == 0] == 16)
     assert np.all(total[style != 0] > 25)
     assert np.all(bottom[style == 2] > 0) and np.all(bottom[style != 2] == 0)
     # Spikes reach higher than a short cap.
@@ -78,8 +78,9 @@ def test_head_shapes_are_measurably_different(data):
         aspect.append((bottom - 16) / width)
         fill.append(face[17 : bottom + 1].sum() / ((bottom - 16) * width))
     aspect, fill, shape = np.array(aspect), np.array(fill), labels["head_shape"][keep]
-    assert fill[shape == 2].mean() > max(fill[shape == 0].mean(), fill[shape == 1].mean()) + 0.05  # corners
-    assert aspect[shape == 1].mean() > aspect[shape == 0].mean() + 0.1  # the oval is taller
+    # Apart by whole rows and columns, not a pixel: the square fills ~0.99 of its box, the circle ~0.80.
+    assert fill[shape == 2].mean() > max(fill[shape == 0].mean(), fill[shape == 1].mean()) + 0.15  # corners
+    assert aspect[shape == 1].mean() > aspect[shape == 0].mean() + 0.25  # the oval is taller
 
 
 def test_low_level_details_match_the_labels(data):

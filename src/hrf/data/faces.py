@@ -6,13 +6,15 @@ from one seed, so a data set is reproducible from ``(n, seed)`` and each image's
 High-level factors (the paper's "overall face structure or hair type"; the diversity that RL fine-tuning
 tends to collapse):
 
-- ``head_shape`` (3): ``round`` (circle), ``oval`` (tall ellipse), ``square`` (rounded square).
+- ``head_shape`` (3): ``round`` (circle), ``oval`` (tall, narrow ellipse), ``square`` (a box with slightly
+  rounded corners). The oval is 2 px narrower and 2 px taller than the circle, and the square's corners
+  reach about 3 px further out, so the shape is overall structure at 32 px rather than a one-pixel detail.
 - ``skin_tone`` (3): ``pale``, ``tan``, ``brown`` — the colour of the head.
 - ``hair_style`` (4): ``none`` (bald: no hair pixels), ``short`` (a cap over the top of the head),
   ``long`` (cap plus hair falling behind the head down to the bottom edge), ``spiky`` (cap plus a row
   of spikes above the head).
-- ``hair_color`` (4): ``black``, ``blonde``, ``ginger``, ``blue`` — the hair, and also the eyebrows, so
-  the colour stays visible on bald faces.
+- ``hair_color`` (4): ``black``, ``blonde``, ``ginger``, ``blue`` — the hair, and also the eyebrows, which
+  are two pixels thick so that the colour stays a visible patch, not a detail, on bald faces.
 - ``background`` (4): ``sky``, ``mint``, ``pink``, ``lilac`` — the colour of every pixel outside the
   face and hair.
 
@@ -81,11 +83,11 @@ def _paint(images: np.ndarray, mask: np.ndarray, colours: np.ndarray) -> None:
 def _head_masks(labels, cx, cy, scale, yy, xx):
     """(head, cap, behind, spikes) boolean masks, each (n, H, W)."""
     shape = labels["head_shape"][:, None, None]
-    rx = np.choose(shape, [9.0, 7.6, 8.3]) * scale[:, None, None]
-    ry = np.choose(shape, [9.0, 10.6, 9.0]) * scale[:, None, None]
+    rx = np.choose(shape, [9.0, 7.0, 8.8]) * scale[:, None, None]
+    ry = np.choose(shape, [9.0, 11.0, 9.0]) * scale[:, None, None]
     u = (xx - cx[:, None, None]) / rx
     v = (yy - cy[:, None, None]) / ry
-    power = np.where(shape == 2, 4.0, 2.0)  # a superellipse makes the square's rounded corners
+    power = np.where(shape == 2, 10.0, 2.0)  # a superellipse of power 10 is a box with rounded corners
     head = np.abs(u) ** power + np.abs(v) ** power <= 1.0
     grown = np.abs(u * 0.88) ** power + np.abs(v * 0.9) ** power <= 1.0
     cap = grown & (v < -0.45)
@@ -104,7 +106,9 @@ def _feature_masks(labels, cx, cy, yy, xx):
     icy = np.round(cy).astype(int)[:, None, None]
     dy, dx = yy.astype(int) - icy, xx.astype(int) - icx
     adx = np.abs(dx)
-    brows = (dy == -4) & (adx >= 2) & (adx <= 5)
+    # Two rows: on a bald face the brows are the only pixels of hair colour (on haired faces the upper
+    # row lies on the cap).
+    brows = (dy >= -5) & (dy <= -4) & (adx >= 2) & (adx <= 5)
     eye_kind = labels["eyes"][:, None, None]
     # Eyes sit at dx = ±3.5, rows -1..0; a pupil-or-dot occupies the two inner-aligned columns 3 and 4.
     eye_cols = (adx >= 3) & (adx <= 4)
