@@ -10,6 +10,7 @@ import torch
 from diffusers import UNet2DModel
 
 from hrf.cli.main import main
+from hrf.data.faces import VERSION as FACES_VERSION
 from hrf.errors import HrfError
 from hrf.training.pretrain import PretrainConfig, _lr_at, ddpm_train_scheduler, make_batch_fn, pretrain, training_target
 
@@ -97,6 +98,7 @@ def test_cli_pretrain_and_bad_input(tmp_path, capsys):
     assert main(args) == 0
     info = json.loads((out / "model" / "hrf_info.json").read_text())
     assert info["steps_done"] == 2 and info["config"]["preset"] == "tiny"
+    assert info["faces_version"] == FACES_VERSION  # which drawing of the faces the model learned
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -39,6 +39,9 @@ import numpy as np
 import torch
 
 SIZE = 32
+# Bumped whenever the drawing changes, so a model records which faces it learned (``hrf_info.json``).
+# 1: first release; 2: head shapes apart by whole rows and columns, two-row eyebrows (2026-11-26).
+VERSION = 2
 
 FACTORS: dict[str, tuple[str, ...]] = {
     "head_shape": ("round", "oval", "square"),

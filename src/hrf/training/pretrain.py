@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
+from hrf.data.faces import VERSION as FACES_VERSION
 from hrf.errors import HrfError
 
 CHECKPOINT = "checkpoint.pt"
@@ -287,4 +288,5 @@ def _info(cfg: PretrainConfig, step: int, losses: list[float], wall: float, hist
         "final_loss": float(np.mean(recent)) if recent else math.nan,
         "wall_seconds": round(wall, 1),
         "torch_threads": torch.get_num_threads(),
+        **({"faces_version": FACES_VERSION} if cfg.data == "faces" else {}),
     }
