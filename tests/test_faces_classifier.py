@@ -119,8 +119,10 @@ def test_shipped_base_model_report_is_reproducible():
     # A fresh, smaller measurement agrees with the recorded 1,000-sample one within sampling error ...
     se = np.sqrt(recorded["confident_fraction"] * (1 - recorded["confident_fraction"]) / 200)
     assert abs(report["confident_fraction"] - recorded["confident_fraction"]) < 4 * se + 0.02
-    # ... and stays far from noise (confident ≈ 0) and from collapse (coverage 1). These are regression
-    # floors below the shipped model's measurement, not the 0.9 requirements, which it does not meet.
-    assert report["confident_fraction"] > 0.6
+    # ... the recorded one meets the shipped model's requirements (≥ 90 % confident, ≥ 0.9 of the data's
+    # coverage) ...
+    assert recorded["confident_fraction"] >= 0.9 and recorded["coverage_ratio"] >= 0.9
+    assert all(req["met"] for req in recorded["requirements"].values())
+    # ... and the fresh one clears a floor 3.5 standard errors (of 200 samples) below the recorded 0.92.
+    assert report["confident_fraction"] > 0.85
     assert report["coverage_ratio"] > 0.85 and report["js_bits_mean"] < 0.03
-    assert recorded["requirements"]["confident_fraction"]["met"] == (recorded["confident_fraction"] >= 0.9)
