@@ -24,6 +24,7 @@ import numpy as np
 
 from hrf.cli.common import positive_int
 from hrf.config import Config, load_config
+from hrf.evaluation.evaluate import weights_fingerprint
 from hrf.experiments.demo import TASKS
 from hrf.experiments.runs import preset_path, train_to_completion
 
@@ -125,20 +126,23 @@ def base_metrics(out: Path, model: str, num_eval: int, eval_seed: int, steps: in
     path = out / "base.json"
     if path.is_file():
         stored = json.loads(path.read_text())
-        if stored["model"] == model and stored["num_eval"] == num_eval and stored["eval_seed"] == eval_seed:
+        if (stored["model"], stored.get("weights"), stored["num_eval"], stored["eval_seed"]) == (
+                model, weights_fingerprint(model), num_eval, eval_seed):
             return stored["metrics"]
     metrics = evaluate_model(model, out / "base_eval.npz", list(TASKS.values()), num_eval, eval_seed, steps)
-    _write_json(path, {"model": model, "num_eval": num_eval, "eval_seed": eval_seed, "metrics": metrics})
+    _write_json(path, {"model": model, "weights": weights_fingerprint(model), "num_eval": num_eval,
+                       "eval_seed": eval_seed, "metrics": metrics})
     return metrics
 
 
 def stored_cell(path: Path, model: str, scale: float, num_eval: int, epochs_scale: int = 1) -> dict | None:
-    """A cell's stored result if it was computed for the same model, budget and number of evaluation samples."""
+    """A cell's stored result if it was computed for the same model (name and weights), budget and number of
+    evaluation samples."""
     if not path.is_file():
         return None
     cell = json.loads(path.read_text())
-    same = (cell.get("model"), cell.get("scale"), cell.get("epochs_scale", 1), cell.get("num_eval"))
-    return cell if same == (model, scale, epochs_scale, num_eval) else None
+    same = (cell.get("model"), cell.get("weights"), cell.get("scale"), cell.get("epochs_scale", 1), cell.get("num_eval"))
+    return cell if same == (model, weights_fingerprint(model), scale, epochs_scale, num_eval) else None
 
 
 def run_cell(out: Path, task: str, method: str, seed: int, model: str, quick: bool, num_eval: int,
@@ -156,7 +160,8 @@ def run_cell(out: Path, task: str, method: str, seed: int, model: str, quick: bo
                              cfg.sampling.num_steps)
     history = [json.loads(ln) for ln in (out / "runs" / name / "metrics.jsonl").read_text().splitlines() if ln]
     cell = {"task": task, "method": method, "label": METHODS[method][0], "seed": seed, "reward": cfg.reward.name,
-            "model": model, "scale": scale, "epochs_scale": epochs_scale, "num_eval": num_eval,
+            "model": model, "weights": weights_fingerprint(model), "scale": scale, "epochs_scale": epochs_scale,
+            "num_eval": num_eval,
             "epochs": len(history), "trajectories": int(sum(h["trajectories"] for h in history)),
             "trained_pairs": int(sum(h["trained_pairs"] for h in history)),
             "train_seconds_this_session": round(train_seconds, 1), "metrics": metrics}
