@@ -141,7 +141,8 @@ def stored_cell(path: Path, model: str, scale: float, num_eval: int, epochs_scal
     if not path.is_file():
         return None
     cell = json.loads(path.read_text())
-    same = (cell.get("model"), cell.get("weights"), cell.get("scale"), cell.get("epochs_scale", 1), cell.get("num_eval"))
+    same = (cell.get("model"), cell.get("weights"), cell.get("scale"), cell.get("epochs_scale", 1),
+            cell.get("num_eval"))
     return cell if same == (model, weights_fingerprint(model), scale, epochs_scale, num_eval) else None
 
 
