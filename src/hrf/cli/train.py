@@ -46,4 +46,8 @@ def run(args) -> int:
         last = history[-1]["reward_mean"] if history else float("nan")
         print(f"hrf train: done after {trainer.epoch} epochs ({trainer.stopped_reason}); last mean reward "
               f"{last:.4g}; model in {out}/final")
+    # A process group left to interpreter exit can abort a rank ("terminate called without an active
+    # exception"); the barrier first, so no rank tears it down while another still uses it.
+    trainer.acc.wait_for_everyone()
+    trainer.acc.end_training()
     return 0
