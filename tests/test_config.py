@@ -68,6 +68,8 @@ BAD = [
     (["train.branches=1", "train.advantage_norm=group"], "needs train.branches ≥ 2"),
     (["sampling.eta=0"], "eta"),
     (["train.timestep_fraction=1.5"], "timestep_fraction"),
+    (["train.skip_last_steps=-1"], "skip_last_steps"),
+    (["sampling.num_steps=4", "train.skip_last_steps=3"], "leaves no step to train"),
     (["model.mixed_precision=fp8"], "mixed_precision"),
     (["train"], "must look like section.key=value"),
     (["train.references=3"], None),  # valid: 3 references

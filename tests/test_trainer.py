@@ -156,3 +156,27 @@ def test_tensorboard_logging(tmp_path):
     events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"))
     events.Reload()
     assert [e.step for e in events.Scalars("reward_mean")] == [1, 2]
+
+
+def test_trainable_pairs_skip_the_last_stochastic_steps():
+    trainable = torch.zeros(3, 6, dtype=torch.bool)
+    trainable[0, 0:5] = True  # steps 0..4 stochastic, step 5 → 6 deterministic
+    trainable[1, 3:5] = True
+    trainable[2, 4:5] = True
+    rows, steps = trainable_pairs(trainable, 1.0, torch.Generator(), skip_last=1)
+    assert sorted(zip(rows.tolist(), steps.tolist())) == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 3)]
+    rows, steps = trainable_pairs(trainable, 1.0, torch.Generator(), skip_last=2)
+    assert sorted(zip(rows.tolist(), steps.tolist())) == [(0, 0), (0, 1), (0, 2)]
+
+
+def test_skip_last_steps_is_counted_and_trained(tmp_path, monkeypatch):
+    """The derived count and the pairs the trainer actually trains agree, and none is a skipped step."""
+    trainer = _run(_cfg("full", skip_last_steps=1), tmp_path / "run")
+    assert trainer.derived["trained_steps_per_trajectory"] == {"full (k=0)": 4}  # T = 6: steps 0..3
+    seen = []
+    original = trainer._pair_loss
+    monkeypatch.setattr(trainer, "_pair_loss", lambda traj, adv, rows, steps: (seen.append(steps.clone()),
+                                                                                original(traj, adv, rows, steps))[1])
+    metrics = trainer.run_epoch(0)
+    steps = torch.cat(seen)
+    assert steps.max() == 3 and metrics["trained_pairs"] == len(steps) == 4 * 4

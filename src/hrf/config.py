@@ -70,6 +70,7 @@ class TrainConfig:
     adv_clip: float = 5.0  # advantages clipped to ±adv_clip (paper silent; DDPO's value)
     advantage_norm: str = "group"  # "group": centred per reference, batch-scaled; "group_std": GRPO; "batch": DDPO
     timestep_fraction: float = 1.0  # fraction of each trajectory's trainable steps trained (DDPO's subsampling)
+    skip_last_steps: int = 0  # the last N stochastic steps are sampled but not trained (0 = every step, as DDPO and the paper)
     kl_coef: float = 0.0  # > 0 adds a per-step KL to the frozen base model (DPOK-style baseline)
 
 
@@ -248,6 +249,7 @@ def validate(cfg: Config) -> None:
         _positive(f"train.{name}", getattr(t, name), allow_zero=True)
     if not 0 < t.timestep_fraction <= 1:
         raise ConfigError(f"train.timestep_fraction must be in (0, 1], got {t.timestep_fraction}")
+    _positive("train.skip_last_steps", t.skip_last_steps, allow_zero=True)
     if len(t.adam_betas) != 2 or not all(0 <= b < 1 for b in t.adam_betas):
         raise ConfigError(f"train.adam_betas must be two numbers in [0, 1), got {t.adam_betas}")
     if t.advantage_norm not in ("group", "group_std", "batch"):
@@ -258,6 +260,9 @@ def validate(cfg: Config) -> None:
     _positive("sampling.num_steps", s.num_steps)
     if s.num_steps < 2:
         raise ConfigError("sampling.num_steps must be ≥ 2 (the last step is deterministic and never trained)")
+    if t.skip_last_steps > s.num_steps - 2:
+        raise ConfigError(f"train.skip_last_steps={t.skip_last_steps} leaves no step to train at "
+                          f"sampling.num_steps={s.num_steps} (at most {s.num_steps - 2})")
     if not 0 < s.eta <= 1:
         raise ConfigError(f"sampling.eta must be in (0, 1] (eta = 0 makes every step deterministic), got {s.eta}")
     if cfg.model.mixed_precision not in ("no", "fp16", "bf16"):
@@ -304,12 +309,12 @@ def validate(cfg: Config) -> None:
 # ---------------------------------------------------------------- derived quantities
 
 
-def trained_steps(start: int, num_steps: int, timestep_fraction: float = 1.0) -> int:
-    """Trained steps of a trajectory starting at step index ``start``: steps start..T−2, subsampled.
+def trained_steps(start: int, num_steps: int, timestep_fraction: float = 1.0, skip_last: int = 0) -> int:
+    """Trained steps of a trajectory starting at step index ``start``: steps start..T−2−skip_last, subsampled.
 
     The last step (T−1 → T) is deterministic and never trained.
     """
-    available = max(num_steps - 1 - start, 0)
+    available = max(num_steps - 1 - skip_last - start, 0)
     return max(1, math.ceil(available * timestep_fraction)) if available else 0
 
 
@@ -324,7 +329,7 @@ def derived_quantities(cfg: Config, world_size: int = 1) -> dict:
         ranges = {f"window [{lo},{hi}]": list(range(lo, hi + 1)) for lo, hi in sch.windows}
     else:
         ranges = {f"candidates {sch.candidates[0]}..{sch.candidates[-1]}": sch.candidates}
-    steps = {name: sum(trained_steps(k, s.num_steps, t.timestep_fraction) for k in ks) / len(ks)
+    steps = {name: sum(trained_steps(k, s.num_steps, t.timestep_fraction, t.skip_last_steps) for k in ks) / len(ks)
              for name, ks in ranges.items()}
     trajectories = t.references * t.branches
     fewest = min(steps.values()) * trajectories

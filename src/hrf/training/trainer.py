@@ -46,8 +46,16 @@ def epoch_generator(seed: int, epoch: int, rank: int, purpose: int, device="cpu"
     return torch.Generator(device).manual_seed(int(state) & ((1 << 63) - 1))
 
 
-def trainable_pairs(trainable: torch.Tensor, fraction: float, generator: torch.Generator):
-    """(row, step) pairs to train: each trajectory's trainable steps, a random ``fraction`` of them kept."""
+def trainable_pairs(trainable: torch.Tensor, fraction: float, generator: torch.Generator, skip_last: int = 0):
+    """(row, step) pairs to train: each trajectory's trainable steps, a random ``fraction`` of them kept.
+
+    ``skip_last`` drops step indices T−1−skip_last..T−2, the last stochastic steps before the deterministic
+    one: their σ is tiny (faces32 at T = 10: 0.01 at t = 100 → 0, against 0.29 a step earlier), so their
+    score (x−μ)/σ² = z/σ makes their gradient mostly noise, for moves of about one grey level.
+    """
+    if skip_last:
+        last = trainable.shape[1] - 1 - skip_last
+        trainable = trainable & (torch.arange(trainable.shape[1], device=trainable.device) < last)
     rows, steps = trainable.nonzero(as_tuple=True)
     if fraction >= 1.0:
         return rows, steps
@@ -230,7 +238,7 @@ class Trainer:
         from accelerate.utils import gather_object
 
         gen = epoch_generator(cfg.train.seed, epoch, acc.process_index, _TRAINING)
-        rows, steps = trainable_pairs(traj.trainable, cfg.train.timestep_fraction, gen)
+        rows, steps = trainable_pairs(traj.trainable, cfg.train.timestep_fraction, gen, cfg.train.skip_last_steps)
         U = cfg.train.updates_per_epoch
         if len(rows) < U:
             raise HrfError(f"only {len(rows)} trained steps on process {acc.process_index} for {U} updates; "
