@@ -13,6 +13,8 @@ Writes ``pareto.json`` / ``pareto.md`` (means over seeds with 95% t-intervals) a
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import math
 import shutil
@@ -135,25 +137,30 @@ def base_metrics(out: Path, model: str, num_eval: int, eval_seed: int, steps: in
     return metrics
 
 
-def stored_cell(path: Path, model: str, scale: float, num_eval: int, epochs_scale: int = 1) -> dict | None:
-    """A cell's stored result if it was computed for the same model (name and weights), budget and number of
-    evaluation samples."""
+def config_fingerprint(cfg: Config) -> str:
+    """A short hash of every field of a training config (presets change; a stored cell must match them)."""
+    text = json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def stored_cell(path: Path, cfg: Config, num_eval: int) -> dict | None:
+    """A cell's stored result if it was computed with the same training config (model, preset, budget), the
+    same model weights and the same number of evaluation samples."""
     if not path.is_file():
         return None
     cell = json.loads(path.read_text())
-    same = (cell.get("model"), cell.get("weights"), cell.get("scale"), cell.get("epochs_scale", 1),
-            cell.get("num_eval"))
-    return cell if same == (model, weights_fingerprint(model), scale, epochs_scale, num_eval) else None
+    same = (cell.get("config"), cell.get("weights"), cell.get("num_eval"))
+    return cell if same == (config_fingerprint(cfg), weights_fingerprint(cfg.model.path), num_eval) else None
 
 
 def run_cell(out: Path, task: str, method: str, seed: int, model: str, quick: bool, num_eval: int,
              eval_seed: int, scale: float = 1.0, epochs_scale: int = 1) -> dict:
-    """Train and evaluate one cell, or read its stored result (kept only for the same model, budget and num_eval)."""
+    """Train and evaluate one cell, or read its stored result (kept only for the same config, weights and num_eval)."""
     name = f"{task}-{method}-seed{seed}"
     cell_file = out / "cells" / f"{name}.json"
-    if (stored := stored_cell(cell_file, model, scale, num_eval, epochs_scale)) is not None:
-        return stored
     cfg = cell_config(task, method, seed, model, quick, scale, epochs_scale)
+    if (stored := stored_cell(cell_file, cfg, num_eval)) is not None:
+        return stored
     t0 = time.perf_counter()
     final = train_to_completion(cfg, out / "runs" / name, progress=False)
     train_seconds = time.perf_counter() - t0
@@ -161,7 +168,8 @@ def run_cell(out: Path, task: str, method: str, seed: int, model: str, quick: bo
                              cfg.sampling.num_steps)
     history = [json.loads(ln) for ln in (out / "runs" / name / "metrics.jsonl").read_text().splitlines() if ln]
     cell = {"task": task, "method": method, "label": METHODS[method][0], "seed": seed, "reward": cfg.reward.name,
-            "model": model, "weights": weights_fingerprint(model), "scale": scale, "epochs_scale": epochs_scale,
+            "model": model, "weights": weights_fingerprint(model), "config": config_fingerprint(cfg),
+            "scale": scale, "epochs_scale": epochs_scale,
             "num_eval": num_eval,
             "epochs": len(history), "trajectories": int(sum(h["trajectories"] for h in history)),
             "trained_pairs": int(sum(h["trained_pairs"] for h in history)),
@@ -291,8 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         steps = cell_config(tasks[0], "ddpo", 0, model, args.quick).sampling.num_steps
         todo = [(t, s, m) for t in tasks for s in seeds for m in args.methods]
-        pending = [c for c in todo if stored_cell(out / "cells" / f"{c[0]}-{c[2]}-seed{c[1]}.json", model,
-                                                  args.scale, num_eval, args.epochs_scale) is None]
+        pending = [c for c in todo if stored_cell(
+            out / "cells" / f"{c[0]}-{c[2]}-seed{c[1]}.json",
+            cell_config(c[0], c[2], c[1], model, args.quick, args.scale, args.epochs_scale), num_eval) is None]
         if args.summary_only:
             todo = [c for c in todo if c not in pending]
         elif pending:

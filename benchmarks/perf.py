@@ -173,7 +173,8 @@ def epoch_config(method: str, steps: int, refs: int, branches: int, sample_bs: i
 
     overrides = [f"sampling.num_steps={steps}", f"train.references={refs}", f"train.branches={branches}",
                  f"train.sample_batch_size={sample_bs}", f"train.train_batch_size={train_bs}",
-                 "train.max_epochs=1000", "output.grid_every=0"]
+                 "train.max_epochs=1000", "output.grid_every=0",
+                 "train.skip_last_steps=0"]  # the paper's cost: every stochastic step trained
     if method == "hrf":
         overrides += [f"schedule.windows=[{list(window)}]", "schedule.iterations=[1000]"]
     return load_config(preset_path(f"faces32/compressibility-{method}"), overrides)
@@ -256,7 +257,8 @@ def bench_epochs(unet, train_scheduler, steps: int, refs: int, branches: int, sa
     times = interleaved(variants, reps)
     share_pairs = last["hrf"]["trained_pairs"] / last["ddpo"]["trained_pairs"]
     hrf_vs_ddpo = median_ratio(times["hrf_epoch"], times["ddpo_epoch"])
-    return {"steps": steps, "trajectories": refs * branches, "hrf_references": refs, "hrf_branches": branches,
+    return {"steps": steps, "skip_last_steps": trainers["ddpo"].cfg.train.skip_last_steps,
+            "trajectories": refs * branches, "hrf_references": refs, "hrf_branches": branches,
             "hrf_window": list(window), "sample_batch_size": sample_bs, "train_batch_size": train_bs, "reps": reps,
             "seconds_median": _seconds(times), "seconds": times,
             "ddpo_epoch_vs_floor": median_ratio(times["ddpo_epoch"], times["ddpo_floor"]),

@@ -54,9 +54,10 @@ def test_perf_quick_writes_finite_json(tmp_path):
         assert lo <= model["sampling"]["hrf_vs_diffusers"] <= hi
         assert {"ddpo_epoch_vs_floor", "hrf_epoch_vs_floor", "hrf_vs_ddpo_epoch",
                 "hrf_share_of_trained_steps"} <= set(model["epochs"])
-        # the floor mirrors the trainer's calls: DDPO trains every stochastic step (all but the last) of 4 trajectories
-        assert model["epochs"]["floor_calls"]["ddpo"]["trained_pairs"] == \
-            model["epochs"]["trajectories"] * (model["epochs"]["steps"] - 1)
+        # the floor mirrors the trainer's calls: DDPO trains every stochastic step (all but the last, and
+        # the preset's skip_last_steps before it) of 4 trajectories
+        e = model["epochs"]
+        assert e["floor_calls"]["ddpo"]["trained_pairs"] == e["trajectories"] * (e["steps"] - 1 - e["skip_last_steps"])
     assert {"jpeg_reward", "vendi", "domain_features"} <= set(res["metrics"])
     assert set(res["memory"]["max_rss_mb"]) == {"baseline", "base/hrf_rollout"}
     numbers = list(_numbers(res))
@@ -112,17 +113,23 @@ def test_perf_verdict_reads_the_median_against_the_spread_of_repetitions():
     assert perf.check(1.01, 1.0, [0.95, 1.08]).startswith("MISSES by the median")
 
 
-def test_pareto_reuses_a_cell_only_for_the_same_weights(tmp_path):
+def test_pareto_reuses_a_cell_only_for_the_same_weights_and_config(tmp_path):
     from diffusers import DDPMScheduler
 
     from hrf.models import save_model, tiny_unet
 
     pareto = _load_script("pareto")
     model = str(save_model(tiny_unet(8, seed=0), DDPMScheduler(), tmp_path / "model"))
+    cfg = pareto.cell_config("compressibility", "hrf", 0, model, quick=True)
     cell = tmp_path / "cell.json"
-    cell.write_text(json.dumps({"model": model, "weights": pareto.weights_fingerprint(model), "scale": 1.0,
-                                "epochs_scale": 1, "num_eval": 16}))
-    assert pareto.stored_cell(cell, model, 1.0, 16) is not None
+    cell.write_text(json.dumps({"model": model, "weights": pareto.weights_fingerprint(model),
+                                "config": pareto.config_fingerprint(cfg), "num_eval": 16}))
+    assert pareto.stored_cell(cell, cfg, 16) is not None
+    assert pareto.stored_cell(cell, cfg, 32) is None
+    # A preset edited since (any field): the stored result is of another training run.
+    other = pareto.cell_config("compressibility", "hrf", 0, model, quick=True)
+    other.train.skip_last_steps += 1
+    assert pareto.stored_cell(cell, other, 16) is None
     # Retrained in place (same path, so the same name): the stored result is of other weights.
     save_model(tiny_unet(8, seed=1), DDPMScheduler(), tmp_path / "model")
-    assert pareto.stored_cell(cell, model, 1.0, 16) is None
+    assert pareto.stored_cell(cell, cfg, 16) is None

@@ -70,6 +70,8 @@ BAD = [
     (["train.timestep_fraction=1.5"], "timestep_fraction"),
     (["train.skip_last_steps=-1"], "skip_last_steps"),
     (["sampling.num_steps=4", "train.skip_last_steps=3"], "leaves no step to train"),
+    (["sampling.num_steps=10", "train.skip_last_steps=1", "schedule.kind=windows", "schedule.windows=[[7,8]]",
+      "schedule.iterations=[1]"], "outside 0..7"),
     (["model.mixed_precision=fp8"], "mixed_precision"),
     (["train"], "must look like section.key=value"),
     (["train.references=3"], None),  # valid: 3 references

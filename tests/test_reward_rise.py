@@ -30,7 +30,7 @@ SMALL = ["sampling.num_steps=10", "train.max_epochs=5", "train.sample_batch_size
 @pytest.mark.parametrize("preset,extra", [
     ("compressibility-ddpo", ["train.references=64"]),
     ("compressibility-hrf", ["train.max_epochs=12"]),
-    ("smile-hrf", ["schedule.windows=[[2,4],[4,6],[6,8]]", "schedule.iterations=[2,2,1]", "train.references=8",
+    ("smile-hrf", ["schedule.windows=[[2,4],[4,6],[6,7]]", "schedule.iterations=[2,2,1]", "train.references=8",
                    "train.lr=1e-3"]),
 ])
 def test_fine_tuning_raises_the_reward(preset, extra, tmp_path):

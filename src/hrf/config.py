@@ -273,7 +273,8 @@ def validate(cfg: Config) -> None:
     _positive("output.checkpoint_every", cfg.output.checkpoint_every)
     _positive("output.keep_checkpoints", cfg.output.keep_checkpoints)
     _positive("output.grid_every", cfg.output.grid_every, allow_zero=True)
-    last = s.num_steps - 2  # the last trainable start step: step T−1 → T is deterministic
+    # the last start step with a step to train: T−1 → T is deterministic, and skip_last_steps before it untrained
+    last = s.num_steps - 2 - t.skip_last_steps
     if sch.kind == "full":
         if sch.windows or sch.candidates:
             raise ConfigError("schedule.kind='full' takes no windows or candidates; set kind='windows' or 'dynamic'")
@@ -287,7 +288,7 @@ def validate(cfg: Config) -> None:
                 raise ConfigError(f"schedule.windows entry {w} is reversed (lo > hi)")
             if w[0] < 0 or w[1] > last:
                 raise ConfigError(f"schedule.windows entry {w} is outside 0..{last} (T={s.num_steps}; step "
-                                  f"{s.num_steps - 1} is deterministic and cannot be trained)")
+                                  f"{s.num_steps - 1} is deterministic and {t.skip_last_steps} before it untrained)")
         if len(sch.iterations) != len(sch.windows):
             raise ConfigError(f"schedule.iterations has {len(sch.iterations)} entries for {len(sch.windows)} windows")
         if not all(isinstance(i, int) and i > 0 for i in sch.iterations):

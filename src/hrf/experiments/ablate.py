@@ -25,10 +25,11 @@ REGIMES: dict[str, list[list[int]]] = {
 }
 
 
-def scaled_windows(regime: str, num_steps: int) -> list[list[int]]:
-    """The regime's windows for T = ``num_steps``: the paper's T = 40 windows at the same fractions of the chain."""
+def scaled_windows(regime: str, num_steps: int, skip_last: int = 0) -> list[list[int]]:
+    """The regime's windows for T = ``num_steps``: the paper's T = 40 windows at the same fractions of the chain,
+    capped at the last start step that has a step to train."""
     scale = num_steps / 40
-    last = num_steps - 2  # the last trainable start step
+    last = num_steps - 2 - skip_last
     return [[min(round(lo * scale), last), min(round(hi * scale), last)] for lo, hi in REGIMES[regime]]
 
 
@@ -47,7 +48,8 @@ def run_cell(out: Path, preset: str, regime: str, seed: int, per_window: int, nu
     if cell_file.is_file():
         return json.loads(cell_file.read_text())
     iters = regime_iterations(regime, per_window)
-    windows = scaled_windows(regime, load_config(preset_path(preset), overrides).sampling.num_steps)
+    base = load_config(preset_path(preset), overrides)
+    windows = scaled_windows(regime, base.sampling.num_steps, base.train.skip_last_steps)
     cfg = load_config(preset_path(preset), [
         f"schedule.windows={windows}", f"schedule.iterations={iters}", "schedule.after_last=stop",
         f"train.max_epochs={sum(iters)}", f"train.seed={seed}", *overrides])
