@@ -2,7 +2,7 @@
 
     python benchmarks/pareto.py [--quick] [--tasks ...] [--seeds ...] [--model SPEC] --out DIR
 
-Every (task, method, seed) cell fine-tunes the base model from the equal-budget presets
+Every (task, method, seed) cell fine-tunes the base model from the presets' budgets
 ``configs/faces32/TASK-{ddpo,hrf,hrfd}.toml`` (the KL baseline is the DDPO preset with ``train.kl_coef``),
 samples ``--num-eval`` images from the same initial noise as the base model and evaluates them with
 ``hrf.evaluation.evaluate.evaluate_images``. A cell's result is kept in ``DIR/cells/`` and never redone;
@@ -39,7 +39,7 @@ METHODS: dict[str, tuple[str, str, list[str]]] = {
     "hrf": ("HRF", "hrf", []),
     "hrfd": ("HRF-D", "hrfd", []),
     "kl": (f"DDPO_IS+KL({KL_COEF})", "ddpo", [f"train.kl_coef={KL_COEF}"]),
-    # not in the equal-budget default: DDPO_IS stopped at 2/3 of the epochs, a point at a lower reward on
+    # not in the default: DDPO_IS stopped at 2/3 of the epochs, a point at a lower reward on
     # DDPO's own path, to compare diversity at a comparable reward rather than at an equal budget
     "ddpo_short": ("DDPO_IS (8 epochs)", "ddpo", ["train.max_epochs=8"]),
 }

@@ -1,7 +1,7 @@
 """``hrf demo``: the whole method on the embedded default, on a CPU.
 
 The shipped faces model (hrf:faces32) is fine-tuned for one task with DDPO_IS, HRF and HRF-D (presets
-``configs/faces32/TASK-{ddpo,hrf,hrfd}.toml``: equal trajectories per epoch and epochs), then the base
+``configs/faces32/TASK-{ddpo,hrf,hrfd}.toml``, each header saying how its budget was set), then the base
 model and the three fine-tuned ones are sampled from the same noise and compared: reward ± SE, Vendi on
 pixels and on the factor classifier's features, the classifier's IS, and the ground-truth diversity of
 high-level factor combinations. Every stage resumes: a finished run or sample set is not redone.
@@ -94,10 +94,13 @@ def _report_markdown(report: dict, table: str, figures: list[Path], out: Path) -
                      f"change {entry['value'] - base:+.3g})")
     protocol = ("HRF and HRF-D stopped at DDPO_IS's last training reward or at the end of their budget "
                 "(`--match-reward`, the paper's §5.2)" if report["demo"]["match_reward"]
-                else "equal budgets: the same trajectories per epoch and epochs")
+                else f"the presets' budgets, configs/faces32/{task}-*.toml")
     lines += ["", f"## Budgets ({protocol})", ""]
     for name, b in report["demo"]["budgets"].items():
-        lines.append(f"- {name}: {b['epochs']} epochs ({b['stopped']}); last training reward {b['last_reward_mean']:.4g}")
+        done = (f", {b['trajectories']} trajectories, {b['trained_pairs']} trained (trajectory, step) pairs"
+                if "trained_pairs" in b else "")
+        lines.append(f"- {name}: {b['epochs']} epochs ({b['stopped']}){done}; last training reward "
+                     f"{b['last_reward_mean']:.4g}")
     lines += ["", "## Time (seconds, this machine)", ""]
     lines += [f"- {k}: {v}" for k, v in report["timings_seconds"].items()]
     lines += ["", "## Figures", ""] + [f"![{p.stem}]({p.relative_to(out)})" for p in figures]

@@ -40,7 +40,10 @@ def train_to_completion(cfg: Config, out: Path, progress: bool = True, **trainer
     trainer.train()
     if trainer.acc.is_main_process:
         lines = (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").is_file() else []
+        history = [json.loads(line) for line in lines if line]
         summary = {"epochs": trainer.epoch, "stopped": trainer.stopped_reason,
-                   "last_reward_mean": json.loads(lines[-1])["reward_mean"] if lines else None}
+                   "last_reward_mean": history[-1]["reward_mean"] if history else None,
+                   "trajectories": sum(h["trajectories"] for h in history),
+                   "trained_pairs": sum(h["trained_pairs"] for h in history)}
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return out / "final"
