@@ -115,3 +115,10 @@ def test_every_field_has_a_comment():
         for line in inspect.getsource(cls).splitlines()[1:]:
             if ":" in line and "=" in line and not line.strip().startswith(("#", '"')):
                 assert "#" in line, f"{cls.__name__}: {line.strip()}"
+
+
+@pytest.mark.parametrize("preset", sorted(str(p.relative_to(PAPER.parent)) for p in PAPER.parent.rglob("*.toml")))
+def test_every_shipped_preset_loads(preset):
+    """A validation rule added later must not leave a shipped preset that no longer loads."""
+    cfg = load_config(PAPER.parent / preset)
+    assert derived_quantities(cfg)["trajectories_per_epoch"] > 0
