@@ -4,9 +4,24 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from hrf.cli.main import main
+from hrf.experiments.demo import paired_changes
+
+
+def test_paired_changes_are_per_sample_differences():
+    base = np.array([1.0, 2.0, 3.0, 4.0])
+    deltas = {"DDPO_IS": np.array([0.1, 0.2, 0.3, 0.4]), "HRF": np.array([-1.0, 1.0, -1.0, 1.0]),
+              "HRF-D": np.zeros(4)}
+    rewards = {"base": {"r": base}, **{name: {"r": base + d} for name, d in deltas.items()}}
+    out = paired_changes(rewards, "r")
+    for name, d in deltas.items():
+        assert out[name]["mean"] == pytest.approx(d.mean())
+        assert out[name]["sem"] == pytest.approx(d.std(ddof=1) / 2.0)  # √4 samples
+    # the base model's own spread does not enter: HRF's change is 0 ± 0.58, below the base's 0.65
+    assert out["HRF"]["sem"] < base.std(ddof=1) / 2.0
 
 
 @pytest.mark.slow
@@ -20,6 +35,9 @@ def test_demo_quick_end_to_end_and_resumes(tmp_path, capsys):
         assert entry["value"] < 0 and entry["err"] > 0  # −kB, with a standard error
         assert "factors/entropy" in report["models"][name] or any(k.startswith("factors/") for k in report["models"][name])
     assert (out / "REPORT.md").read_text().startswith("# hrf demo")
+    assert set(report["paired_change"]) == {"DDPO_IS", "HRF", "HRF-D"}
+    assert all(np.isfinite(c["mean"]) and c["sem"] > 0 for c in report["paired_change"].values())
+    assert "paired over the same initial noise" in (out / "REPORT.md").read_text()
     # every method run finished and a rerun reuses it (nothing is retrained)
     before = {m: (out / m / "summary.json").stat().st_mtime for m in ("ddpo", "hrf", "hrfd")}
     assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0

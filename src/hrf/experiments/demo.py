@@ -13,6 +13,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from hrf.config import load_config
 from hrf.experiments.runs import preset_path, train_to_completion
 
@@ -70,7 +72,7 @@ def run_demo(out: Path, task: str = "compressibility", quick: bool = False, num_
                              n_boot=0 if quick else 200, is_splits=1 if quick else 5, seed=seed,
                              return_arrays=True)
     figures = report_figures(report, images, out / "eval")
-    report.pop("arrays")
+    report["paired_change"] = paired_changes(report.pop("arrays")["rewards"], TASKS[task])
     timings["evaluate"] = time.perf_counter() - t0
     report["timings_seconds"] = {k: round(v, 1) for k, v in timings.items()}
     report["demo"] = {"task": task, "quick": quick, "num_eval": num, "seed": seed, "models": models,
@@ -80,6 +82,19 @@ def run_demo(out: Path, task: str = "compressibility", quick: bool = False, num_
     return report
 
 
+def paired_changes(rewards: dict[str, dict[str, np.ndarray]], reward: str) -> dict[str, dict[str, float]]:
+    """Each fine-tuned model's per-sample reward minus the base model's on the same initial noise: mean and
+    standard error. Pairing removes the sample-to-sample spread that the unpaired means carry."""
+    from hrf.evaluation.evaluate import mean_sem
+
+    base = np.asarray(rewards["base"][reward], dtype=np.float64)
+    out = {}
+    for name in METHODS.values():
+        mean, sem = mean_sem(np.asarray(rewards[name][reward], dtype=np.float64) - base)
+        out[name] = {"mean": mean, "sem": sem}
+    return out
+
+
 def _report_markdown(report: dict, table: str, figures: list[Path], out: Path) -> str:
     task = report["demo"]["task"]
     reward_key = f"reward/{TASKS[task]}"
@@ -87,11 +102,12 @@ def _report_markdown(report: dict, table: str, figures: list[Path], out: Path) -
     lines = [f"# hrf demo — {task} on the faces benchmark", "",
              f"Base model {report['demo']['models']['base']} fine-tuned with DDPO_IS, HRF and HRF-D (presets configs/faces32/{task}-*.toml); "
              f"{report['demo']['num_eval']} samples per model from the same initial noise (seed {report['demo']['seed']}).", "",
-             table, "## Reward change over the base model", ""]
+             table, "## Reward change over the base model, paired over the same initial noise", ""]
     for name in METHODS.values():
-        entry = report["models"][name][reward_key]
-        lines.append(f"- {name}: {entry['value']:.4g} ± {entry['err']:.2g} (base {base:.4g}; "
-                     f"change {entry['value'] - base:+.3g})")
+        entry, change = report["models"][name][reward_key], report["paired_change"][name]
+        ratio = f" ({change['mean'] / change['sem']:+.1f} s.e.)" if change["sem"] > 0 else ""
+        lines.append(f"- {name}: {change['mean']:+.4f} ± {change['sem']:.4f}{ratio}; mean {entry['value']:.4g} "
+                     f"(base {base:.4g})")
     protocol = ("HRF and HRF-D stopped at DDPO_IS's last training reward or at the end of their budget "
                 "(`--match-reward`, the paper's §5.2)" if report["demo"]["match_reward"]
                 else f"the presets' budgets, configs/faces32/{task}-*.toml")
