@@ -28,7 +28,7 @@ from hrf.cli.common import positive_int
 from hrf.config import Config, load_config
 from hrf.evaluation.evaluate import weights_fingerprint
 from hrf.experiments.demo import TASKS
-from hrf.experiments.runs import preset_path, train_to_completion
+from hrf.experiments.runs import preset_path, run_totals, train_to_completion
 
 # label, preset suffix, overrides. The KL coefficient: the per-step KL is a mean over C·H·W of
 # Δμ²/(2σ²), the same per-dimension scale as the log-probs in the PPO ratio, and advantages are unit-std;
@@ -166,13 +166,11 @@ def run_cell(out: Path, task: str, method: str, seed: int, model: str, quick: bo
     train_seconds = time.perf_counter() - t0
     metrics = evaluate_model(str(final), out / "runs" / name / "eval.npz", [cfg.reward.name], num_eval, eval_seed,
                              cfg.sampling.num_steps)
-    history = [json.loads(ln) for ln in (out / "runs" / name / "metrics.jsonl").read_text().splitlines() if ln]
+    totals = run_totals(out / "runs" / name)
     cell = {"task": task, "method": method, "label": METHODS[method][0], "seed": seed, "reward": cfg.reward.name,
             "model": model, "weights": weights_fingerprint(model), "config": config_fingerprint(cfg),
-            "scale": scale, "epochs_scale": epochs_scale,
-            "num_eval": num_eval,
-            "epochs": len(history), "trajectories": int(sum(h["trajectories"] for h in history)),
-            "trained_pairs": int(sum(h["trained_pairs"] for h in history)),
+            "scale": scale, "epochs_scale": epochs_scale, "num_eval": num_eval, "epochs": totals["epochs"],
+            "trajectories": totals["trajectories"], "trained_pairs": totals["trained_pairs"],
             "train_seconds_this_session": round(train_seconds, 1), "metrics": metrics}
     _write_json(cell_file, cell)
     return cell

@@ -273,8 +273,7 @@ def validate(cfg: Config) -> None:
     _positive("output.checkpoint_every", cfg.output.checkpoint_every)
     _positive("output.keep_checkpoints", cfg.output.keep_checkpoints)
     _positive("output.grid_every", cfg.output.grid_every, allow_zero=True)
-    # the last start step with a step to train: T−1 → T is deterministic, and skip_last_steps before it untrained
-    last = s.num_steps - 2 - t.skip_last_steps
+    last = last_trainable_start(s.num_steps, t.skip_last_steps)
     if sch.kind == "full":
         if sch.windows or sch.candidates:
             raise ConfigError("schedule.kind='full' takes no windows or candidates; set kind='windows' or 'dynamic'")
@@ -310,12 +309,17 @@ def validate(cfg: Config) -> None:
 # ---------------------------------------------------------------- derived quantities
 
 
-def trained_steps(start: int, num_steps: int, timestep_fraction: float = 1.0, skip_last: int = 0) -> int:
-    """Trained steps of a trajectory starting at step index ``start``: steps start..T−2−skip_last, subsampled.
+def last_trainable_start(num_steps: int, skip_last: int = 0) -> int:
+    """The last start step index with a step left to train: T−2−skip_last.
 
-    The last step (T−1 → T) is deterministic and never trained.
+    The last step (T−1 → T) is deterministic and never trained; ``skip_last`` steps before it are not trained.
     """
-    available = max(num_steps - 1 - skip_last - start, 0)
+    return num_steps - 2 - skip_last
+
+
+def trained_steps(start: int, num_steps: int, timestep_fraction: float = 1.0, skip_last: int = 0) -> int:
+    """Trained steps of a trajectory starting at step index ``start``: steps start..T−2−skip_last, subsampled."""
+    available = max(last_trainable_start(num_steps, skip_last) + 1 - start, 0)
     return max(1, math.ceil(available * timestep_fraction)) if available else 0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hrf.config import load_config
+from hrf.config import last_trainable_start, load_config
 from hrf.experiments.runs import preset_path, train_to_completion
 
 REGIMES: dict[str, list[list[int]]] = {
@@ -29,7 +29,7 @@ def scaled_windows(regime: str, num_steps: int, skip_last: int = 0) -> list[list
     """The regime's windows for T = ``num_steps``: the paper's T = 40 windows at the same fractions of the chain,
     capped at the last start step that has a step to train."""
     scale = num_steps / 40
-    last = num_steps - 2 - skip_last
+    last = last_trainable_start(num_steps, skip_last)
     return [[min(round(lo * scale), last), min(round(hi * scale), last)] for lo, hi in REGIMES[regime]]
 
 

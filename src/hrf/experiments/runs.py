@@ -39,11 +39,17 @@ def train_to_completion(cfg: Config, out: Path, progress: bool = True, **trainer
                           **trainer_kwargs)
     trainer.train()
     if trainer.acc.is_main_process:
-        lines = (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").is_file() else []
-        history = [json.loads(line) for line in lines if line]
-        summary = {"epochs": trainer.epoch, "stopped": trainer.stopped_reason,
-                   "last_reward_mean": history[-1]["reward_mean"] if history else None,
-                   "trajectories": sum(h["trajectories"] for h in history),
-                   "trained_pairs": sum(h["trained_pairs"] for h in history)}
+        summary = {**run_totals(out), "epochs": trainer.epoch, "stopped": trainer.stopped_reason}
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return out / "final"
+
+
+def run_totals(out: Path) -> dict:
+    """A run directory's totals from its ``metrics.jsonl`` (one line per finished epoch): epochs, trajectories,
+    trained (trajectory, step) pairs, and the last epoch's mean reward."""
+    path = Path(out) / "metrics.jsonl"
+    history = [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+    return {"epochs": len(history),
+            "last_reward_mean": history[-1]["reward_mean"] if history else None,
+            "trajectories": sum(h["trajectories"] for h in history),
+            "trained_pairs": sum(h["trained_pairs"] for h in history)}
