@@ -1,0 +1,470 @@
+"""The mode-collapse study: reward–diversity curves per method × seed, compared at pre-declared reward levels.
+
+    python benchmarks/collapse.py run --stage tuning|test [--tasks ...] [--methods ...] [--seeds ...]
+                                      [--shard I/N] --out benchmarks/results/collapse
+    python benchmarks/collapse.py report --out benchmarks/results/collapse
+
+The protocol (tasks, budgets, primary metric, reward levels, test, seeds) is ``benchmarks/RESULTS.md``
+§ "Collapse study: protocol"; this file implements it. A *cell* is one (task, method, seed): the base model
+fine-tuned for ``EPOCHS`` epochs with a checkpoint every ``EVAL_EVERY``; every checkpoint is sampled on the
+same ``NUM_EVAL`` evaluation noises (seed ``EVAL_SEED``, used nowhere else) and measured. The cell's curve
+(epoch 0 = the base model) is written to ``OUT/cells/TASK/METHOD/seedS.json`` — small, committed — and is
+reused only for the same training config and base weights. Training runs, samples and metric caches live
+in ``OUT/work/`` (not committed): a killed study resumes the training run from its last checkpoint and
+skips every checkpoint already sampled. ``--shard I/N`` runs every N-th pending cell, so two single-thread
+processes share two cores. ``report`` reads the committed cells only and writes ``OUT/report.json``,
+``OUT/report.md`` and the curve figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hrf.config import Config, load_config
+from hrf.evaluation.matched import holm, t_interval, value_at_reward, verdict, welch
+from hrf.experiments.runs import preset_path
+
+MODEL = "hrf:faces32"
+EPOCHS = 60  # the collapse budget (protocol §1): 5× the demo presets' 12 epochs
+EVAL_EVERY = 10  # epochs between evaluated checkpoints
+NUM_EVAL = 1000  # evaluation samples per checkpoint
+EVAL_SEED = 2_026_113_001  # the evaluation noise; training draws derive from (train.seed, epoch, rank, purpose)
+TASKS = {"compressibility": "jpeg_compressibility", "smile": "faces_smile"}
+PAPER_WINDOWS = "[[2, 3], [4, 6], [6, 7]]"  # the paper's (8,12),(18,22),(28,32) of 40 at T = 10; 7 = last trained start
+PAPER_WINDOWS_T40 = "[[8, 12], [18, 22], [28, 32]]"  # the paper's own windows
+NOISE_WINDOWS = "[[1, 2], [2, 3], [3, 4]]"  # the compressibility preset's windows, near noise
+THIRDS = "[20, 20, 20]"  # epochs per window: EPOCHS in three equal parts
+# key: (label, preset suffix, overrides on top of the preset, the seed and the budget)
+METHODS: dict[str, tuple[str, str, list[str]]] = {
+    "ddpo": ("DDPO_IS", "ddpo", []),
+    "hrf": ("HRF", "hrf", [f"schedule.windows={PAPER_WINDOWS}", f"schedule.iterations={THIRDS}"]),
+    "hrf_noise": ("HRF (windows near noise)", "hrf",
+                  [f"schedule.windows={NOISE_WINDOWS}", f"schedule.iterations={THIRDS}"]),
+    "hrf_batchnorm": ("HRF (batch advantages)", "hrf", [f"schedule.windows={PAPER_WINDOWS}",
+                                                        f"schedule.iterations={THIRDS}",
+                                                        'train.advantage_norm="batch"']),
+    "hrfd": ("HRF-D", "hrfd", []),
+    "kl0.03": ("DDPO_IS+KL(0.03)", "ddpo", ["train.kl_coef=0.03"]),
+    "kl0.1": ("DDPO_IS+KL(0.1)", "ddpo", ["train.kl_coef=0.1"]),
+    "kl0.3": ("DDPO_IS+KL(0.3)", "ddpo", ["train.kl_coef=0.3"]),
+    "ddpo_T40": ("DDPO_IS (T = 40)", "ddpo", ["sampling.num_steps=40"]),
+    "hrf_T40": ("HRF (T = 40)", "hrf", ["sampling.num_steps=40", f"schedule.windows={PAPER_WINDOWS_T40}",
+                                        f"schedule.iterations={THIRDS}"]),
+}
+PRIMARY_METHODS = ("ddpo", "hrf")
+SEEDS = {"tuning": [0, 1, 2], "test": list(range(100, 110))}
+METRICS_VERSION = 1  # bump when checkpoint_metrics changes: cached metrics are recomputed from the samples
+# Diversity metrics of a checkpoint, reported as a fraction of the base model's. The primary one is fixed by
+# the protocol; the evaluator's keys exist once the independent classifier ships.
+DIVERSITY = {
+    "vendi/evaluator": "Vendi (independent evaluator features)",
+    "vendi/domain": "Vendi (domain classifier features)",
+    "vendi/pixels": "Vendi (pixels)",
+    "factors/evaluator_entropy": "combo entropy (evaluator)",
+    "factors/evaluator_coverage": "combo coverage (evaluator)",
+    "factors/domain_entropy": "combo entropy (domain classifier)",
+}
+PRIMARY_FALLBACK = "vendi/domain"  # the protocol's primary metric if the evaluator fails its acceptance test
+PRIMARY = "vendi/evaluator"
+LEVELS_QUANTILES = (0.25, 0.5, 0.75)  # reward levels: these fractions of DDPO_IS's mean final gain (tuning seeds)
+PRIMARY_LEVEL = 1  # index of the primary level in LEVELS_QUANTILES
+BROKEN_CONFIDENCE = 0.5  # a checkpoint whose confident fraction falls below this × the base's is "broken"
+
+
+# ---------------------------------------------------------------- cells
+
+
+def cell_config(task: str, method: str, seed: int) -> Config:
+    """The training config of one cell: the task's preset for the method, the study's budget and seed."""
+    _, suffix, extra = METHODS[method]
+    overrides = [f"model.path={json.dumps(MODEL)}", f"train.seed={seed}", f"train.max_epochs={EPOCHS}",
+                 f"output.checkpoint_every={EVAL_EVERY}", f"output.keep_checkpoints={EPOCHS // EVAL_EVERY}",
+                 "output.grid_every=0", *extra]
+    return load_config(preset_path(f"faces32/{task}-{suffix}"), overrides)
+
+
+def fingerprint(obj) -> str:
+    """A short hash of a JSON-able object (a config as a dict, metric settings)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def config_fingerprint(cfg: Config) -> str:
+    return fingerprint(dataclasses.asdict(cfg))
+
+
+def write_json(path: Path, data) -> None:
+    """Strict JSON (NaN/inf → null), written atomically."""
+
+    def clean(o):
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        if isinstance(o, (float, np.floating)):
+            return float(o) if math.isfinite(o) else None
+        if isinstance(o, np.integer):
+            return int(o)
+        return o
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(clean(data), indent=1, allow_nan=False))
+    tmp.replace(path)
+
+
+def _evaluator():
+    """The independent evaluator classifier, or None while it is not shipped."""
+    try:
+        from hrf.data.classifier_b import load_evaluator_classifier  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return load_evaluator_classifier()
+
+
+def checkpoint_metrics(images) -> dict[str, float]:
+    """Rewards and diversity of one checkpoint's evaluation samples (model space, [-1, 1] NCHW)."""
+    from hrf.data.classifier import load_face_classifier
+    from hrf.data.faces import HIGH_LEVEL, combo_ids, num_combos
+    from hrf.evaluation.diversity import combo_coverage, factor_entropy
+    from hrf.evaluation.evaluate import reward_values
+    from hrf.evaluation.vendi import vendi_score
+    from hrf.images import to_unit
+    from hrf.rewards import make_reward
+
+    out: dict[str, float] = {}
+    for name, values in reward_values(images, {r: make_reward(r) for r in TASKS.values()}).items():
+        out[f"reward/{name}"] = float(values.mean())
+        out[f"reward_sem/{name}"] = float(values.std(ddof=1) / math.sqrt(len(values)))
+    out["vendi/pixels"] = vendi_score(to_unit(images).flatten(1).double().numpy())  # the paper's raw pixels in [0, 1]
+    for tag, clf in (("domain", load_face_classifier()), ("evaluator", _evaluator())):
+        if clf is None:
+            continue
+        probs = {k: v.float().numpy() for k, v in clf.probs(images).items()}
+        out[f"vendi/{tag}"] = vendi_score(clf.features(images).double().numpy())
+        codes = combo_ids({k: probs[k].argmax(-1) for k in HIGH_LEVEL})
+        out[f"factors/{tag}_entropy"] = factor_entropy(codes, num_combos())["nats"]
+        out[f"factors/{tag}_coverage"] = combo_coverage(codes, num_combos())
+        # share of samples the classifier reads confidently on every high-level factor: falls on noise images
+        confident = np.min(np.stack([probs[k].max(-1) for k in HIGH_LEVEL]), axis=0) >= 0.9
+        out[f"confident/{tag}"] = float(confident.mean())
+    return out
+
+
+def measured(spec: str, work: Path, steps: int) -> dict[str, float]:
+    """Metrics of model ``spec`` on the evaluation noise; samples and metrics cached in ``work``."""
+    from hrf.evaluation.evaluate import sample_or_load, weights_fingerprint
+
+    key = {"weights": weights_fingerprint(spec), "num": NUM_EVAL, "seed": EVAL_SEED, "steps": steps,
+           "metrics_version": METRICS_VERSION, "evaluator": _evaluator() is not None}
+    cache = work / "metrics.json"
+    if cache.is_file() and (stored := json.loads(cache.read_text())).get("key") == key:
+        return stored["metrics"]
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    images = sample_or_load(spec, work / "samples.npz", NUM_EVAL, EVAL_SEED, steps, batch_size=250)
+    t1 = time.perf_counter()
+    metrics = checkpoint_metrics(images)
+    # what measuring costs against sampling (sampling is 0 s when the samples were cached)
+    timing = {"seconds_sampling": round(t1 - t0, 2), "seconds_metrics": round(time.perf_counter() - t1, 2)}
+    write_json(cache, {"key": key, "metrics": metrics, "timing": timing})
+    return metrics
+
+
+def base_point(out: Path, steps: int) -> dict[str, float]:
+    """The base model's metrics: epoch 0 of every curve."""
+    return measured(MODEL, out / "work" / "base" / f"T{steps}", steps)
+
+
+def cell_path(out: Path, task: str, method: str, seed: int) -> Path:
+    return out / "cells" / task / method / f"seed{seed}.json"
+
+
+def stored_cell(out: Path, task: str, method: str, seed: int) -> dict | None:
+    """A committed cell of the same training config, base weights and evaluation settings, else None."""
+    from hrf.evaluation.evaluate import weights_fingerprint
+
+    path = cell_path(out, task, method, seed)
+    if not path.is_file():
+        return None
+    cell = json.loads(path.read_text())
+    key = (config_fingerprint(cell_config(task, method, seed)), weights_fingerprint(MODEL), NUM_EVAL, EVAL_SEED,
+           METRICS_VERSION, _evaluator() is not None)
+    stored = (cell["config_hash"], cell["base_weights"], cell["num_eval"], cell["eval_seed"],
+              cell["metrics_version"], cell["evaluator"])
+    return cell if stored == key else None
+
+
+def run_cell(out: Path, task: str, method: str, seed: int) -> dict:
+    """Train one cell (resuming), measure every checkpoint, write its curve."""
+    from hrf.evaluation.evaluate import weights_fingerprint
+    from hrf.experiments.runs import run_totals, train_to_completion
+    from hrf.training.checkpoint import checkpoint_dirs
+
+    if (cell := stored_cell(out, task, method, seed)) is not None:
+        return cell
+    cfg = cell_config(task, method, seed)
+    work = out / "work" / task / method / f"seed{seed}"
+    t0 = time.perf_counter()
+    train_to_completion(cfg, work / "run", progress=False)
+    train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    steps = cfg.sampling.num_steps
+    curve = [{"epoch": 0, **base_point(out, steps)}]
+    for ckpt in checkpoint_dirs(work / "run"):
+        epoch = int(ckpt.name.split("_")[1])
+        curve.append({"epoch": epoch, **measured(str(ckpt / "model"), work / "evals" / ckpt.name, steps)})
+    history = [json.loads(ln) for ln in (work / "run" / "metrics.jsonl").read_text().splitlines() if ln]
+    cell = {"task": task, "method": method, "label": METHODS[method][0], "seed": seed,
+            "reward": TASKS[task], "config_hash": config_fingerprint(cfg), "config": dataclasses.asdict(cfg),
+            "base_weights": weights_fingerprint(MODEL), "num_eval": NUM_EVAL, "eval_seed": EVAL_SEED,
+            "metrics_version": METRICS_VERSION, "evaluator": _evaluator() is not None,
+            "totals": run_totals(work / "run"), "seconds_train_this_session": round(train_s, 1),
+            "seconds_eval_this_session": round(time.perf_counter() - t0, 1),
+            "train_reward_by_epoch": [h["reward_mean"] for h in history], "curve": curve}
+    write_json(cell_path(out, task, method, seed), cell)
+    return cell
+
+
+# ---------------------------------------------------------------- the analysis
+
+
+def load_cells(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*/*/seed*.json"))]
+
+
+def primary_metric(cells: list[dict]) -> str:
+    """The protocol's primary metric, or its declared fallback while no cell has the evaluator."""
+    return PRIMARY if any(PRIMARY in c["curve"][0] for c in cells) else PRIMARY_FALLBACK
+
+
+def curve_arrays(cell: dict, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(reward gain over the base, metric as a fraction of the base's) along a cell's curve."""
+    base = cell["curve"][0]
+    rk = f"reward/{cell['reward']}"
+    gains = np.array([p[rk] - base[rk] for p in cell["curve"]])
+    fracs = np.array([p.get(metric, np.nan) / base[metric] if base.get(metric) else np.nan for p in cell["curve"]])
+    return gains, fracs
+
+
+def reward_levels(cells: list[dict], task: str) -> list[float] | None:
+    """The task's reward levels (gains over the base): LEVELS_QUANTILES × DDPO_IS's mean final gain over the
+    tuning seeds, so that no test seed decides where the methods are compared."""
+    finals = [curve_arrays(c, PRIMARY_FALLBACK)[0][-1] for c in cells
+              if c["task"] == task and c["method"] == "ddpo" and c["seed"] in SEEDS["tuning"]]
+    if not finals:
+        return None
+    mean = float(np.mean(finals))
+    return [q * mean for q in LEVELS_QUANTILES]
+
+
+def broken(cell: dict) -> list[int]:
+    """Epochs at which the denoiser broke: the domain classifier's confident share fell below
+    BROKEN_CONFIDENCE × the base model's (noise images, not a collapse)."""
+    base = cell["curve"][0]["confident/domain"]
+    return [p["epoch"] for p in cell["curve"] if p["confident/domain"] < BROKEN_CONFIDENCE * base]
+
+
+def analyse(cells: list[dict]) -> dict:
+    """Every number of the report, from the cells: per task the collapse, the matched-level table, the
+    primary contrasts (Welch, Holm-adjusted) and the §5.2 reading at DDPO_IS's final reward."""
+    metric = primary_metric(cells)
+    test = [c for c in cells if c["seed"] in SEEDS["test"]]
+    report: dict = {"primary_metric": metric, "tasks": {}, "primary_contrasts": []}
+    for task in TASKS:
+        levels = reward_levels(cells, task)
+        tc = [c for c in test if c["task"] == task]
+        if levels is None or not tc:
+            continue
+        methods = [m for m in METHODS if any(c["method"] == m for c in tc)]
+        entry: dict = {"levels": levels, "methods": {}}
+        for m in methods:
+            mc = sorted((c for c in tc if c["method"] == m), key=lambda c: c["seed"])
+            finals = {key: [curve_arrays(c, key)[1][-1] for c in mc] for key in DIVERSITY}
+            gains = [curve_arrays(c, metric)[0][-1] for c in mc]
+            row = {"label": METHODS[m][0], "seeds": [c["seed"] for c in mc], "final_gain": t_interval(gains),
+                   "final_gain_values": gains, "broken": {c["seed"]: broken(c) for c in mc if broken(c)},
+                   "final_fraction": {k: t_interval(v) for k, v in finals.items() if np.all(np.isfinite(v))},
+                   "at_levels": []}
+            for level in levels:
+                vals = [value_at_reward(*curve_arrays(c, metric), level) for c in mc]
+                got = [v for v in vals if v is not None]
+                row["at_levels"].append({"level": level, "values": vals, "n_reached": len(got),
+                                         "mean_ci": t_interval(got) if got else None})
+            entry["methods"][m] = row
+        if all(m in entry["methods"] for m in PRIMARY_METHODS):
+            hrf_row, ddpo_row = entry["methods"]["hrf"], entry["methods"]["ddpo"]
+            for i, level in enumerate(levels):
+                a = [v for v in hrf_row["at_levels"][i]["values"] if v is not None]
+                b = [v for v in ddpo_row["at_levels"][i]["values"] if v is not None]
+                test_ = welch(a, b) if len(a) >= 2 and len(b) >= 2 else None
+                contrast = {"task": task, "level_index": i, "level": level, "welch": test_,
+                            "primary": i == PRIMARY_LEVEL}
+                entry.setdefault("contrasts", []).append(contrast)
+                if contrast["primary"]:
+                    report["primary_contrasts"].append(contrast)
+            entry["at_ddpo_final"] = at_ddpo_final(tc, metric)
+        report["tasks"][task] = entry
+    measurable = [c for c in report["primary_contrasts"] if c["welch"] is not None]
+    for c, p in zip(measurable, holm([c["welch"]["p"] for c in measurable]), strict=True):
+        c["p_holm"] = p
+    for c in report["primary_contrasts"]:
+        c["verdict"] = verdict(c["welch"]["diff"] if c["welch"] else 0.0, c.get("p_holm"))
+    return report
+
+
+def at_ddpo_final(task_cells: list[dict], metric: str) -> dict:
+    """The paper's §5.2 protocol: HRF stopped at the reward its same-seed DDPO_IS run ended with."""
+    by = {(c["method"], c["seed"]): c for c in task_cells}
+    pairs = []
+    for (m, seed), c in sorted(by.items()):
+        if m != "ddpo" or ("hrf", seed) not in by:
+            continue
+        gains, fracs = curve_arrays(c, metric)
+        hrf_val = value_at_reward(*curve_arrays(by["hrf", seed], metric), gains[-1])
+        pairs.append({"seed": seed, "ddpo_gain": gains[-1], "ddpo": fracs[-1], "hrf": hrf_val})
+    diffs = [p["hrf"] - p["ddpo"] for p in pairs if p["hrf"] is not None]
+    return {"pairs": pairs, "n_reached": len(diffs), "hrf_minus_ddpo": t_interval(diffs) if diffs else None}
+
+
+# ---------------------------------------------------------------- the report
+
+
+def _ci(mean_half) -> str:
+    if mean_half is None:
+        return "—"
+    mean, half = mean_half
+    return f"{mean:.3f}" + (f" ± {half:.3f}" if half is not None else " (1 seed)")
+
+
+def markdown(report: dict, cells: list[dict]) -> str:
+    """The verdict tables, from ``analyse``'s output."""
+    metric = report["primary_metric"]
+    lines = [f"Primary diversity metric: **{DIVERSITY[metric]}** (`{metric}`), as a fraction of the base "
+             "model's. Reward gains in the task's reward units over the base model on the same evaluation "
+             "noise. Intervals are 95 % Student-t over test seeds.", ""]
+    for task, entry in report["tasks"].items():
+        lines += [f"### {task} (`{TASKS[task]}`)", "",
+                  "Reward levels (gain over base): " + ", ".join(f"{lv:+.4g}" for lv in entry["levels"])
+                  + f" (primary: {entry['levels'][PRIMARY_LEVEL]:+.4g})", "",
+                  "| method | seeds | final reward gain | final primary fraction | "
+                  + " | ".join(f"at {lv:+.3g} (n reached)" for lv in entry["levels"]) + " |",
+                  "| --- | --- | --- | --- |" + " --- |" * len(entry["levels"])]
+        for row in entry["methods"].values():
+            at = " | ".join(f"{_ci(a['mean_ci'])} ({a['n_reached']})" for a in row["at_levels"])
+            lines.append(f"| {row['label']} | {len(row['seeds'])} | {_ci(row['final_gain'])} | "
+                         f"{_ci(row['final_fraction'].get(metric))} | {at} |")
+        for row in entry["methods"].values():
+            if row["broken"]:
+                lines.append(f"\n{row['label']}: denoiser broken (seed: epochs) {row['broken']}")
+        lines.append("")
+        for c in entry.get("contrasts", []):
+            w = c["welch"]
+            text = "not measurable (fewer than 2 seeds reach it)" if w is None else (
+                f"{w['diff']:+.3f} [{w['ci'][0]:+.3f}, {w['ci'][1]:+.3f}], Welch p = {w['p']:.3g}"
+                f" (n = {w['n_a']}, {w['n_b']})")
+            if c["primary"]:
+                text += (f", Holm p = {c['p_holm']:.3g}" if "p_holm" in c else "") + f" → **{c['verdict']}**"
+            lines.append(f"- HRF − DDPO_IS at {c['level']:+.4g}{' (primary)' if c['primary'] else ''}: {text}")
+        d = entry.get("at_ddpo_final")
+        if d:
+            lines.append(f"- §5.2, HRF read at its seed's DDPO_IS final reward: HRF − DDPO_IS "
+                         f"{_ci(d['hrf_minus_ddpo'])} ({d['n_reached']} of {len(d['pairs'])} seeds reached it)")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def figure(cells: list[dict], metric: str, path: Path) -> Path:
+    """Reward gain vs primary-metric fraction along every test cell's curve, one panel per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t in TASKS if any(c["task"] == t for c in cells)]
+    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(5.5 * max(1, len(tasks)), 4.2), squeeze=False)
+    colours = {m: f"C{i}" for i, m in enumerate(METHODS)}
+    for ax, task in zip(axes[0], tasks, strict=False):
+        for m in METHODS:
+            mc = [c for c in cells if c["task"] == task and c["method"] == m]
+            for i, c in enumerate(mc):
+                g, f = curve_arrays(c, metric)
+                ax.plot(g, f, "-o", ms=2.5, lw=1, alpha=0.6, color=colours[m],
+                        label=f"{METHODS[m][0]} ({len(mc)} seeds)" if i == 0 else None)
+        ax.set_title(f"{task}: curves over training (epoch 0 → {EPOCHS})")
+        ax.set_xlabel(f"reward gain ({TASKS[task]})")
+        ax.set_ylabel(f"{DIVERSITY[metric]} / base")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------- command line
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train and measure cells (resumable; rerun to continue)")
+    run.add_argument("--stage", choices=list(SEEDS), required=True, help="tuning or test seeds")
+    run.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
+    run.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(PRIMARY_METHODS))
+    run.add_argument("--seeds", nargs="+", type=int, default=None, help="a subset of the stage's seeds")
+    run.add_argument("--shard", default="0/1", help="I/N: run every N-th pending cell starting at I")
+    run.add_argument("--threads", type=int, default=1)
+    run.add_argument("--out", type=Path, required=True)
+    rep = sub.add_parser("report", help="tables and figures from the committed cells")
+    rep.add_argument("--out", type=Path, required=True)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tqdm.auto import tqdm
+
+    from hrf.errors import HrfError
+
+    args = parse_args(argv)
+    try:
+        if args.command == "run":
+            import torch
+
+            torch.set_num_threads(args.threads)
+            seeds = args.seeds or SEEDS[args.stage]
+            if not set(seeds) <= set(SEEDS[args.stage]):
+                raise HrfError(f"seeds {sorted(set(seeds) - set(SEEDS[args.stage]))} are not {args.stage} seeds")
+            i, n = (int(x) for x in args.shard.split("/"))
+            todo = [(t, m, s) for s in seeds for t in args.tasks for m in args.methods]
+            mine = [c for c in todo if stored_cell(args.out, *c) is None][i::n]
+            for t, m, s in tqdm(mine, desc=f"collapse cells (shard {args.shard})", unit="cell"):
+                run_cell(args.out, t, m, s)
+                print(f"done {t} {m} seed {s}", flush=True)
+            return 0
+        cells = load_cells(args.out)
+        report = analyse(cells)
+        metric = report["primary_metric"]
+        figure([c for c in cells if c["seed"] in SEEDS["test"]], metric, args.out / "curves_test.png")
+        figure([c for c in cells if c["seed"] in SEEDS["tuning"]], metric, args.out / "curves_tuning.png")
+        write_json(args.out / "report.json", report)
+        text = markdown(report, cells)
+        (args.out / "report.md").write_text(text)
+        print(text)
+        return 0
+    except HrfError as e:
+        print(f"collapse: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

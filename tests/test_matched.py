@@ -1,0 +1,115 @@
+"""Matched-reward reading and the study's statistics, on constructed inputs with known answers."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from hrf.evaluation.matched import holm, t_interval, value_at_reward, verdict, welch
+
+
+def import_benchmark(name: str):
+    """benchmarks/NAME.py as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+REWARDS = [0.0, 0.1, 0.3, 0.2, 0.5]
+VALUES = [1.0, 0.9, 0.5, 0.6, 0.2]
+
+
+@pytest.mark.parametrize(("level", "expected"), [
+    (0.2, 0.7),  # halfway between the points at 0.1 and 0.3
+    (0.3, 0.5),  # exactly on a point
+    (0.25, 0.6),  # the first crossing (0.1 → 0.3), not the later 0.2 → 0.5 one
+    (0.45, 0.6 + (0.45 - 0.2) / 0.3 * (0.2 - 0.6)),  # only the last point reaches it: from the dip's 0.2 to 0.5
+    (-1.0, 1.0),  # already reached at the start
+])
+def test_value_at_reward_interpolates_at_first_crossing(level, expected):
+    assert value_at_reward(REWARDS, VALUES, level) == pytest.approx(expected, abs=1e-12)
+
+
+def test_value_at_reward_unreached_is_none_and_bad_input_refused():
+    assert value_at_reward(REWARDS, VALUES, 0.51) is None
+    with pytest.raises(ValueError):
+        value_at_reward([0.0, 1.0], [1.0], 0.5)
+
+
+def test_t_interval_known_answer():
+    mean, half = t_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0
+    assert half == pytest.approx(4.3026527297 / math.sqrt(3), rel=1e-10)  # t_{0.975, 2} · s/√n, s = 1
+    assert t_interval([5.0]) == (5.0, None)
+
+
+def test_welch_matches_the_formulas_and_scipy():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(1.0, 1.0, 7), rng.normal(0.2, 2.0, 11)
+    out = welch(a, b)
+    va, vb = a.var(ddof=1) / 7, b.var(ddof=1) / 11
+    df = (va + vb) ** 2 / (va**2 / 6 + vb**2 / 10)
+    assert out["diff"] == pytest.approx(a.mean() - b.mean(), rel=1e-12)
+    assert out["se"] == pytest.approx(math.sqrt(va + vb), rel=1e-12)
+    assert out["df"] == pytest.approx(df, rel=1e-12)
+    ref = stats.ttest_ind(a, b, equal_var=False)
+    assert out["t"] == pytest.approx(ref.statistic, rel=1e-10)
+    assert out["p"] == pytest.approx(ref.pvalue, rel=1e-10)
+    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+    assert out["ci"] == pytest.approx([out["diff"] - half, out["diff"] + half], rel=1e-10)
+    with pytest.raises(ValueError):
+        welch([1.0], [1.0, 2.0])
+
+
+def test_holm_known_answer():
+    # sorted 0.005, 0.01, 0.03, 0.04 → ×4, ×3, ×2, ×1 = 0.02, 0.03, 0.06, 0.04 → running max 0.02, 0.03, 0.06, 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([0.02]) == pytest.approx([0.02])
+
+
+def test_verdict():
+    assert verdict(0.1, 0.01) == "confirmed"
+    assert verdict(-0.1, 0.01) == "refuted"
+    assert verdict(0.1, 0.2) == "inconclusive"
+    assert verdict(0.0, None) == "not measurable"
+
+
+def _cell(collapse, task, method, seed, gains, fracs):
+    """A study cell whose reward gains and primary-metric fractions (domain Vendi) are given per checkpoint."""
+    base_reward, base_vendi = 1.0, 3.0
+    curve = [{"epoch": 10 * i, f"reward/{collapse.TASKS[task]}": base_reward + g, "vendi/domain": base_vendi * f,
+              "confident/domain": 0.9} for i, (g, f) in enumerate(zip(gains, fracs, strict=True))]
+    return {"task": task, "method": method, "seed": seed, "reward": collapse.TASKS[task], "curve": curve}
+
+
+def test_analyse_reads_levels_from_tuning_seeds_and_holm_corrects():
+    collapse = import_benchmark("collapse")
+    gains = [0.0, 0.1, 0.2, 0.3, 0.4]
+    cells = [_cell(collapse, task, "ddpo", s, [g * k for g in gains], [1.0, 0.9, 0.8, 0.7, 0.6])
+             for task in collapse.TASKS for s, k in ((0, 1.0), (1, 1.0))]  # tuning: mean final gain 0.4
+    # test seeds: DDPO_IS's fraction falls 1 → 0.6 over gains 0 → 0.4; HRF's falls half as fast, ± seed noise
+    for task in collapse.TASKS:
+        for s in collapse.SEEDS["test"][:4]:
+            e = 0.01 * (s % 3 - 1)
+            cells.append(_cell(collapse, task, "ddpo", s, gains, [1.0, 0.9 + e, 0.8 + e, 0.7 + e, 0.6 + e]))
+            cells.append(_cell(collapse, task, "hrf", s, gains, [1.0, 0.95 + e, 0.9 - e, 0.85 + e, 0.8 - e]))
+    report = collapse.analyse(cells)
+    assert report["primary_metric"] == collapse.PRIMARY_FALLBACK
+    task = report["tasks"]["compressibility"]
+    assert task["levels"] == pytest.approx([0.1, 0.2, 0.3])  # 25/50/75 % of 0.4
+    primary = task["contrasts"][collapse.PRIMARY_LEVEL]
+    assert primary["level"] == pytest.approx(0.2)  # read exactly at the third checkpoint
+    hrf_vals = task["methods"]["hrf"]["at_levels"][1]["values"]
+    assert hrf_vals == pytest.approx([0.9 - 0.01 * (s % 3 - 1) for s in collapse.SEEDS["test"][:4]])
+    assert primary["welch"]["diff"] == pytest.approx(np.mean(hrf_vals) - np.mean(
+        [0.8 + 0.01 * (s % 3 - 1) for s in collapse.SEEDS["test"][:4]]))
+    ps = [c["welch"]["p"] for c in report["primary_contrasts"]]
+    assert [c["p_holm"] for c in report["primary_contrasts"]] == pytest.approx(holm(ps))
+    assert {c["verdict"] for c in report["primary_contrasts"]} == {"confirmed"}
+    assert task["at_ddpo_final"]["n_reached"] == 4  # HRF reaches DDPO_IS's final gain (0.4) on every seed
