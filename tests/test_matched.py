@@ -113,3 +113,22 @@ def test_analyse_reads_levels_from_tuning_seeds_and_holm_corrects():
     assert [c["p_holm"] for c in report["primary_contrasts"]] == pytest.approx(holm(ps))
     assert {c["verdict"] for c in report["primary_contrasts"]} == {"confirmed"}
     assert task["at_ddpo_final"]["n_reached"] == 4  # HRF reaches DDPO_IS's final gain (0.4) on every seed
+
+
+def test_pareto_contrasts_are_welch_over_seeds_with_holm_over_diversity():
+    contrasts = import_benchmark("contrasts")
+    rng = np.random.default_rng(1)
+
+    def row(method, label):
+        return {"task": "t", "method": method, "label": label,
+                **{k: {"values": rng.normal(0, 1, 6).tolist()} for k in contrasts.QUANTITIES}}
+
+    rows = [row("ddpo", "DDPO_IS"), row("hrf", "HRF"), row("kl", "KL")]
+    items = contrasts.contrasts(rows)
+    assert len(items) == 2 * len(contrasts.QUANTITIES)
+    first = items[1]  # HRF's first diversity quantity
+    expected = welch(rows[1][first["key"]]["values"], rows[0][first["key"]]["values"])
+    assert first["diff"] == pytest.approx(expected["diff"]) and first["p"] == pytest.approx(expected["p"])
+    family = [c for c in items if c["key"] != "reward_gain"]
+    assert [c["p_holm"] for c in family] == pytest.approx(holm([c["p"] for c in family]))
+    assert all("p_holm" not in c for c in items if c["key"] == "reward_gain")
