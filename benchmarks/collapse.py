@@ -160,14 +160,15 @@ def checkpoint_metrics(images) -> dict[str, float]:
 
 
 def measured(spec: str, work: Path, steps: int) -> dict[str, float]:
-    """Metrics of model ``spec`` on the evaluation noise; samples and metrics cached in ``work``."""
+    """Metrics of model ``spec`` on the evaluation noise, and the seconds its sampling and its metrics took
+    when first computed (``timing/...``); samples and metrics cached in ``work``."""
     from hrf.evaluation.evaluate import sample_or_load, weights_fingerprint
 
     key = {"weights": weights_fingerprint(spec), "num": NUM_EVAL, "seed": EVAL_SEED, "steps": steps,
            "metrics_version": METRICS_VERSION, "evaluator": _evaluator() is not None}
     cache = work / "metrics.json"
     if cache.is_file() and (stored := json.loads(cache.read_text())).get("key") == key:
-        return stored["metrics"]
+        return stored["metrics"] | {f"timing/{k}": v for k, v in stored.get("timing", {}).items()}
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     images = sample_or_load(spec, work / "samples.npz", NUM_EVAL, EVAL_SEED, steps, batch_size=250)
@@ -176,7 +177,7 @@ def measured(spec: str, work: Path, steps: int) -> dict[str, float]:
     # what measuring costs against sampling (sampling is 0 s when the samples were cached)
     timing = {"seconds_sampling": round(t1 - t0, 2), "seconds_metrics": round(time.perf_counter() - t1, 2)}
     write_json(cache, {"key": key, "metrics": metrics, "timing": timing})
-    return metrics
+    return metrics | {f"timing/{k}": v for k, v in timing.items()}
 
 
 def base_point(out: Path, steps: int) -> dict[str, float]:
@@ -379,6 +380,12 @@ def markdown(report: dict, cells: list[dict]) -> str:
             lines.append(f"- §5.2, HRF read at its seed's DDPO_IS final reward: HRF − DDPO_IS "
                          f"{_ci(d['hrf_minus_ddpo'])} ({d['n_reached']} of {len(d['pairs'])} seeds reached it)")
         lines.append("")
+    timing = [(p["timing/seconds_sampling"], p["timing/seconds_metrics"]) for c in cells for p in c["curve"][1:]
+              if p.get("timing/seconds_sampling")]
+    if timing:
+        sampling, metrics = np.median(np.array(timing), axis=0)
+        lines.append(f"Evaluating a checkpoint ({NUM_EVAL} samples, median of {len(timing)}): sampling {sampling:.0f} s, "
+                     f"metrics {metrics:.1f} s ({metrics / sampling:.2f}× the sampling), one thread.")
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -132,3 +133,29 @@ def test_pareto_contrasts_are_welch_over_seeds_with_holm_over_diversity():
     family = [c for c in items if c["key"] != "reward_gain"]
     assert [c["p_holm"] for c in family] == pytest.approx(holm([c["p"] for c in family]))
     assert all("p_holm" not in c for c in items if c["key"] == "reward_gain")
+
+
+@pytest.mark.slow
+def test_collapse_study_runs_resumes_and_reports(tmp_path, monkeypatch):
+    """Two cells at toy size end to end: curves with a base point and one per checkpoint; a cell file deleted
+    is rebuilt from the kept run and samples without training again; the report reads the cells."""
+    collapse = import_benchmark("collapse")
+    monkeypatch.setattr(collapse, "EPOCHS", 2)
+    monkeypatch.setattr(collapse, "EVAL_EVERY", 1)
+    monkeypatch.setattr(collapse, "NUM_EVAL", 8)
+    monkeypatch.setitem(collapse.SEEDS, "tuning", [0])
+    monkeypatch.setitem(collapse.METHODS, "ddpo", ("DDPO_IS", "ddpo", ["train.references=4", "train.sample_batch_size=4"]))
+    args = ["run", "--stage", "tuning", "--tasks", "compressibility", "--methods", "ddpo", "--out", str(tmp_path)]
+    assert collapse.main(args) == 0
+    cell_file = tmp_path / "cells" / "compressibility" / "ddpo" / "seed0.json"
+    cell = json.loads(cell_file.read_text())
+    assert [p["epoch"] for p in cell["curve"]] == [0, 1, 2]
+    assert all(math.isfinite(p["vendi/domain"]) and 0 <= p["confident/domain"] <= 1 for p in cell["curve"])
+    metrics_log = tmp_path / "work" / "compressibility" / "ddpo" / "seed0" / "run" / "metrics.jsonl"
+    before = metrics_log.stat().st_mtime_ns
+    cell_file.unlink()
+    assert collapse.main(args) == 0
+    assert json.loads(cell_file.read_text())["curve"] == cell["curve"]
+    assert metrics_log.stat().st_mtime_ns == before  # not trained again
+    assert collapse.main(["report", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "report.json").is_file() and (tmp_path / "curves_tuning.png").is_file()
