@@ -452,7 +452,9 @@ def main(argv: list[str] | None = None) -> int:
             if not set(seeds) <= set(SEEDS[args.stage]):
                 raise HrfError(f"seeds {sorted(set(seeds) - set(SEEDS[args.stage]))} are not {args.stage} seeds")
             i, n = (int(x) for x in args.shard.split("/"))
-            todo = [(t, m, s) for s in seeds for t in args.tasks for m in args.methods]
+            # methods alternate their order seed by seed, so each shard gets every method, not one method each
+            todo = [(t, m, s) for s in seeds for t in args.tasks
+                    for m in (args.methods if s % 2 == 0 else args.methods[::-1])]
             # a cell's shard is fixed by its place in the full list, so shards started at different times never meet
             mine = [c for j, c in enumerate(todo) if j % n == i and stored_cell(args.out, *c) is None]
             for t, m, s in tqdm(mine, desc=f"collapse cells (shard {args.shard})", unit="cell"):
