@@ -101,6 +101,21 @@ def config_fingerprint(cfg: Config) -> str:
     return fingerprint(dataclasses.asdict(cfg))
 
 
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "options" else {f"{prefix}{k}": v})
+    return out
+
+
+def same_training(stored: dict, current: dict) -> bool:
+    """Whether a cell's stored config trains as ``current`` does: every field both have is equal, except
+    ``output.*`` (where checkpoints and logs go). A field the library added since the cell ran is accepted
+    (the cell ran with the behaviour that field's default keeps); a field the library dropped is not."""
+    a, b = _flat(stored), _flat(current)
+    return all(k in b and json.dumps(a[k]) == json.dumps(b[k]) for k in a if not k.startswith("output."))
+
+
 def write_json(path: Path, data) -> None:
     """Strict JSON (NaN/inf → null), written atomically."""
 
@@ -197,11 +212,10 @@ def stored_cell(out: Path, task: str, method: str, seed: int) -> dict | None:
     if not path.is_file():
         return None
     cell = json.loads(path.read_text())
-    key = (config_fingerprint(cell_config(task, method, seed)), weights_fingerprint(MODEL), NUM_EVAL, EVAL_SEED,
-           METRICS_VERSION, _evaluator() is not None)
-    stored = (cell["config_hash"], cell["base_weights"], cell["num_eval"], cell["eval_seed"],
-              cell["metrics_version"], cell["evaluator"])
-    return cell if stored == key else None
+    key = (weights_fingerprint(MODEL), NUM_EVAL, EVAL_SEED, METRICS_VERSION, _evaluator() is not None)
+    stored = (cell["base_weights"], cell["num_eval"], cell["eval_seed"], cell["metrics_version"], cell["evaluator"])
+    same = same_training(cell["config"], dataclasses.asdict(cell_config(task, method, seed)))
+    return cell if stored == key and same else None
 
 
 def run_cell(out: Path, task: str, method: str, seed: int) -> dict:

@@ -159,3 +159,15 @@ def test_collapse_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     assert metrics_log.stat().st_mtime_ns == before  # not trained again
     assert collapse.main(["report", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "report.json").is_file() and (tmp_path / "curves_tuning.png").is_file()
+
+
+def test_collapse_cells_are_reused_only_for_the_same_training():
+    collapse = import_benchmark("collapse")
+    cfg = {"train": {"lr": 1e-4, "seed": 100}, "reward": {"name": "r", "options": {"a": 1}},
+           "output": {"checkpoint_every": 10}}
+    assert collapse.same_training(cfg, cfg)
+    assert collapse.same_training(cfg, {**cfg, "output": {"checkpoint_every": 5, "trackers": []}})  # output only
+    assert collapse.same_training(cfg, {**cfg, "train": {**cfg["train"], "new_field": 0}})  # added since
+    assert not collapse.same_training(cfg, {**cfg, "train": {"lr": 3e-4, "seed": 100}})
+    assert not collapse.same_training(cfg, {**cfg, "reward": {"name": "r", "options": {"a": 2}}})
+    assert not collapse.same_training(cfg, {**cfg, "train": {"lr": 1e-4}})  # a field dropped
