@@ -5,18 +5,16 @@
 Every (task, method, seed) cell fine-tunes the base model from the presets' budgets
 ``configs/faces32/TASK-{ddpo,hrf,hrfd}.toml`` (the KL baseline is the DDPO preset with ``train.kl_coef``),
 samples ``--num-eval`` images from the same initial noise as the base model and evaluates them with
-``hrf.evaluation.evaluate.evaluate_images``. A cell's result is kept in ``DIR/cells/`` and never redone;
-an interrupted training run resumes from its checkpoint, so rerunning the same command continues the study.
+``hrf.evaluation.evaluate_models``. A cell's result is kept in ``DIR/cells/`` and reused while its training
+config, base model and evaluation are unchanged (``hrf.experiments.cells``); an interrupted training run
+resumes from its checkpoint, so rerunning the same command continues the study.
 Writes ``pareto.json`` / ``pareto.md`` (means over seeds with 95% t-intervals) and one Figure 5 per task.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
 import json
-import math
 import shutil
 import sys
 import time
@@ -24,11 +22,19 @@ from pathlib import Path
 
 import numpy as np
 
+from hrf.benchmarks import get_benchmark
 from hrf.cli.common import positive_int
 from hrf.config import Config, load_config
-from hrf.evaluation.evaluate import weights_fingerprint
+from hrf.evaluation.samples import weights_fingerprint
+from hrf.experiments.cells import (
+    cell_key,
+    seed_summary,
+    stored_cell,
+    train_and_evaluate,
+    write_json,
+)
 from hrf.experiments.demo import TASKS
-from hrf.experiments.runs import preset_path, run_totals, train_to_completion
+from hrf.experiments.runs import preset_path, run_totals
 
 # label, preset suffix, overrides. The KL coefficient: the per-step KL is a mean over C·H·W of
 # Δμ²/(2σ²), the same per-dimension scale as the log-probs in the PPO ratio, and advantages are unit-std;
@@ -86,93 +92,39 @@ def cell_config(task: str, method: str, seed: int, model: str, quick: bool, scal
     return load_config(preset_path(f"faces32/{task}-{suffix}"), overrides)
 
 
-def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float | None]:
-    """Mean and the half-width of its Student-t confidence interval (None with fewer than two values)."""
-    from scipy import stats
-
-    mean = float(np.mean(values))
-    if len(values) < 2:
-        return mean, None
-    sem = float(np.std(values, ddof=1) / math.sqrt(len(values)))
-    return mean, float(stats.t.ppf(0.5 + level / 2, len(values) - 1) * sem)
-
-
-def _finite_or_none(obj):
-    """NaN/inf → None, so the files are strict JSON (a fraction of a base value of 0 is undefined)."""
-    if isinstance(obj, dict):
-        return {k: _finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite_or_none(v) for v in obj]
-    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(_finite_or_none(data), indent=2, allow_nan=False))
-    tmp.replace(path)
-
-
-def evaluate_model(spec: str, cache: Path, rewards: list[str], num_eval: int, eval_seed: int, steps: int) -> dict:
-    """``{metric key: value}`` of ``num_eval`` samples of ``spec`` drawn from the shared evaluation noise."""
-    from hrf.evaluation.evaluate import evaluate_images, sample_or_load
-
-    images = sample_or_load(spec, cache, num_eval, eval_seed, steps)
-    report = evaluate_images({"model": images}, rewards=rewards, embedders=["pixels"], benchmark=True, n_boot=0,
-                             is_splits=1, seed=eval_seed)
-    return {k: v["value"] for k, v in report["models"]["model"].items()}
-
-
 def base_metrics(out: Path, model: str, num_eval: int, eval_seed: int, steps: int) -> dict:
     """The base model's metrics with every task's reward, computed once per study directory."""
+    from hrf.evaluation.pipeline import evaluate_models, metric_values
+
     path = out / "base.json"
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        if (stored["model"], stored.get("weights"), stored["num_eval"], stored["eval_seed"]) == (
-                model, weights_fingerprint(model), num_eval, eval_seed):
-            return stored["metrics"]
-    metrics = evaluate_model(model, out / "base_eval.npz", list(TASKS.values()), num_eval, eval_seed, steps)
-    _write_json(path, {"model": model, "weights": weights_fingerprint(model), "num_eval": num_eval,
-                       "eval_seed": eval_seed, "metrics": metrics})
+    key = {"model": model, "weights": weights_fingerprint(model), "num_eval": num_eval, "eval_seed": eval_seed}
+    if (stored := stored_cell(path, key)) is not None:
+        return stored["metrics"]
+    report = evaluate_models({"base": model}, num=num_eval, seed=eval_seed, steps=steps, cache_dir=out,
+                             rewards=list(TASKS.values()), benchmark=get_benchmark("faces"))
+    metrics = metric_values(report, "base")
+    write_json(path, {**key, "metrics": metrics})
     return metrics
-
-
-def config_fingerprint(cfg: Config) -> str:
-    """A short hash of every field of a training config (presets change; a stored cell must match them)."""
-    text = json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def stored_cell(path: Path, cfg: Config, num_eval: int) -> dict | None:
-    """A cell's stored result if it was computed with the same training config (model, preset, budget), the
-    same model weights and the same number of evaluation samples."""
-    if not path.is_file():
-        return None
-    cell = json.loads(path.read_text())
-    same = (cell.get("config"), cell.get("weights"), cell.get("num_eval"))
-    return cell if same == (config_fingerprint(cfg), weights_fingerprint(cfg.model.path), num_eval) else None
 
 
 def run_cell(out: Path, task: str, method: str, seed: int, model: str, quick: bool, num_eval: int,
              eval_seed: int, scale: float = 1.0, epochs_scale: int = 1) -> dict:
-    """Train and evaluate one cell, or read its stored result (kept only for the same config, weights and num_eval)."""
+    """Train and evaluate one cell, or read its stored result (kept only for the same config, weights and
+    evaluation)."""
     name = f"{task}-{method}-seed{seed}"
-    cell_file = out / "cells" / f"{name}.json"
     cfg = cell_config(task, method, seed, model, quick, scale, epochs_scale)
-    if (stored := stored_cell(cell_file, cfg, num_eval)) is not None:
+    key = cell_key(cfg, num_eval, eval_seed)
+    if (stored := stored_cell(out / "cells" / f"{name}.json", key)) is not None:
         return stored
     t0 = time.perf_counter()
-    final = train_to_completion(cfg, out / "runs" / name, progress=False)
-    train_seconds = time.perf_counter() - t0
-    metrics = evaluate_model(str(final), out / "runs" / name / "eval.npz", [cfg.reward.name], num_eval, eval_seed,
-                             cfg.sampling.num_steps)
+    metrics = train_and_evaluate(cfg, out / "runs" / name, num_eval, eval_seed, get_benchmark("faces"))
+    seconds = time.perf_counter() - t0
     totals = run_totals(out / "runs" / name)
     cell = {"task": task, "method": method, "label": METHODS[method][0], "seed": seed, "reward": cfg.reward.name,
-            "model": model, "weights": weights_fingerprint(model), "config": config_fingerprint(cfg),
-            "scale": scale, "epochs_scale": epochs_scale, "num_eval": num_eval, "epochs": totals["epochs"],
+            "model": model, **key, "scale": scale, "epochs_scale": epochs_scale, "epochs": totals["epochs"],
             "trajectories": totals["trajectories"], "trained_pairs": totals["trained_pairs"],
-            "train_seconds_this_session": round(train_seconds, 1), "metrics": metrics}
-    _write_json(cell_file, cell)
+            "train_and_eval_seconds_this_session": round(seconds, 1), "metrics": metrics}
+    write_json(out / "cells" / f"{name}.json", cell)
     return cell
 
 
@@ -196,7 +148,7 @@ def measure_epochs(out: Path, tasks: list[str], methods: list[str], model: str, 
         timing[method] = time.perf_counter() - t0
         shutil.rmtree(run, ignore_errors=True)
         stored[key] = timing
-        _write_json(path, stored)
+        write_json(path, stored)
     return timing
 
 
@@ -215,8 +167,7 @@ def summarise(cells: list[dict], base: dict) -> list[dict]:
                                                   for c in group])
             values[key] = np.array([c["metrics"][key] for c in group])
         for name, v in values.items():
-            mean, half = t_interval(v)
-            row[name] = {"mean": mean, "ci95_half": half, "values": v.tolist()}
+            row[name] = seed_summary(v)
         rows.append(row)
     return rows
 
@@ -299,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         todo = [(t, s, m) for t in tasks for s in seeds for m in args.methods]
         pending = [c for c in todo if stored_cell(
             out / "cells" / f"{c[0]}-{c[2]}-seed{c[1]}.json",
-            cell_config(c[0], c[2], c[1], model, args.quick, args.scale, args.epochs_scale), num_eval) is None]
+            cell_key(cell_config(c[0], c[2], c[1], model, args.quick, args.scale, args.epochs_scale), num_eval,
+                     args.eval_seed)) is None]
         if args.summary_only:
             todo = [c for c in todo if c not in pending]
         elif pending:
@@ -335,7 +287,7 @@ def write_summary(out: Path, cells: list[dict], base: dict, info: dict) -> str:
     names = figures(rows, base, out)
     summary = {**info, "cells_done": len(cells), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                "base": base, "rows": rows, "cells": cells, "figures": names}
-    _write_json(out / "pareto.json", summary)
+    write_json(out / "pareto.json", summary)
     text = markdown(rows, base)
     (out / "pareto.md").write_text(text)
     return text

@@ -111,25 +111,3 @@ def test_perf_verdict_reads_the_median_against_the_spread_of_repetitions():
     assert perf.check(1.01, 1.0) == "MISSES"
     assert perf.check(1.01, 1.0, [1.005, 1.02]) == "MISSES"  # every repetition is slower
     assert perf.check(1.01, 1.0, [0.95, 1.08]).startswith("MISSES by the median")
-
-
-def test_pareto_reuses_a_cell_only_for_the_same_weights_and_config(tmp_path):
-    from diffusers import DDPMScheduler
-
-    from hrf.models import save_model, tiny_unet
-
-    pareto = _load_script("pareto")
-    model = str(save_model(tiny_unet(8, seed=0), DDPMScheduler(), tmp_path / "model"))
-    cfg = pareto.cell_config("compressibility", "hrf", 0, model, quick=True)
-    cell = tmp_path / "cell.json"
-    cell.write_text(json.dumps({"model": model, "weights": pareto.weights_fingerprint(model),
-                                "config": pareto.config_fingerprint(cfg), "num_eval": 16}))
-    assert pareto.stored_cell(cell, cfg, 16) is not None
-    assert pareto.stored_cell(cell, cfg, 32) is None
-    # A preset edited since (any field): the stored result is of another training run.
-    other = pareto.cell_config("compressibility", "hrf", 0, model, quick=True)
-    other.train.skip_last_steps += 1
-    assert pareto.stored_cell(cell, other, 16) is None
-    # Retrained in place (same path, so the same name): the stored result is of other weights.
-    save_model(tiny_unet(8, seed=1), DDPMScheduler(), tmp_path / "model")
-    assert pareto.stored_cell(cell, cfg, 16) is None

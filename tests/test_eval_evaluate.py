@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from hrf.benchmarks import get_benchmark
+from hrf.cli.evaluate import model_slug
 from hrf.data.faces import FACTORS, faces_tensor
-from hrf.evaluation.evaluate import evaluate_images, metrics_markdown, model_slug
+from hrf.evaluation.metrics import evaluate_images
+from hrf.evaluation.report import metrics_markdown
 
 
 class StandInClassifier:
@@ -48,7 +51,7 @@ def _collapsed(n: int) -> torch.Tensor:
 def test_collapsed_set_scores_lower_diversity(stand_in_classifier):
     diverse, _ = faces_tensor(64, seed=1)
     report = evaluate_images({"diverse": diverse, "collapsed": _collapsed(64)}, embedders=["pixels"],
-                             rewards=["jpeg_incompressibility"], benchmark=True, n_boot=20, is_splits=4)
+                             rewards=["jpeg_incompressibility"], benchmark=get_benchmark("faces"), n_boot=20, is_splits=4)
     d, c = report["models"]["diverse"], report["models"]["collapsed"]
     for key in ("vendi/pixels", "vendi/domain", "factors/entropy", "factors/coverage", "is/domain"):
         assert c[key]["value"] < d[key]["value"], key
@@ -66,7 +69,7 @@ def test_reference_distances_and_reference_row(stand_in_classifier):
     reference, _ = faces_tensor(48, seed=2)
     same, _ = faces_tensor(48, seed=3)
     report = evaluate_images({"same": same, "collapsed": _collapsed(48)}, embedders=["pixels"], reference=reference,
-                             benchmark=False, n_boot=0)
+                             benchmark=None, n_boot=0)
     assert list(report["models"]) == ["reference", "same", "collapsed"]
     s, c = report["models"]["same"], report["models"]["collapsed"]
     assert s["fd/pixels"]["value"] < c["fd/pixels"]["value"]
@@ -174,7 +177,7 @@ def test_collapse_is_seen_by_the_real_face_classifier():
     _real_classifier_or_skip()
     diverse, labels = faces_tensor(200, seed=1)
     report = evaluate_images({"diverse": diverse, "collapsed": _collapsed(200)}, embedders=["pixels"],
-                             benchmark=True, n_boot=0, is_splits=2)
+                             benchmark=get_benchmark("faces"), n_boot=0, is_splits=2)
     d, c = report["models"]["diverse"], report["models"]["collapsed"]
     assert c["factors/entropy"]["value"] == pytest.approx(0.0)
     assert c["is/domain"]["value"] == pytest.approx(1.0, abs=0.05)
@@ -216,7 +219,7 @@ def test_cli_evaluate_on_the_benchmark_with_data_reference(tmp_path):
 
 
 def test_sample_cache_is_reused_only_for_the_same_weights(tmp_path):
-    from hrf.evaluation.evaluate import sample_or_load
+    from hrf.evaluation.samples import sample_or_load
 
     spec = _save_tiny(tmp_path, "m", 0)
     cache = tmp_path / "samples.npz"
@@ -230,8 +233,8 @@ def test_sample_cache_is_reused_only_for_the_same_weights(tmp_path):
 
 
 def test_split_label(tmp_path):
+    from hrf.cli.evaluate import split_label
     from hrf.errors import HrfError
-    from hrf.evaluation.evaluate import split_label
 
     assert split_label("early/s0=runs/x") == ("early/s0", "runs/x")
     assert split_label("hrf:faces32") == (None, "hrf:faces32")
@@ -253,3 +256,28 @@ def test_cli_evaluate_with_labels(tmp_path):
     assert list(report["models"]) == ["base", "hrf/s0"]
     assert report["config"]["models"] == {"base": a, "hrf/s0": b}
     assert (out / "samples_hrf_s0.npz").is_file() and (out / "grid_hrf_s0.png").is_file()
+
+
+def test_cli_evaluate_passes_reward_options(tmp_path, monkeypatch, capsys):
+    from hrf.cli.main import main
+    from hrf.images import from_uint8_hwc
+    from hrf.rewards.registry import REWARDS
+
+    def factory(scale: float):  # a reward that cannot be built without its option
+        return lambda images: (images.float().mean(dim=(1, 2, 3)) * scale, {})
+
+    monkeypatch.setitem(REWARDS, "test_scaled_mean", factory)
+    a = _save_tiny(tmp_path, "base", 0)
+    out = tmp_path / "eval"
+    common = ["evaluate", "--model", a, "--num", "4", "--steps", "2", "--out", str(out), "--embedder", "pixels",
+              "--n-boot", "0", "--is-splits", "1"]
+    assert main([*common, "--reward", "test_scaled_mean", "--reward-option", "test_scaled_mean.scale=3"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    with np.load(out / "samples_base.npz") as f:
+        expected = 3 * float(from_uint8_hwc(f["images"]).double().mean())
+    assert report["models"]["base"]["reward/test_scaled_mean"]["value"] == pytest.approx(expected, rel=1e-5)
+    # the aesthetic reward receives its options: its own error names the bad directory
+    assert main([*common, "--reward", "aesthetic", "--reward-option", f"aesthetic.clip_path={tmp_path / 'no'}"]) == 2
+    assert "'" + str(tmp_path / "no") + "'" in capsys.readouterr().err
+    assert main([*common, "--reward", "jpeg_compressibility", "--reward-option", "aesthetic.clip_path=x"]) == 2
+    assert "not one of the --reward names" in capsys.readouterr().err

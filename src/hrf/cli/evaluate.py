@@ -3,11 +3,46 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from hrf.cli.common import nonneg_int, positive_int, writable_dir
+from hrf.errors import HrfError
+
+
+def split_label(text: str) -> tuple[str | None, str]:
+    """``LABEL=SPEC`` → ``(LABEL, SPEC)``; a bare spec (or an existing path containing "=") → ``(None, text)``."""
+    if "=" not in text or text.startswith("hrf:") or Path(text).exists():
+        return None, text
+    label, spec = text.split("=", 1)
+    if not label or not spec:
+        raise HrfError(f"model '{text}': write LABEL=SPEC with both parts, or just SPEC")
+    return label, spec
+
+
+def model_slug(spec: str, taken: set[str]) -> str:
+    """A file-name-safe, unique short name for a model spec (``hrf:faces32`` → ``hrf_faces32``)."""
+    from hrf.evaluation.samples import unique_slug
+
+    return unique_slug(spec if spec.startswith("hrf:") else Path(spec.rstrip("/")).name, taken)
+
+
+def reward_options(rewards: list[str], options: list[str]) -> list:
+    """Reward configs of ``--reward`` names with their ``--reward-option NAME.KEY=VALUE`` options."""
+    from hrf.config import RewardConfig, parse_override
+
+    configs = {name: RewardConfig(name=name) for name in rewards}
+    for text in options:
+        parts, value = parse_override(text)
+        name, key = ".".join(parts[:-1]), parts[-1]
+        if name not in configs:
+            raise HrfError(f"--reward-option '{text}': '{name}' is not one of the --reward names {list(configs)}")
+        configs[name].options[key] = value
+    return list(configs.values())
 
 
 def register(sub) -> None:
+    from hrf.benchmarks import BENCHMARKS
+
     p = sub.add_parser(
         "evaluate",
         help="compare models: rewards, Vendi, IS, FD/KID, precision/recall (same initial noise for all)",
@@ -23,16 +58,19 @@ def register(sub) -> None:
     p.add_argument("--num", type=positive_int, default=512, help="samples per model (the paper used 2,142)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the noise shared by all models")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--reward", nargs="+", default=[], metavar="NAME", help="registered reward names to report")
+    p.add_argument("--reward", nargs="+", default=[], metavar="NAME", help="rewards to report: registered names or "
+                   "module:function")
+    p.add_argument("--reward-option", action="append", default=[], metavar="NAME.KEY=VALUE",
+                   help="an option of a --reward (value read as TOML), e.g. aesthetic.clip_path=DIR; repeatable")
     p.add_argument("--embedder", nargs="+", default=None, metavar="NAME",
                    help="feature extractors: pixels, domain, efficientnet_lite0, fid_inception, clip:DIR "
                    "(default: pixels, plus efficientnet_lite0 when installed)")
     p.add_argument("--reference", default=None, metavar="data|PATH",
                    help="reference set for FD/KID/precision/recall: 'data' (the faces benchmark generator) "
                    "or a .npz with an 'images' array, or a directory of samples.npz or PNG images")
-    p.add_argument("--benchmark", choices=("auto", "faces", "none"), default="auto",
-                   help="faces: add the factor classifier's IS, factor entropy and coverage; auto = faces when "
-                   "--reference is data or a model is hrf:faces32")
+    p.add_argument("--benchmark", choices=("auto", *BENCHMARKS, "none"), default="auto",
+                   help="add the benchmark's factor classifier metrics (IS, factor entropy and coverage); auto = the "
+                   "benchmark a model belongs to (e.g. hrf:faces32 → faces), or the first with --reference data")
     p.add_argument("--steps", type=positive_int, default=40, help="DDIM steps T (eta = 1)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per UNet batch")
     p.add_argument("--n-boot", type=nonneg_int, default=100, help="bootstrap resamples for the Vendi intervals")
@@ -41,48 +79,42 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from hrf.errors import HrfError
+    from hrf.benchmarks import choose_benchmark
+    from hrf.evaluation.embedders import efficientnet_installed, make_embedder
+    from hrf.evaluation.metrics import REFERENCE
+    from hrf.evaluation.pipeline import evaluate_models
+    from hrf.evaluation.report import metrics_markdown, report_figures
+    from hrf.evaluation.samples import load_reference
     from hrf.models import resolve_model_path
     from hrf.rewards import make_reward
-    from hrf.evaluation.embedders import efficientnet_installed, make_embedder
-    from hrf.evaluation.evaluate import (evaluate_images, load_reference, metrics_markdown, model_slug,
-                                         report_figures, sample_or_load, split_label)
 
     out = writable_dir(args.out)
     embedders = args.embedder or ["pixels", *(["efficientnet_lite0"] if efficientnet_installed() else [])]
-    benchmark = args.benchmark == "faces" or (
-        args.benchmark == "auto" and (args.reference == "data" or any(m.endswith("hrf:faces32") for m in args.model)))
-    config = {k: v for k, v in vars(args).items() if k != "func"} | {"embedders_used": embedders,
-                                                                     "benchmark_used": benchmark}
-    (out / "evaluate_args.json").write_text(json.dumps(config, indent=2))
-
     # Bad names fail here, before any network is loaded or image sampled.
     labelled = [split_label(m) for m in args.model]
     for _, spec in labelled:
         resolve_model_path(spec)
-    embs = [make_embedder(e) for e in embedders] + ([make_embedder("domain")] if benchmark and "domain" not in embedders else [])
-    rewards = {r: make_reward(r) for r in args.reward}
-    reference, ref_text = load_reference(args.reference, args.num, args.seed) if args.reference else (None, None)
+    benchmark = choose_benchmark(args.benchmark, [spec for _, spec in labelled], args.reference)
+    config = {k: v for k, v in vars(args).items() if k != "func"} | {"embedders_used": embedders,
+                                                                     "benchmark_used": benchmark is not None}
+    (out / "evaluate_args.json").write_text(json.dumps(config, indent=2))
+
+    embs = [make_embedder(e) for e in embedders]
+    rewards = {r.name: make_reward(r.name, **r.options) for r in reward_options(args.reward, args.reward_option)}
+    reference, ref_text = (load_reference(args.reference, args.num, args.seed, benchmark.data if benchmark else None)
+                           if args.reference else (None, None))
     taken: set[str] = set()
-    images, specs = {}, {}
+    specs: dict[str, str] = {}
     for label, spec in labelled:
         slug = model_slug(label.replace("/", "_") if label else spec, taken)
-        name = label if label and label not in images else slug
+        name = label if label and label not in specs else slug
         print(f"model {spec} → {name}")
         specs[name] = spec
-        images[name] = sample_or_load(spec, out / f"samples_{slug}.npz", args.num, args.seed, args.steps,
-                                      args.batch_size, progress=True)
-    shapes = {tuple(x.shape[1:]) for x in images.values()}
-    if len(shapes) > 1:
-        raise HrfError(f"the models make images of different shapes {sorted(shapes)}; compare models of one size")
-    if reference is not None and tuple(reference.shape[1:]) not in shapes:
-        raise HrfError(f"reference images have shape {tuple(reference.shape[1:])}, the models' {shapes.pop()}")
-
-    report = evaluate_images(images, rewards=rewards, embedders=embs, reference=reference,
-                             benchmark=benchmark, n_boot=args.n_boot, is_splits=args.is_splits, seed=args.seed,
-                             progress=True, return_arrays=True)
-    sets = ({"reference": reference} if reference is not None else {}) | images
-    figures = report_figures(report, sets, out)
+    report = evaluate_models(specs, num=args.num, seed=args.seed, steps=args.steps, cache_dir=out, rewards=rewards,
+                             embedders=embs, benchmark=benchmark, reference=reference, n_boot=args.n_boot,
+                             is_splits=args.is_splits, batch_size=args.batch_size, progress=True, return_arrays=True)
+    images = report.pop("images")
+    figures = report_figures(report, ({REFERENCE: reference} if reference is not None else {}) | images, out)
     report.pop("arrays")
     report["config"] |= {"models": specs, "reference_source": ref_text,
                          "num": args.num, "seed": args.seed, "steps": args.steps}

@@ -20,6 +20,8 @@ def _level(text: str) -> float:
 
 
 def register(sub) -> None:
+    from hrf.benchmarks import BENCHMARKS
+
     p = sub.add_parser(
         "probe",
         help="phase-transition probe: how often content changes when regenerating from step k; suggests HRF windows",
@@ -39,8 +41,9 @@ def register(sub) -> None:
     p.add_argument("--levels", type=_level, nargs="+", default=[0.75, 0.5, 0.25],
                    help="relative change levels whose crossing steps centre the suggested windows")
     p.add_argument("--half-width", type=nonneg_int, default=2, help="suggested windows are [c - w, c + w]")
-    p.add_argument("--benchmark", choices=("auto", "faces", "none"), default="auto",
-                   help="faces: factor flip rates from the classifier (auto: when the model is hrf:faces32)")
+    p.add_argument("--benchmark", choices=("auto", *BENCHMARKS, "none"), default="auto",
+                   help="factor flip rates from the benchmark's classifier (auto: the benchmark the model belongs "
+                   "to, e.g. hrf:faces32 → faces)")
     p.add_argument("--embedder", default="pixels", help="embedder for the cosine distance when not on the benchmark")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of references and branches")
     p.set_defaults(func=run)
@@ -49,17 +52,19 @@ def register(sub) -> None:
 def run(args) -> int:
     import numpy as np
 
+    from hrf.benchmarks import choose_benchmark
     from hrf.evaluation.embedders import make_embedder
     from hrf.evaluation.plots import figure_probe
-    from hrf.evaluation.probe import embedding_measure, faces_measure, run_probe, suggest_windows
+    from hrf.evaluation.probe import embedding_measure, factor_measure, run_probe, suggest_windows
     from hrf.images import save_grid
     from hrf.models import load_pipeline_parts
 
     out = writable_dir(args.out)
     config = {k: v for k, v in vars(args).items() if k != "func"}
     (out / "probe_args.json").write_text(json.dumps(config, indent=2))
-    benchmark = args.benchmark == "faces" or (args.benchmark == "auto" and args.model == "hrf:faces32")
-    measure = faces_measure() if benchmark else embedding_measure(make_embedder(args.embedder))
+    bench = choose_benchmark(args.benchmark, [args.model])
+    benchmark = bench is not None
+    measure = factor_measure(bench) if benchmark else embedding_measure(make_embedder(args.embedder))
     unet, scheduler = load_pipeline_parts(args.model, args.steps)
     grid = sorted(set(args.grid if args.grid else range(0, args.steps - 1, 2)))
     result = run_probe(unet.eval(), scheduler, grid, refs=args.refs, branches=args.branches, seed=args.seed,

@@ -173,10 +173,9 @@ def faces_tensor(n: int, seed: int) -> tuple[torch.Tensor, dict[str, np.ndarray]
 
 def combo_ids(labels: dict[str, np.ndarray]) -> np.ndarray:
     """One integer in ``0 .. 575`` per image naming its high-level combination (mixed-radix code)."""
-    code = np.zeros(len(labels[HIGH_LEVEL[0]]), dtype=np.int64)
-    for name in HIGH_LEVEL:
-        code = code * len(FACTORS[name]) + np.asarray(labels[name], dtype=np.int64)
-    return code
+    from hrf.evaluation.diversity import mixed_radix_codes
+
+    return mixed_radix_codes(labels, {name: len(FACTORS[name]) for name in HIGH_LEVEL})
 
 
 def num_combos() -> int:

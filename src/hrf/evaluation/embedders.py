@@ -81,11 +81,9 @@ def pixels_embedder(option: str | None = None, device: str = "cpu") -> Embedder:
     return Embedder("pixels", "pixels", fn, device)
 
 
-def domain_embedder(option: str | None = None, device: str = "cpu") -> Embedder:
-    """The benchmark's factor classifier: penultimate features and one probability head per factor."""
-    from hrf.data.classifier import load_face_classifier
-
-    clf = load_face_classifier()
+def classifier_embedder(clf, device: str = "cpu") -> Embedder:
+    """A benchmark's factor classifier as the ``domain`` embedder: penultimate features, one probability head
+    per factor."""
     clf = clf.to(device) if hasattr(clf, "to") else clf
 
     def fn(x):
@@ -93,6 +91,13 @@ def domain_embedder(option: str | None = None, device: str = "cpu") -> Embedder:
         return clf.features(x).float().cpu().numpy(), probs
 
     return Embedder("domain", "domain classifier", fn, device)
+
+
+def domain_embedder(option: str | None = None, device: str = "cpu") -> Embedder:
+    """The faces benchmark's factor classifier (the ``domain`` of ``--embedder``)."""
+    from hrf.benchmarks import get_benchmark
+
+    return classifier_embedder(get_benchmark("faces").classifier(), device)
 
 
 def efficientnet_lite0_embedder(option: str | None = None, device: str = "cpu") -> Embedder:

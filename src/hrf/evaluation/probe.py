@@ -114,20 +114,18 @@ def run_probe(
     return {"grid": list(grid), "curves": curves, "references": references}
 
 
-def faces_measure() -> Callable[[torch.Tensor, torch.Tensor], dict[str, float]]:
-    """Flip rates from the faces classifier: any high-level factor, any low-level factor, and each factor."""
-    from hrf.data.classifier import load_face_classifier
-    from hrf.data.faces import HIGH_LEVEL, LOW_LEVEL
-
-    clf = load_face_classifier()
+def factor_measure(bench) -> Callable[[torch.Tensor, torch.Tensor], dict[str, float]]:
+    """Flip rates from a benchmark's classifier: any high-level factor, any low-level factor, and each factor."""
+    clf = bench.classifier()
+    low = tuple(f for f in bench.factors if f not in bench.high_level)
 
     def labels(images):
         return {f: p.argmax(-1).cpu().numpy() for f, p in clf.probs(images).items()}
 
     def measure(refs, branches):
         ref, br = labels(refs), labels(branches.flatten(0, 1))
-        return {"high-level (any)": any_flip_rate(ref, br, HIGH_LEVEL),
-                "low-level (any)": any_flip_rate(ref, br, LOW_LEVEL),
+        return {"high-level (any)": any_flip_rate(ref, br, bench.high_level),
+                "low-level (any)": any_flip_rate(ref, br, low),
                 **{f"flip {f}": v for f, v in flip_rates(ref, br).items()}}
 
     return measure

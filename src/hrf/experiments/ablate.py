@@ -5,18 +5,25 @@ baseline [(8,12),(18,22),(28,32)], early [(3,7),(18,22),(28,32)], later [(8,12),
 removed, iterating more on the last window": the last window gets twice the iterations, so every regime
 trains the same number of epochs). For another T the windows keep their fraction of the chain
 (:func:`scaled_windows`). Each cell (regime, seed) trains, samples and is evaluated once; its
-result is kept in ``cells/`` and never recomputed.
+result is kept in ``cells/`` and reused while its training config, base model and evaluation are the
+same (:mod:`hrf.experiments.cells`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from hrf.config import last_trainable_start, load_config
-from hrf.experiments.runs import preset_path, train_to_completion
+from hrf.config import Config, last_trainable_start, load_config
+from hrf.experiments.cells import (
+    cell_key,
+    seed_summary,
+    stored_cell,
+    train_and_evaluate,
+    write_json,
+)
+from hrf.experiments.runs import preset_path
 
 REGIMES: dict[str, list[list[int]]] = {
     "baseline": [[8, 12], [18, 22], [28, 32]],
@@ -39,46 +46,45 @@ def regime_iterations(regime: str, per_window: int) -> list[int]:
     return [per_window] * (n - 1) + [per_window * (2 if regime == "later" else 1)]
 
 
-def run_cell(out: Path, preset: str, regime: str, seed: int, per_window: int, num_eval: int, eval_seed: int,
-             overrides: list[str], progress: bool) -> dict:
-    """Train and evaluate one (regime, seed) cell, or read its stored result."""
-    from hrf.evaluation.evaluate import evaluate_images, sample_or_load
-
-    cell_file = out / "cells" / f"{regime}-seed{seed}.json"
-    if cell_file.is_file():
-        return json.loads(cell_file.read_text())
+def cell_config(preset: str, regime: str, seed: int, per_window: int, overrides: Sequence[str] = ()) -> Config:
+    """The training config of one (regime, seed) cell: the preset with the regime's windows and budget."""
     iters = regime_iterations(regime, per_window)
-    base = load_config(preset_path(preset), overrides)
+    base = load_config(preset_path(preset), list(overrides))
     windows = scaled_windows(regime, base.sampling.num_steps, base.train.skip_last_steps)
-    cfg = load_config(preset_path(preset), [
+    return load_config(preset_path(preset), [
         f"schedule.windows={windows}", f"schedule.iterations={iters}", "schedule.after_last=stop",
         f"train.max_epochs={sum(iters)}", f"train.seed={seed}", *overrides])
-    final = train_to_completion(cfg, out / "runs" / f"{regime}-seed{seed}", progress=progress)
-    images = sample_or_load(str(final), out / "runs" / f"{regime}-seed{seed}" / "eval.npz", num_eval, eval_seed,
-                            cfg.sampling.num_steps, progress=progress)
-    report = evaluate_images({"model": images}, rewards=[cfg.reward.name], embedders=["pixels"],
-                             benchmark=cfg.model.path == "hrf:faces32", n_boot=0, is_splits=1, seed=eval_seed)
-    metrics = report["models"]["model"]
-    cell = {"regime": regime, "seed": seed, "windows": windows, "iterations": iters,
-            "reward": metrics[f"reward/{cfg.reward.name}"]["value"],
-            "vendi": {k.split("/", 1)[1]: v["value"] for k, v in metrics.items() if k.startswith("vendi/")},
-            "metrics": {k: v["value"] for k, v in metrics.items()}}
-    cell_file.parent.mkdir(exist_ok=True)
-    tmp = cell_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(cell, indent=2))
-    tmp.replace(cell_file)
+
+
+def run_cell(out: Path, preset: str, regime: str, seed: int, per_window: int, num_eval: int, eval_seed: int,
+             overrides: Sequence[str], progress: bool) -> dict:
+    """Train and evaluate one (regime, seed) cell, or read its stored result if computed with the same key."""
+    from hrf.benchmarks import benchmark_of_model
+
+    name = f"{regime}-seed{seed}"
+    cfg = cell_config(preset, regime, seed, per_window, overrides)
+    key = cell_key(cfg, num_eval, eval_seed)
+    if (stored := stored_cell(out / "cells" / f"{name}.json", key)) is not None:
+        return stored
+    metrics = train_and_evaluate(cfg, out / "runs" / name, num_eval, eval_seed, benchmark_of_model(cfg.model.path),
+                                 progress=progress)
+    cell = {"regime": regime, "seed": seed, "windows": cfg.schedule.windows, "iterations": cfg.schedule.iterations,
+            "reward": metrics[f"reward/{cfg.reward.name}"],
+            "vendi": {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith("vendi/")},
+            "metrics": metrics, **key}
+    write_json(out / "cells" / f"{name}.json", cell)
     return cell
 
 
 def summarise(cells: list[dict], vendi_key: str) -> list[dict]:
-    """Per regime: mean reward and Vendi over seeds with standard errors (Figure 5's points)."""
+    """Per regime: mean reward and Vendi over seeds with standard errors (Figure 5's points; 0 for one seed)."""
     points = []
     for regime in dict.fromkeys(c["regime"] for c in cells):
-        rs = np.array([c["reward"] for c in cells if c["regime"] == regime])
-        vs = np.array([c["vendi"][vendi_key] for c in cells if c["regime"] == regime])
-        se = (lambda a: float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0)
-        points.append({"label": regime, "group": regime, "reward": float(rs.mean()), "reward_err": se(rs),
-                       "vendi": float(vs.mean()), "vendi_err": se(vs), "seeds": len(rs)})
+        group = [c for c in cells if c["regime"] == regime]
+        r = seed_summary([c["reward"] for c in group])
+        v = seed_summary([c["vendi"][vendi_key] for c in group])
+        points.append({"label": regime, "group": regime, "reward": r["mean"], "reward_err": r["se"] or 0.0,
+                       "vendi": v["mean"], "vendi_err": v["se"] or 0.0, "seeds": len(group)})
     return points
 
 

@@ -44,7 +44,9 @@ def run_demo(out: Path, task: str = "compressibility", quick: bool = False, num_
     ``match_reward`` is the paper's §5.2 protocol: DDPO_IS trains first, and HRF and HRF-D stop as soon as
     an epoch's mean reward reaches DDPO_IS's last one (or at the end of their preset budget).
     """
-    from hrf.evaluation.evaluate import evaluate_images, metrics_markdown, report_figures, sample_or_load
+    from hrf.benchmarks import get_benchmark
+    from hrf.evaluation.pipeline import evaluate_models
+    from hrf.evaluation.report import metrics_markdown, report_figures
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,13 +67,10 @@ def run_demo(out: Path, task: str = "compressibility", quick: bool = False, num_
     t0 = time.perf_counter()
     num = 32 if quick else num_eval
     steps = configs["ddpo"].sampling.num_steps
-    (out / "eval").mkdir(exist_ok=True)
-    images = {name: sample_or_load(spec, out / "eval" / f"{name}.npz", num, seed, steps, progress=progress)
-              for name, spec in models.items()}
-    report = evaluate_images(images, rewards=[TASKS[task]], embedders=["pixels"], benchmark=True,
-                             n_boot=0 if quick else 200, is_splits=1 if quick else 5, seed=seed,
-                             return_arrays=True)
-    figures = report_figures(report, images, out / "eval")
+    report = evaluate_models(models, num=num, seed=seed, steps=steps, cache_dir=out / "eval", rewards=[TASKS[task]],
+                             benchmark=get_benchmark("faces"), n_boot=0 if quick else 200, is_splits=1 if quick else 5,
+                             progress=progress, return_arrays=True)
+    figures = report_figures(report, report.pop("images"), out / "eval")
     report["paired_change"] = paired_changes(report.pop("arrays")["rewards"], TASKS[task])
     timings["evaluate"] = time.perf_counter() - t0
     report["timings_seconds"] = {k: round(v, 1) for k, v in timings.items()}
@@ -85,7 +84,7 @@ def run_demo(out: Path, task: str = "compressibility", quick: bool = False, num_
 def paired_changes(rewards: dict[str, dict[str, np.ndarray]], reward: str) -> dict[str, dict[str, float]]:
     """Each fine-tuned model's per-sample reward minus the base model's on the same initial noise: mean and
     standard error. Pairing removes the sample-to-sample spread that the unpaired means carry."""
-    from hrf.evaluation.evaluate import mean_sem
+    from hrf.evaluation.metrics import mean_sem
 
     base = np.asarray(rewards["base"][reward], dtype=np.float64)
     out = {}

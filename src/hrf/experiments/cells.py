@@ -1,0 +1,90 @@
+"""Study cells: one training config trained, evaluated and stored once; and summaries over seeds.
+
+A cell is a JSON file holding what a (config, seed) point of a study measured. It is reused only when
+its key matches: the fingerprint of the full training config, the base model's weights, and the
+evaluation's size and noise seed. Changing a preset, a ``--set`` override, the budget or the base model
+therefore recomputes the cell instead of reporting a stale one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from hrf.config import Config
+from hrf.evaluation.samples import weights_fingerprint
+
+
+def config_fingerprint(cfg: Config) -> str:
+    """A short hash of every field of a training config."""
+    text = json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cell_key(cfg: Config, num_eval: int, eval_seed: int) -> dict:
+    """What a stored cell must have been computed with to be reused."""
+    return {"config": config_fingerprint(cfg), "weights": weights_fingerprint(cfg.model.path), "num_eval": num_eval,
+            "eval_seed": eval_seed}
+
+
+def stored_cell(path: Path, key: dict) -> dict | None:
+    """The cell stored at ``path`` if it was computed with ``key``, else None."""
+    if not Path(path).is_file():
+        return None
+    cell = json.loads(Path(path).read_text())
+    return cell if all(cell.get(k) == v for k, v in key.items()) else None
+
+
+def finite_or_none(obj):
+    """NaN/inf → None, so the files are strict JSON (e.g. a fraction of a base value of 0 is undefined)."""
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [finite_or_none(v) for v in obj]
+    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write strict JSON atomically (a temporary file renamed over ``path``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(finite_or_none(data), indent=2, allow_nan=False))
+    tmp.replace(path)
+
+
+def train_and_evaluate(cfg: Config, run_dir: Path, num_eval: int, eval_seed: int, benchmark=None,
+                       rewards: Sequence | None = None, progress: bool = False) -> dict[str, float]:
+    """Train ``cfg`` to completion in ``run_dir`` (resuming or reusing a finished run) and evaluate its final model
+    on ``num_eval`` samples from the shared evaluation noise; returns ``{metric key: value}``.
+
+    ``rewards`` defaults to the config's own reward with its options.
+    """
+    from hrf.evaluation.pipeline import evaluate_models, metric_values
+    from hrf.experiments.runs import train_to_completion
+
+    final = train_to_completion(cfg, run_dir, progress=progress)
+    report = evaluate_models({"model": str(final)}, num=num_eval, seed=eval_seed, steps=cfg.sampling.num_steps,
+                             cache_dir=run_dir, rewards=[cfg.reward] if rewards is None else rewards,
+                             benchmark=benchmark, progress=progress)
+    return metric_values(report, "model")
+
+
+def seed_summary(values: Sequence[float]) -> dict:
+    """Mean over seeds, its standard error and the half-width of its 95% Student-t interval (both ``None`` for
+    one seed)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64)
+    mean = float(v.mean())
+    if len(v) < 2:
+        return {"mean": mean, "se": None, "ci95_half": None, "values": v.tolist()}
+    se = float(v.std(ddof=1) / math.sqrt(len(v)))
+    return {"mean": mean, "se": se, "ci95_half": float(stats.t.ppf(0.975, len(v) - 1) * se),
+            "values": v.tolist()}
