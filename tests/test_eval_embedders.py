@@ -95,3 +95,32 @@ def test_fid_inception_gives_pool3_features():
     assert (feats >= 0).all()  # pool3 averages ReLU outputs
     again, _ = make_embedder("fid_inception").embed(images)
     np.testing.assert_allclose(feats, again, rtol=1e-5)
+
+
+def test_clip_pixel_values_against_a_float64_computation():
+    from hrf.models.clip import CLIP_MEAN, CLIP_STD, clip_pixel_values
+
+    grey = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    unit = ((grey.double() + 1) / 2).expand(-1, 3, -1, -1)
+    expected = (unit - torch.tensor(CLIP_MEAN, dtype=torch.float64).view(1, 3, 1, 1)) / torch.tensor(
+        CLIP_STD, dtype=torch.float64).view(1, 3, 1, 1)
+    torch.testing.assert_close(clip_pixel_values(grey, 8).double(), expected, rtol=1e-6, atol=1e-6)  # no resize
+    assert clip_pixel_values(grey, 12).shape == (2, 3, 12, 12)
+
+
+def test_the_aesthetic_reward_scores_the_clip_embedders_features(tmp_path):
+    """One CLIP preprocessing: the reward is its MLP applied to exactly the clip embedder's features."""
+    pytest.importorskip("transformers")
+    from hrf.rewards import make_reward
+    from hrf.rewards.aesthetic import AestheticMLP
+    from tests.conftest import tiny_clip_dir
+
+    clip_dir = tiny_clip_dir(tmp_path)
+    torch.manual_seed(0)
+    mlp = AestheticMLP(12).eval()
+    torch.save(mlp.state_dict(), tmp_path / "mlp.pth")
+    images = torch.rand(4, 3, 40, 40, generator=torch.Generator().manual_seed(1)) * 2 - 1  # larger than CLIP's input
+    scores, _ = make_reward("aesthetic", clip_path=str(clip_dir), mlp_path=str(tmp_path / "mlp.pth"))(images)
+    feats, _ = make_embedder(f"clip:{clip_dir}").embed(images)
+    with torch.no_grad():
+        torch.testing.assert_close(scores, mlp(torch.from_numpy(feats)).squeeze(-1), rtol=1e-5, atol=1e-6)

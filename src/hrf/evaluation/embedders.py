@@ -164,22 +164,15 @@ def clip_embedder(option: str | None = None, device: str = "cpu") -> Embedder:
         raise HrfError("the clip embedder needs transformers: pip install 'hrf[clip]'")
     from transformers import CLIPModel
 
-    from hrf.rewards.aesthetic import CLIP_MEAN, CLIP_STD
+    from hrf.models.clip import clip_image_embeddings
 
     try:
         clip = CLIPModel.from_pretrained(option, local_files_only=True).eval().to(device)
     except (OSError, ValueError) as exc:
         raise HrfError(f"cannot load a CLIPModel from '{option}': {exc}".splitlines()[0]) from exc
-    size = clip.config.vision_config.image_size
-    mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1)
 
     def fn(x):
-        x = (_resize(_rgb(to_unit(x)), size, mode="bicubic") - mean) / std
-        feats = clip.get_image_features(pixel_values=x)
-        if not isinstance(feats, torch.Tensor):  # transformers ≥ 5 may return an output object
-            feats = feats.pooler_output
-        return F.normalize(feats, dim=-1).cpu().numpy(), None
+        return clip_image_embeddings(clip, x).cpu().numpy(), None
 
     return Embedder("clip", f"CLIP {Path(option).name}", fn, device, batch_size=32)
 

@@ -13,11 +13,8 @@ import torch
 from torch import nn
 
 from hrf.errors import HrfError
-from hrf.images import to_unit
+from hrf.models.clip import clip_image_embeddings
 from hrf.rewards.registry import register_reward
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class AestheticMLP(nn.Module):
@@ -40,21 +37,9 @@ class AestheticScorer(nn.Module):
     def __init__(self, clip, mlp: AestheticMLP):
         super().__init__()
         self.clip, self.mlp = clip.eval(), mlp.eval()
-        self.size = clip.config.vision_config.image_size
-        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = to_unit(images.float())
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bicubic", align_corners=False)
-        x = (x - self.mean) / self.std
-        features = self.clip.get_image_features(pixel_values=x)
-        if not isinstance(features, torch.Tensor):  # transformers ≥ 5 may return an output object
-            features = features.pooler_output
-        features = features / features.norm(dim=-1, keepdim=True)
-        return self.mlp(features).squeeze(-1)
+        return self.mlp(clip_image_embeddings(self.clip, images)).squeeze(-1)
 
 
 def load_aesthetic_scorer(clip_path: str | None, mlp_path: str | None) -> AestheticScorer:
