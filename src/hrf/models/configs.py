@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from diffusers import UNet2DModel
 
-# Measured on 2 CPU threads (DESIGN.md §6): "tiny" samples 128 images at 32 px with 40 steps in ≈16 s.
-PRESETS: dict[str, dict] = {
+# The named UNet sizes (not training presets, which are the TOML files under configs/).
+UNET_SIZES: dict[str, dict] = {
     "tiny": dict(block_out_channels=(16, 32, 32), layers_per_block=1, norm_num_groups=8),
     "small": dict(block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=8),
     "base": dict(block_out_channels=(32, 64, 96), layers_per_block=1, norm_num_groups=8),
@@ -13,8 +13,8 @@ PRESETS: dict[str, dict] = {
 
 
 def unet_from_preset(preset: str, sample_size: int, channels: int = 3) -> UNet2DModel:
-    """A freshly initialised UNet2DModel of a named size (see ``PRESETS``) without attention blocks."""
-    cfg = PRESETS[preset]
+    """A freshly initialised UNet2DModel of a named size (a key of ``UNET_SIZES``) without attention blocks."""
+    cfg = UNET_SIZES[preset]
     depth = len(cfg["block_out_channels"])
     return UNet2DModel(
         sample_size=sample_size,

@@ -198,10 +198,10 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False, progres
     from tqdm.auto import tqdm
 
     from hrf.models import unet_from_preset
-    from hrf.models.configs import PRESETS
+    from hrf.models.configs import UNET_SIZES
 
-    if cfg.preset not in PRESETS:
-        raise HrfError(f"unknown preset '{cfg.preset}'; choose one of: {', '.join(PRESETS)}")
+    if cfg.preset not in UNET_SIZES:
+        raise HrfError(f"unknown preset '{cfg.preset}'; choose one of: {', '.join(UNET_SIZES)}")
     if cfg.data not in DATASETS:
         raise HrfError(f"unknown data '{cfg.data}'; choose one of: {', '.join(DATASETS)}")
     if cfg.prediction not in PREDICTIONS:
