@@ -34,6 +34,7 @@ def test_every_figure_writes_a_png(tmp_path):
     curves = {2: (np.linspace(0, 1, 10), np.full(10, 0.1)), 5: (np.zeros(10), np.zeros(10))}
     assert _png(plots.figure_injection(curves, tmp_path / "f6.png"))[0] > 100
     assert _png(plots.figure_incremental_vendi([2, 5, 9], {"a": [1, 2, 2.5]}, tmp_path / "f7.png", mark=5))[0] > 100
-    assert _png(plots.figure_probe([0, 5], {"x": np.array([1.0, 0.2])}, tmp_path / "p.png", "rate", [0.5]))[0] > 100
+    curve = {"x": np.array([1.0, 0.2])}
+    assert _png(plots.figure_transition([0, 5], curve, tmp_path / "p.png", "rate", [0.5]))[0] > 100
     grids = plots.sample_grids({"m/1": torch.zeros(4, 3, 8, 8)}, tmp_path)
     assert [p.name for p in grids] == ["grid_m_1.png"] and _png(grids[0]) == ((2 * 9 + 1) * 4, (2 * 9 + 1) * 4)

@@ -1,4 +1,4 @@
-"""The paper's figures as PNG files (matplotlib, Agg backend): 1, 5, 6, 7, the probe curve, sample grids."""
+"""The paper's figures as PNG files (matplotlib, Agg backend): 1, 5, 6, 7, the phase-transition curve, sample grids."""
 
 from __future__ import annotations
 
@@ -110,10 +110,10 @@ def figure_incremental_vendi(
     return _save(fig, path)
 
 
-def figure_probe(
+def figure_transition(
     grid: Sequence[int], curves: dict[str, np.ndarray], path: str | Path, ylabel: str, levels: Sequence[float] = ()
 ) -> Path:
-    """The phase-transition probe: change rate (or distance) vs start step index, with the crossing levels."""
+    """The phase transition: change rate (or distance) vs start step index, with the crossing levels."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for name, values in curves.items():
         ax.plot(grid, values, marker="o", ms=3, label=name)

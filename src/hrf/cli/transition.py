@@ -1,4 +1,4 @@
-"""``hrf probe``: how much of the image is still undecided at each start step, and HRF windows from it."""
+"""``hrf transition``: how much of the image is still undecided at each start step, and HRF windows from it."""
 
 from __future__ import annotations
 
@@ -23,19 +23,19 @@ def register(sub) -> None:
     from hrf.benchmarks import BENCHMARKS
 
     p = sub.add_parser(
-        "probe",
-        help="phase-transition probe: how often content changes when regenerating from step k; suggests HRF windows",
+        "transition",
+        help="phase transition: how often content changes when regenerating from step k; suggests HRF windows",
         description="Generate reference images, noise them to each start step k (k = denoising steps taken, "
         "0 = pure noise), regenerate several branches from there and measure how much changes: factor flip "
         "rates from the classifier on the faces benchmark, embedding cosine distance otherwise. Writes "
-        "probe.json and probe.png and prints HRF windows around the steps where the change (relative to the "
-        "noisiest step) falls through the given levels.",
+        "transition.json and transition.png and prints HRF windows around the steps where the change "
+        "(relative to the noisiest step) falls through the given levels.",
     )
     p.add_argument("--model", required=True, help="diffusers model directory or hrf:NAME")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--steps", type=positive_int, default=40, help="DDIM steps T (eta = 1)")
     p.add_argument("--grid", type=nonneg_int, nargs="+", default=None, metavar="K",
-                   help="start step indices to probe (default: every 2nd step, 0..T-2)")
+                   help="start step indices to measure (default: every 2nd step, 0..T-2)")
     p.add_argument("--refs", type=positive_int, default=16, help="reference images")
     p.add_argument("--branches", type=positive_int, default=4, help="regenerations per reference and step")
     p.add_argument("--levels", type=_level, nargs="+", default=[0.75, 0.5, 0.25],
@@ -54,20 +54,20 @@ def run(args) -> int:
 
     from hrf.benchmarks import choose_benchmark
     from hrf.evaluation.embedders import make_embedder
-    from hrf.evaluation.plots import figure_probe
-    from hrf.evaluation.probe import embedding_measure, factor_measure, run_probe, suggest_windows
+    from hrf.evaluation.plots import figure_transition
+    from hrf.evaluation.transition import embedding_measure, factor_measure, transition_curves, suggest_windows
     from hrf.images import save_grid
     from hrf.models import load_pipeline_parts
 
     out = writable_dir(args.out)
     config = {k: v for k, v in vars(args).items() if k != "func"}
-    (out / "probe_args.json").write_text(json.dumps(config, indent=2))
+    (out / "transition_args.json").write_text(json.dumps(config, indent=2))
     bench = choose_benchmark(args.benchmark, [args.model])
     benchmark = bench is not None
     measure = factor_measure(bench) if benchmark else embedding_measure(make_embedder(args.embedder))
     unet, scheduler = load_pipeline_parts(args.model, args.steps)
     grid = sorted(set(args.grid if args.grid else range(0, args.steps - 1, 2)))
-    result = run_probe(unet.eval(), scheduler, grid, refs=args.refs, branches=args.branches, seed=args.seed,
+    result = transition_curves(unet.eval(), scheduler, grid, refs=args.refs, branches=args.branches, seed=args.seed,
                        measure=measure, progress=True)
 
     curves = {k: np.asarray(v) for k, v in result["curves"].items()}
@@ -78,9 +78,9 @@ def run(args) -> int:
               "convention": "k = denoising steps taken (0 = pure noise, T = clean)",
               "grid": grid, "curves": {k: v.tolist() for k, v in curves.items()},
               "window_curve": key, "relative_change": relative.tolist(), "suggested_windows": windows}
-    (out / "probe.json").write_text(json.dumps(report, indent=2))
+    (out / "transition.json").write_text(json.dumps(report, indent=2))
     shown = {k: v for k, v in curves.items() if not k.startswith("flip ")}
-    figure_probe(grid, shown, out / "probe.png", "flip rate" if benchmark else "cosine distance", ())
+    figure_transition(grid, shown, out / "transition.png", "flip rate" if benchmark else "cosine distance", ())
     save_grid(result["references"][:64], out / "references.png", scale=max(1, 64 // result["references"].shape[-1]))
 
     for name, values in shown.items():
@@ -90,5 +90,5 @@ def run(args) -> int:
         where = "not reached on the grid" if w["crossing"] is None else f"crossed at k ≈ {w['crossing']:.1f}"
         print(f"relative change {w['level']:.2f}: {where}")
     print(f"suggested HRF windows (schedule.windows): {json.dumps(found)}")
-    print(f"wrote {out / 'probe.json'} and {out / 'probe.png'}")
+    print(f"wrote {out / 'transition.json'} and {out / 'transition.png'}")
     return 0

@@ -1,4 +1,4 @@
-"""The phase-transition probe: branching, flip rates, crossings and windows, ``hrf probe`` end to end."""
+"""The phase-transition measurement: branching, flip rates, crossings and windows, ``hrf transition`` end to end."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from hrf.evaluation.probe import (any_flip_rate, branch_images, crossing, flip_rates, run_probe, suggest_windows)
+from hrf.evaluation.transition import (any_flip_rate, branch_images, crossing, flip_rates, suggest_windows,
+                                       transition_curves)
 from hrf.models import make_ddim_scheduler, save_model, tiny_unet
 
 
@@ -43,7 +44,7 @@ def test_branches_from_the_last_steps_stay_close_to_their_reference(ddim40):
     assert dist(late) < 0.5 * dist(early)
 
 
-def test_run_probe_collects_one_value_per_step(ddim40):
+def test_transition_curves_collects_one_value_per_step(ddim40):
     unet = tiny_unet(8, seed=0).eval()
     ddim = make_ddim_scheduler(ddim40, 6)
     calls = []
@@ -52,32 +53,32 @@ def test_run_probe_collects_one_value_per_step(ddim40):
         calls.append(branches.shape)
         return {"d": float((branches - refs[:, None]).abs().mean())}
 
-    result = run_probe(unet, ddim, [0, 2, 5], refs=2, branches=3, seed=1, measure=measure)
+    result = transition_curves(unet, ddim, [0, 2, 5], refs=2, branches=3, seed=1, measure=measure)
     assert result["grid"] == [0, 2, 5] and len(result["curves"]["d"]) == 3
     assert calls == [(2, 3, 3, 8, 8)] * 3
     assert result["curves"]["d"][2] < result["curves"]["d"][0]
 
 
-def test_cli_probe_on_pixels(tmp_path, train_scheduler, capsys):
+def test_cli_transition_on_pixels(tmp_path, train_scheduler, capsys):
     from hrf.cli.main import main
 
     model = save_model(tiny_unet(8, seed=0), train_scheduler, tmp_path / "m")
-    out = tmp_path / "probe"
-    assert main(["probe", "--model", str(model), "--out", str(out), "--steps", "6", "--grid", "0", "2", "4", "5",
+    out = tmp_path / "transition"
+    assert main(["transition", "--model", str(model), "--out", str(out), "--steps", "6", "--grid", "0", "2", "4", "5",
                  "--refs", "2", "--branches", "2", "--levels", "0.6", "0.3"]) == 0
-    report = json.loads((out / "probe.json").read_text())
+    report = json.loads((out / "transition.json").read_text())
     assert report["grid"] == [0, 2, 4, 5] and report["window_curve"] == "cosine distance (pixels)"
     assert report["relative_change"][0] == pytest.approx(1.0)
     assert len(report["suggested_windows"]) == 2
-    assert (out / "probe.png").is_file() and (out / "probe_args.json").is_file()
+    assert (out / "transition.png").is_file() and (out / "transition_args.json").is_file()
     assert "suggested HRF windows" in capsys.readouterr().out
-    assert main(["probe", "--model", str(model), "--out", str(out), "--steps", "6", "--grid", "6"]) == 2
+    assert main(["transition", "--model", str(model), "--out", str(out), "--steps", "6", "--grid", "6"]) == 2
     with pytest.raises(SystemExit) as exit_info:  # argparse reports bad values itself, with exit code 2
-        main(["probe", "--model", str(model), "--out", str(out), "--levels", "1.5"])
+        main(["transition", "--model", str(model), "--out", str(out), "--levels", "1.5"])
     assert exit_info.value.code == 2
 
 
-def test_cli_probe_on_the_faces_benchmark(tmp_path, train_scheduler, monkeypatch):
+def test_cli_transition_on_the_faces_benchmark(tmp_path, train_scheduler, monkeypatch):
     """Flip rates with the real classifier when its weights are there (a random 32 px UNet as the model)."""
     from hrf.cli.main import main
     from hrf.errors import HrfError
@@ -89,9 +90,9 @@ def test_cli_probe_on_the_faces_benchmark(tmp_path, train_scheduler, monkeypatch
     except (ImportError, OSError, HrfError) as exc:
         pytest.skip(f"face classifier unavailable: {exc}")
     model = save_model(tiny_unet(32, seed=0), train_scheduler, tmp_path / "m")
-    out = tmp_path / "probe"
-    assert main(["probe", "--model", str(model), "--out", str(out), "--benchmark", "faces", "--steps", "4",
+    out = tmp_path / "transition"
+    assert main(["transition", "--model", str(model), "--out", str(out), "--benchmark", "faces", "--steps", "4",
                  "--grid", "0", "3", "--refs", "2", "--branches", "2"]) == 0
-    curves = json.loads((out / "probe.json").read_text())["curves"]
+    curves = json.loads((out / "transition.json").read_text())["curves"]
     assert {"high-level (any)", "low-level (any)", "flip background"} <= set(curves)
     assert all(0.0 <= v <= 1.0 for values in curves.values() for v in values)
