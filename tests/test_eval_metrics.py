@@ -9,7 +9,8 @@ import pytest
 import scipy.linalg
 import torch
 
-from hrf.evaluation.diversity import combo_coverage, factor_entropy, mixed_radix_codes
+from hrf.data.faces import mixed_radix_codes
+from hrf.evaluation.diversity import combo_coverage, factor_entropy
 from hrf.evaluation.fid import frechet_distance, kernel_distance, knn_radii, prdc
 from hrf.evaluation.inception import inception_score, joint_probs
 from hrf.evaluation.vendi import bootstrap_ci, incremental_vendi, normalize_rows, vendi_score

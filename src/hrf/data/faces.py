@@ -171,10 +171,16 @@ def faces_tensor(n: int, seed: int) -> tuple[torch.Tensor, dict[str, np.ndarray]
     return from_uint8_hwc(images), labels
 
 
+def mixed_radix_codes(labels: dict[str, np.ndarray], cardinalities: dict[str, int]) -> np.ndarray:
+    """One integer per image for its combination of the factors in ``cardinalities`` (first = most significant)."""
+    code = np.zeros(len(next(iter(labels.values()))), dtype=np.int64)
+    for name, size in cardinalities.items():
+        code = code * size + np.asarray(labels[name], dtype=np.int64)
+    return code
+
+
 def combo_ids(labels: dict[str, np.ndarray]) -> np.ndarray:
     """One integer in ``0 .. 575`` per image naming its high-level combination (mixed-radix code)."""
-    from hrf.evaluation.diversity import mixed_radix_codes
-
     return mixed_radix_codes(labels, {name: len(FACTORS[name]) for name in HIGH_LEVEL})
 
 

@@ -1,4 +1,4 @@
-"""Evaluation: diversity and quality metrics, feature extractors, the paper's plots, injection and probe runs.
+"""Evaluation: diversity and quality metrics, feature extractors, the paper's plots, injection, the phase transition.
 
 :func:`evaluate_models` is the one pipeline (sample from shared noise, cached, then every metric);
 :func:`evaluate_images` computes the metrics of images already in hand.
@@ -7,7 +7,8 @@ Metric names say which network computed them: "IS (EfficientNet-Lite0, ImageNet)
 Score of the paper, and a Fréchet distance on other features than Inception pool3 is "FD (...)", not FID.
 """
 
-from hrf.evaluation.diversity import combo_coverage, factor_entropy, mixed_radix_codes
+from hrf.data.faces import mixed_radix_codes
+from hrf.evaluation.diversity import combo_coverage, factor_entropy
 from hrf.evaluation.embedders import EMBEDDERS, Embedder, make_embedder
 from hrf.evaluation.fid import frechet_distance, kernel_distance, prdc
 from hrf.evaluation.inception import inception_score, joint_probs

@@ -1,7 +1,7 @@
 """Ground-truth diversity on a benchmark with known factors: entropy and coverage of factor combinations.
 
 ``labels`` is one integer code per image naming its combination of high-level factors (e.g.
-``hrf.data.faces.combo_ids`` of the classifier's predictions), in ``0 .. n_combos − 1``.
+``hrf.data.faces.mixed_radix_codes`` of the classifier's predictions), in ``0 .. n_combos − 1``.
 """
 
 from __future__ import annotations
@@ -39,11 +39,3 @@ def combo_coverage(labels: np.ndarray, n_combos: int) -> float:
     """Share of the ``n_combos`` combinations that occur at least once among the images."""
     codes = _codes(labels, n_combos)
     return float(len(np.unique(codes)) / n_combos)
-
-
-def mixed_radix_codes(labels: dict[str, np.ndarray], cardinalities: dict[str, int]) -> np.ndarray:
-    """One integer per image for its combination of the factors in ``cardinalities`` (first = most significant)."""
-    code = np.zeros(len(next(iter(labels.values()))), dtype=np.int64)
-    for name, size in cardinalities.items():
-        code = code * size + np.asarray(labels[name], dtype=np.int64)
-    return code
