@@ -36,6 +36,7 @@ from hrf.experiments.cells import (
 from hrf.experiments.demo import TASKS
 from hrf.experiments.runs import preset_path, run_totals
 
+FACES = get_benchmark("faces")  # the study's world: its presets and its classifier's factor metrics
 # label, preset suffix, overrides. The KL coefficient: the per-step KL is a mean over C·H·W of
 # Δμ²/(2σ²), the same per-dimension scale as the log-probs in the PPO ratio, and advantages are unit-std;
 # 0.1 prices a one-σ drift of a step's mean (KL 0.5) at 0.05 per step, which restrains without freezing.
@@ -80,7 +81,7 @@ def cell_config(task: str, method: str, seed: int, model: str, quick: bool, scal
     overrides = [f"model.path={json.dumps(model)}", f"train.seed={seed}", "output.grid_every=0", *extra]
     if quick:
         overrides += QUICK_COMMON + QUICK[method]
-    cfg = load_config(preset_path(f"faces32/{task}-{suffix}"), overrides)
+    cfg = load_config(preset_path(f"{FACES.presets}/{task}-{suffix}"), overrides)
     if quick and cfg.schedule.kind == "dynamic":
         overrides.append(f"schedule.candidates={[cfg.schedule.candidates[0], cfg.schedule.candidates[-1]]}")
     if scale != 1.0:
@@ -89,7 +90,7 @@ def cell_config(task: str, method: str, seed: int, model: str, quick: bool, scal
         overrides.append(f"train.max_epochs={cfg.train.max_epochs * epochs_scale}")
         if cfg.schedule.kind == "windows":
             overrides.append(f"schedule.iterations={[i * epochs_scale for i in cfg.schedule.iterations]}")
-    return load_config(preset_path(f"faces32/{task}-{suffix}"), overrides)
+    return load_config(preset_path(f"{FACES.presets}/{task}-{suffix}"), overrides)
 
 
 def base_metrics(out: Path, model: str, num_eval: int, eval_seed: int, steps: int) -> dict:
@@ -101,7 +102,7 @@ def base_metrics(out: Path, model: str, num_eval: int, eval_seed: int, steps: in
     if (stored := stored_cell(path, key)) is not None:
         return stored["metrics"]
     report = evaluate_models({"base": model}, num=num_eval, seed=eval_seed, steps=steps, cache_dir=out,
-                             rewards=list(TASKS.values()), benchmark=get_benchmark("faces"))
+                             rewards=list(TASKS.values()), benchmark=FACES)
     metrics = metric_values(report, "base")
     write_json(path, {**key, "metrics": metrics})
     return metrics
@@ -117,7 +118,7 @@ def run_cell(out: Path, task: str, method: str, seed: int, model: str, quick: bo
     if (stored := stored_cell(out / "cells" / f"{name}.json", key)) is not None:
         return stored
     t0 = time.perf_counter()
-    metrics = train_and_evaluate(cfg, out / "runs" / name, num_eval, eval_seed, get_benchmark("faces"))
+    metrics = train_and_evaluate(cfg, out / "runs" / name, num_eval, eval_seed, FACES)
     seconds = time.perf_counter() - t0
     totals = run_totals(out / "runs" / name)
     cell = {"task": task, "method": method, "label": METHODS[method][0], "seed": seed, "reward": cfg.reward.name,

@@ -33,7 +33,10 @@ QUICK = {
 
 def demo_configs(task: str, quick: bool, overrides: list[str] = ()) -> dict:
     """The three method configs of the demo for ``task``."""
-    return {m: load_config(preset_path(f"faces32/{task}-{m}"), (QUICK[m] if quick else []) + list(overrides))
+    from hrf.benchmarks import get_benchmark
+
+    folder = get_benchmark("faces").presets
+    return {m: load_config(preset_path(f"{folder}/{task}-{m}"), (QUICK[m] if quick else []) + list(overrides))
             for m in METHODS}
 
 
