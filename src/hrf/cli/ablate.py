@@ -12,7 +12,8 @@ def register(sub) -> None:
         "ablate", help="window-regime ablation of HRF (paper §5.3, Figure 5)",
         description="Trains an HRF preset under each window regime and seed, evaluates every cell and draws "
         "reward vs Vendi (mean of seeds, standard-error bars). Regimes (k: 0 = noise, 40 = clean): "
-        + "; ".join(f"{k} {v}" for k, v in REGIMES.items()) + ". A finished cell is never recomputed.")
+        + "; ".join(f"{k} {v}" for k, v in REGIMES.items()) + ". A finished cell is reused while its training "
+        "config, base model and evaluation are unchanged.")
     p.add_argument("--preset", default="faces32/compressibility-hrf", help="HRF preset under configs/ (no .toml)")
     p.add_argument("--regimes", nargs="+", choices=tuple(REGIMES), default=list(REGIMES))
     p.add_argument("--seeds", nargs="+", type=nonneg_int, default=[0, 1, 2])

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from hrf.errors import HrfError
 from hrf.data.faces import mixed_radix_codes
+from hrf.errors import HrfError
 from hrf.evaluation.diversity import combo_coverage, factor_entropy
 from hrf.evaluation.embedders import Embedder, classifier_embedder, make_embedder
 from hrf.evaluation.fid import frechet_distance, kernel_distance, prdc
