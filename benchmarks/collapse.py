@@ -150,7 +150,7 @@ def checkpoint_metrics(images) -> dict[str, float]:
     from hrf.data.classifier import load_face_classifier
     from hrf.data.faces import HIGH_LEVEL, combo_ids, num_combos
     from hrf.evaluation.diversity import combo_coverage, factor_entropy
-    from hrf.evaluation.evaluate import reward_values
+    from hrf.evaluation.metrics import reward_values
     from hrf.evaluation.vendi import vendi_score
     from hrf.images import to_unit
     from hrf.rewards import make_reward
@@ -177,7 +177,7 @@ def checkpoint_metrics(images) -> dict[str, float]:
 def measured(spec: str, work: Path, steps: int) -> dict[str, float]:
     """Metrics of model ``spec`` on the evaluation noise, and the seconds its sampling and its metrics took
     when first computed (``timing/...``); samples and metrics cached in ``work``."""
-    from hrf.evaluation.evaluate import sample_or_load, weights_fingerprint
+    from hrf.evaluation.samples import sample_or_load, weights_fingerprint
 
     key = {"weights": weights_fingerprint(spec), "num": NUM_EVAL, "seed": EVAL_SEED, "steps": steps,
            "metrics_version": METRICS_VERSION, "evaluator": _evaluator() is not None}
@@ -206,7 +206,7 @@ def cell_path(out: Path, task: str, method: str, seed: int) -> Path:
 
 def stored_cell(out: Path, task: str, method: str, seed: int) -> dict | None:
     """A committed cell of the same training config, base weights and evaluation settings, else None."""
-    from hrf.evaluation.evaluate import weights_fingerprint
+    from hrf.evaluation.samples import weights_fingerprint
 
     path = cell_path(out, task, method, seed)
     if not path.is_file():
@@ -220,7 +220,7 @@ def stored_cell(out: Path, task: str, method: str, seed: int) -> dict | None:
 
 def run_cell(out: Path, task: str, method: str, seed: int) -> dict:
     """Train one cell (resuming), measure every checkpoint, write its curve."""
-    from hrf.evaluation.evaluate import weights_fingerprint
+    from hrf.evaluation.samples import weights_fingerprint
     from hrf.experiments.runs import run_totals, train_to_completion
     from hrf.training.checkpoint import checkpoint_dirs
 

@@ -79,12 +79,9 @@ def train_and_evaluate(cfg: Config, run_dir: Path, num_eval: int, eval_seed: int
 def seed_summary(values: Sequence[float]) -> dict:
     """Mean over seeds, its standard error and the half-width of its 95% Student-t interval (both ``None`` for
     one seed)."""
-    from scipy import stats
+    from hrf.evaluation.matched import t_interval
+    from hrf.evaluation.metrics import mean_sem
 
     v = np.asarray(values, dtype=np.float64)
-    mean = float(v.mean())
-    if len(v) < 2:
-        return {"mean": mean, "se": None, "ci95_half": None, "values": v.tolist()}
-    se = float(v.std(ddof=1) / math.sqrt(len(v)))
-    return {"mean": mean, "se": se, "ci95_half": float(stats.t.ppf(0.975, len(v) - 1) * se),
-            "values": v.tolist()}
+    mean, half = t_interval(v)
+    return {"mean": mean, "se": mean_sem(v)[1] if len(v) > 1 else None, "ci95_half": half, "values": v.tolist()}
