@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import math
 import sys
@@ -31,6 +30,7 @@ import numpy as np
 
 from hrf.config import Config, load_config
 from hrf.evaluation.matched import holm, t_interval, value_at_reward, verdict, welch
+from hrf.experiments.cells import config_fingerprint, write_json
 from hrf.experiments.runs import preset_path
 
 MODEL = "hrf:faces32"
@@ -92,15 +92,6 @@ def cell_config(task: str, method: str, seed: int) -> Config:
     return load_config(preset_path(f"faces32/{task}-{suffix}"), overrides)
 
 
-def fingerprint(obj) -> str:
-    """A short hash of a JSON-able object (a config as a dict, metric settings)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def config_fingerprint(cfg: Config) -> str:
-    return fingerprint(dataclasses.asdict(cfg))
-
-
 def _flat(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
@@ -114,26 +105,6 @@ def same_training(stored: dict, current: dict) -> bool:
     (the cell ran with the behaviour that field's default keeps); a field the library dropped is not."""
     a, b = _flat(stored), _flat(current)
     return all(k in b and json.dumps(a[k]) == json.dumps(b[k]) for k in a if not k.startswith("output."))
-
-
-def write_json(path: Path, data) -> None:
-    """Strict JSON (NaN/inf → null), written atomically."""
-
-    def clean(o):
-        if isinstance(o, dict):
-            return {k: clean(v) for k, v in o.items()}
-        if isinstance(o, (list, tuple)):
-            return [clean(v) for v in o]
-        if isinstance(o, (float, np.floating)):
-            return float(o) if math.isfinite(o) else None
-        if isinstance(o, np.integer):
-            return int(o)
-        return o
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(clean(data), indent=1, allow_nan=False))
-    tmp.replace(path)
 
 
 def _evaluator():

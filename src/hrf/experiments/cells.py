@@ -45,9 +45,13 @@ def finite_or_none(obj):
     """NaN/inf → None, so the files are strict JSON (e.g. a fraction of a base value of 0 is undefined)."""
     if isinstance(obj, dict):
         return {k: finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, list):
+    if isinstance(obj, (list, tuple)):
         return [finite_or_none(v) for v in obj]
-    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
 
 
 def write_json(path: Path, data: dict) -> None:
