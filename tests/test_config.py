@@ -8,8 +8,9 @@ import pytest
 
 from hrf.config import Config, config_diff, derived_quantities, load_config, save_config
 from hrf.errors import ConfigError
+from hrf.experiments.runs import PRESETS, preset_names, preset_path
 
-PAPER = Path(__file__).resolve().parents[1] / "configs" / "paper"
+PAPER = PRESETS / "paper"
 
 # Tables 4–5: (samples per iteration, lr, method kind)
 TABLES = {
@@ -117,8 +118,8 @@ def test_every_field_has_a_comment():
                 assert "#" in line, f"{cls.__name__}: {line.strip()}"
 
 
-@pytest.mark.parametrize("preset", sorted(str(p.relative_to(PAPER.parent)) for p in PAPER.parent.rglob("*.toml")))
+@pytest.mark.parametrize("preset", preset_names())
 def test_every_shipped_preset_loads(preset):
     """A validation rule added later must not leave a shipped preset that no longer loads."""
-    cfg = load_config(PAPER.parent / preset)
+    cfg = load_config(preset_path(preset))
     assert derived_quantities(cfg)["trajectories_per_epoch"] > 0

@@ -13,6 +13,7 @@ pytest.importorskip("skimage")
 
 from hrf.data.lfw import lfw_faces  # noqa: E402
 from hrf.errors import HrfError  # noqa: E402
+from hrf.experiments.runs import preset_path  # noqa: E402
 from hrf.training.pretrain import make_batch_fn  # noqa: E402
 
 
@@ -52,7 +53,7 @@ def test_lfw_smile_preset_fine_tunes_end_to_end(tmp_path):
     from hrf.models import load_unet
     from hrf.training.trainer import prepare_run
 
-    preset = Path(__file__).resolve().parents[1] / "configs" / "lfw32" / "smile-hrf.toml"
+    preset = preset_path("lfw32/smile-hrf")
     cfg = load_config(preset, ["sampling.num_steps=10", "schedule.windows=[[2, 4], [5, 7]]",
                                "schedule.iterations=[1, 1]", "train.max_epochs=2", "train.references=4",
                                "train.branches=4", "train.sample_batch_size=16", "train.train_batch_size=64"])
@@ -91,7 +92,7 @@ def test_lfw_hrf_raises_p_happy(tmp_path):
     from hrf.training.trainer import prepare_run
     from tests.conftest import assert_rises, paired_reward_change
 
-    preset = Path(__file__).resolve().parents[1] / "configs" / "lfw32" / "smile-hrf.toml"
+    preset = preset_path("lfw32/smile-hrf")
     cfg = load_config(preset, ["sampling.num_steps=10", "schedule.windows=[[1, 3], [3, 5]]",
                                "schedule.iterations=[3, 3]", "train.max_epochs=6", "output.grid_every=0"])
     assert len(prepare_run(cfg, tmp_path / "run", progress=False).train()) == 6

@@ -13,12 +13,13 @@ import torch
 from diffusers import UNet2DModel
 
 from hrf.config import load_config
+from hrf.experiments.runs import PRESETS
 from hrf.models import save_model, tiny_unet
 from hrf.rewards.aesthetic import AestheticMLP
 from hrf.training.trainer import prepare_run
 from tests.conftest import celebahq_like_scheduler, tiny_clip_dir
 
-PAPER = Path(__file__).resolve().parents[1] / "configs" / "paper"
+PAPER = PRESETS / "paper"
 SMALL = ["train.references=2", "train.sample_batch_size=4", "train.train_batch_size=32", "train.max_epochs=1",
          "model.mixed_precision=no", "schedule.probe_samples=1", "schedule.candidates=[4,20,36]"]
 

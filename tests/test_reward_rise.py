@@ -16,12 +16,12 @@ import os
 import pytest
 
 from hrf.config import load_config
+from hrf.experiments.runs import PRESETS
 from hrf.training.trainer import prepare_run
 from tests.conftest import assert_rises, paired_reward_change
-from tests.test_config import PAPER
 
 BASE = os.environ.get("HRF_TEST_FACES_MODEL", "hrf:faces32")
-PRESETS = PAPER.parent / "faces32"
+FACES32 = PRESETS / "faces32"
 SMALL = ["sampling.num_steps=10", "train.max_epochs=5", "train.sample_batch_size=64", "train.train_batch_size=128",
          f"model.path={BASE}", "output.grid_every=0"]
 
@@ -34,7 +34,7 @@ SMALL = ["sampling.num_steps=10", "train.max_epochs=5", "train.sample_batch_size
                    "train.lr=1e-3"]),
 ])
 def test_fine_tuning_raises_the_reward(preset, extra, tmp_path):
-    cfg = load_config(PRESETS / f"{preset}.toml", SMALL + extra)
+    cfg = load_config(FACES32 / f"{preset}.toml", SMALL + extra)
     trainer = prepare_run(cfg, tmp_path / preset, progress=False)
     assert len(trainer.train()) == cfg.train.max_epochs
     assert_rises(paired_reward_change(str(tmp_path / preset / "final"), BASE, cfg.reward.name))

@@ -14,7 +14,7 @@ def register(sub) -> None:
         "reward vs Vendi (mean of seeds, standard-error bars). Regimes (k: 0 = noise, 40 = clean): "
         + "; ".join(f"{k} {v}" for k, v in REGIMES.items()) + ". A finished cell is reused while its training "
         "config, base model and evaluation are unchanged.")
-    p.add_argument("--preset", default="faces32/compressibility-hrf", help="HRF preset under configs/ (no .toml)")
+    p.add_argument("--preset", default="faces32/compressibility-hrf", help="HRF preset name (hrf/configs/, no .toml)")
     p.add_argument("--regimes", nargs="+", choices=tuple(REGIMES), default=list(REGIMES))
     p.add_argument("--seeds", nargs="+", type=nonneg_int, default=[0, 1, 2])
     p.add_argument("--per-window", type=positive_int, default=4, help="epochs per window ('later' doubles its last)")

@@ -14,7 +14,7 @@ def register(sub) -> None:
         "windows = HRF, dynamic = HRF-D. Step index k: 0 = pure noise, T = clean image (windows like "
         "[[3,7],[18,22],[28,32]] are near noise, mid-way, near the end). Multi-process: "
         "accelerate launch --num_processes N -m hrf train ...")
-    p.add_argument("--config", help="TOML preset (see configs/)")
+    p.add_argument("--config", help="a TOML file, or a shipped preset by name, e.g. faces32/compressibility-hrf")
     p.add_argument("--out", help="run directory (config.toml, metrics.jsonl, checkpoints/, final/)")
     add_run_options(p, "override a config field, e.g. --set train.lr=1e-6 (repeatable)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
@@ -34,7 +34,10 @@ def run(args) -> int:
     out = args.resume or args.out
     if out is None:
         raise HrfError("pass --out DIR for a new run, or --resume DIR")
-    cfg = load_config(args.config, args.overrides) if (args.config or args.overrides) else None
+    from hrf.experiments.runs import config_source
+
+    source = config_source(args.config) if args.config else None
+    cfg = load_config(source, args.overrides) if (args.config or args.overrides) else None
     trainer = prepare_run(cfg, out, resume=bool(args.resume), force=args.force,
                           allow_config_change=args.allow_config_change, progress=not args.no_progress)
     if trainer.acc.is_main_process:
