@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,3 +55,30 @@ def test_hrf_train_takes_a_preset_name(tmp_path, capsys):
     assert main(["train", "--config", "faces32/nope", "--out", str(tmp_path / "r")]) == 2
     assert "no preset named 'faces32/nope'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def _cli_benchmark():
+    """benchmarks/cli.py imported as a module (benchmarks/ is not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cli.py"
+    spec = importlib.util.spec_from_file_location("cli_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_help_and_argument_errors_import_no_heavy_library():
+    """``hrf --help``, every ``COMMAND --help`` and a bad argument answer without torch, diffusers, accelerate."""
+    bench = _cli_benchmark()
+    for label, args in bench.invocations(quick=False).items():
+        assert bench.measure(args, repeats=1)["heavy_imports"] == [], label
+
+
+def test_the_cli_benchmark_writes_its_table(tmp_path):
+    res = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "benchmarks" / "cli.py"),
+                          "--quick", "--out", str(tmp_path / "cli.json")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads((tmp_path / "cli.json").read_text())["rows"]
+    assert set(rows) == {"hrf --help", "hrf sample --help", "hrf train --help", "hrf train --bogus (argument error)"}
+    assert all(row["seconds"] > 0 for row in rows.values()) and "hrf --help" in res.stdout

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-import torch
-
 from hrf.cli.common import nonneg_int, positive_int, writable_dir
 
 
@@ -22,6 +19,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import numpy as np
+    import torch
+
     from hrf.images import save_grid, to_uint8_hwc
     from hrf.models import load_pipeline_parts
     from hrf.sampling import sample_images

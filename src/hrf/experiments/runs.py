@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from hrf.config import Config, config_diff, load_config
-from hrf.training.checkpoint import checkpoint_dirs
 
 # The presets ship inside the package (package data), so every kind of install finds them by name.
 PRESETS = Path(__file__).resolve().parents[1] / "configs"
@@ -41,6 +40,7 @@ def train_to_completion(cfg: Config, out: Path, progress: bool = True, **trainer
     A finished run (``final/`` + ``summary.json``) of the same config is reused; an interrupted one resumes
     from its last checkpoint; anything else in ``out`` is started over.
     """
+    from hrf.training.checkpoint import checkpoint_dirs
     from hrf.training.trainer import prepare_run
 
     out = Path(out)
