@@ -9,7 +9,7 @@ import pytest
 from hrf.cli.main import main
 from hrf.experiments.ablate import REGIMES, regime_iterations, scaled_windows, summarise
 from hrf.models import save_model, tiny_unet
-from tests.conftest import celebahq_like_scheduler
+from tests.helpers import celebahq_like_scheduler
 
 
 def test_regime_iterations_keep_totals_equal():

@@ -10,7 +10,7 @@ import pytest
 
 from hrf.cli.main import main
 from hrf.models import save_model, tiny_unet
-from tests.conftest import celebahq_like_scheduler, write_run_config
+from tests.helpers import celebahq_like_scheduler, write_run_config
 
 
 def wrong_shape(images):

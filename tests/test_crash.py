@@ -21,9 +21,7 @@ from hrf.errors import HrfError
 from hrf.models import save_model, tiny_unet
 from hrf.training.checkpoint import checkpoint_dirs
 from hrf.training.trainer import prepare_run
-from tests.conftest import celebahq_like_scheduler, write_run_config
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import celebahq_like_scheduler, subprocess_env, write_run_config
 
 # Runs `hrf ...` in a child that SIGKILLs itself at the N-th call of a function (fault injection).
 KILLER = r'''
@@ -55,10 +53,6 @@ def _config(path: Path, model: Path, epochs: int = 4) -> Path:
                             train={"max_epochs": epochs}, output={"keep_checkpoints": 2, "grid_every": 0})
 
 
-def _env():
-    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-
-
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("crash")
@@ -76,7 +70,7 @@ def test_sigkill_then_resume_is_bit_identical(reference_run, target, nth):
     root, cfg = reference_run
     out = root / f"killed-{target}"
     child = subprocess.run([sys.executable, "-c", KILLER, target, str(nth), "train", "--config", str(cfg),
-                            "--out", str(out), "--no-progress"], env=_env(), capture_output=True, text=True,
+                            "--out", str(out), "--no-progress"], env=subprocess_env(), capture_output=True, text=True,
                            timeout=300)
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
     finished_epochs = len((out / "metrics.jsonl").read_text().splitlines()) if (out / "metrics.jsonl").exists() else 0
@@ -130,6 +124,6 @@ def test_rank_failure_stops_the_whole_run(tmp_path):
                    .replace("references = 2", "references = 4"))
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                           "29533", "-m", "hrf", "train", "--config", str(cfg), "--out", str(tmp_path / "r"),
-                          "--no-progress"], env=_env(), capture_output=True, text=True, timeout=180)
+                          "--no-progress"], env=subprocess_env(), capture_output=True, text=True, timeout=180)
     assert run.returncode != 0
     assert "reward server unreachable on rank 1" in run.stderr

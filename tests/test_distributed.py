@@ -11,14 +11,10 @@ from pathlib import Path
 import pytest
 
 from hrf.models import save_model, tiny_unet
-from tests.conftest import celebahq_like_scheduler, write_run_config
-
-ROOT = Path(__file__).resolve().parents[1]
-
+from tests.helpers import celebahq_like_scheduler, subprocess_env, write_run_config
 
 def _run(cmd, tmp_path, timeout=240):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.slow

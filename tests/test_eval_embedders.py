@@ -44,7 +44,7 @@ def test_clip_needs_a_directory(tmp_path):
 
 def test_clip_embeddings_from_a_tiny_local_model(tmp_path):
     pytest.importorskip("transformers")
-    from tests.conftest import tiny_clip_dir
+    from tests.helpers import tiny_clip_dir
 
     tiny_clip_dir(tmp_path)
     embedder = make_embedder(f"clip:{tmp_path / 'clip'}")

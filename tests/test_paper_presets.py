@@ -17,7 +17,7 @@ from hrf.experiments.runs import PRESETS
 from hrf.models import save_model, tiny_unet
 from hrf.rewards.aesthetic import AestheticMLP
 from hrf.training.trainer import prepare_run
-from tests.conftest import celebahq_like_scheduler, tiny_clip_dir
+from tests.helpers import celebahq_like_scheduler, tiny_clip_dir
 
 PAPER = PRESETS / "paper"
 SMALL = ["train.references=2", "train.sample_batch_size=4", "train.train_batch_size=32", "train.max_epochs=1",

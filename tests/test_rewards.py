@@ -13,7 +13,7 @@ from hrf.errors import HrfError
 from hrf.images import to_uint8_hwc
 from hrf.rewards import make_reward, validate_rewards
 from hrf.rewards.jpeg import jpeg_sizes_kb
-from tests.conftest import tiny_clip_dir
+from tests.helpers import tiny_clip_dir
 
 
 def test_flat_image_is_more_compressible_than_noise():

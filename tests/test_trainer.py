@@ -11,7 +11,7 @@ from hrf.config import config_from_dict
 from hrf.errors import HrfError
 from hrf.models import tiny_unet
 from hrf.training.trainer import epoch_generator, prepare_run, trainable_pairs
-from tests.conftest import celebahq_like_scheduler
+from tests.helpers import celebahq_like_scheduler
 
 
 def brightness(images):

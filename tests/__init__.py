@@ -1,0 +1,1 @@
+"""hrf's test suite (a package, so ``pytest`` from anywhere finds ``tests.helpers``)."""
