@@ -198,7 +198,21 @@ def test_kernel_distance_matches_unbiased_mmd_on_full_sets():
 def test_prdc_identical_sets():
     X = np.random.default_rng(3).normal(size=(50, 3))
     out = prdc(X, X.copy(), k=5)
-    assert out == pytest.approx({"precision": 1.0, "recall": 1.0, "density": 6 / 5, "coverage": 1.0})
+    # Open balls: each real ball holds its own copy and the k - 1 nearer neighbours, not the k-th on its edge.
+    assert out == pytest.approx({"precision": 1.0, "recall": 1.0, "density": 1.0, "coverage": 1.0})
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_prdc_matches_the_reference_implementation(k):
+    """Naeem et al. 2020's own code (the ``prdc`` package), on lattice points where many distances tie with
+    the k-NN radii, so an open ball (``<``, the published definition) and a closed one (``<=``) differ."""
+    from prdc import compute_prdc
+
+    rng = np.random.default_rng(k)
+    real = rng.integers(0, 4, size=(60, 2)).astype(np.float64)
+    fake = rng.integers(1, 5, size=(45, 2)).astype(np.float64)
+    expected = compute_prdc(real, fake, nearest_k=k)
+    assert prdc(real, fake, k=k) == pytest.approx({name: float(v) for name, v in expected.items()}, abs=1e-12)
 
 
 def test_prdc_disjoint_sets():

@@ -112,15 +112,15 @@ def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict[str, float]:
 
     precision = share of fake points inside some real ball; recall = share of real points inside some
     fake ball; density = (1 / kM) Σ_fake #real balls containing it; coverage = share of real balls that
-    contain a fake point. Balls are closed (≤), so two identical sets give precision = recall =
-    coverage = 1 and density = (k + 1) / k.
+    contain a fake point. Balls are open (``<``), as in the published definition and its reference code, so
+    two identical sets give precision = recall = coverage = density = 1.
     """
     real = np.asarray(real, dtype=np.float64)
     fake = np.asarray(fake, dtype=np.float64)
     real_r, fake_r = knn_radii(real, k), knn_radii(fake, k)
     d = _pairwise_dist(real, fake)  # (N_real, M_fake)
-    inside_real = d <= real_r[:, None]  # fake j inside the ball of real i
-    inside_fake = d <= fake_r[None, :]  # real i inside the ball of fake j
+    inside_real = d < real_r[:, None]  # fake j inside the ball of real i
+    inside_fake = d < fake_r[None, :]  # real i inside the ball of fake j
     return {
         "precision": float(inside_real.any(axis=0).mean()),
         "recall": float(inside_fake.any(axis=1).mean()),
