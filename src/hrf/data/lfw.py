@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from hrf.data.images import resize_square
 from hrf.errors import HrfError
 
 NUM_FACES = 100
@@ -26,14 +26,6 @@ def _lfw_array() -> np.ndarray:
         raise HrfError("the LFW faces need scikit-image; run: pip install 'hrf[real]' "
                        "(or pip install scikit-image)") from None
     return lfw_subset()[:NUM_FACES]
-
-
-def resize_square(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear resize of NCHW images to ``size``×``size`` (antialiased when shrinking)."""
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=size < max(images.shape[-2:]))
 
 
 def lfw_faces(size: int = 32) -> torch.Tensor:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hrf.data.lfw import resize_square
+from hrf.data.images import resize_square
 from hrf.errors import HrfError
 
 NUM_DIGITS = 5000

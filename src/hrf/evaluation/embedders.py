@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from hrf.data.images import resize_square as _resize
 from hrf.errors import HrfError
 from hrf.images import to_unit
 
@@ -60,12 +61,6 @@ class Embedder:
 
 def _rgb(x: torch.Tensor) -> torch.Tensor:
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-
-
-def _resize(x: torch.Tensor, size: int, mode: str = "bilinear") -> torch.Tensor:
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
-    return F.interpolate(x, size=(size, size), mode=mode, align_corners=False, antialias=x.shape[-1] > size)
 
 
 def _missing(package: str) -> bool:

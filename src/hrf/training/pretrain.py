@@ -1,4 +1,4 @@
-"""Plain DDPM pretraining (ε- or v-prediction) of a small UNet2DModel on hrf's built-in data, resumable.
+"""Plain DDPM pretraining (ε- or v-prediction) of a small UNet2DModel on built-in or the user's images, resumable.
 
 Every step draws a fresh batch, its noise and its timesteps from generators seeded by ``(seed, step)``,
 so a run that stops after a checkpoint and resumes follows exactly the same path as one that never
@@ -9,12 +9,14 @@ since with few sampling steps the raw weights give visibly noisier images.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,8 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
+from diffusers.training_utils import EMAModel
 
 from hrf.data.faces import VERSION as FACES_VERSION
+from hrf.data.images import fingerprint, load_images, resize_square
 from hrf.errors import HrfError
 
 CHECKPOINT = "checkpoint.pt"
@@ -35,8 +39,9 @@ RESUMABLE_CHANGES = ("steps", "checkpoint_minutes", "decay_steps")
 
 @dataclass
 class PretrainConfig:
+    # A built-in set (faces, digits, lfw, mnist) or the absolute path of a folder of images or a .npz file.
     data: str = "faces"
-    size: int = 32  # image side; faces are drawn at 32 and average-pooled down, digits (8) upsampled
+    size: int = 32  # image side; faces are drawn at 32, every data set is resized to it
     steps: int = 10_000
     preset: str = "tiny"
     batch_size: int = 64
@@ -62,30 +67,22 @@ def ddpm_train_scheduler(prediction: str = "epsilon") -> DDPMScheduler:
                          clip_sample=True, prediction_type=prediction)
 
 
-def training_target(x0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor, prediction: str) -> torch.Tensor:
+def training_target(scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
+                    prediction: str) -> torch.Tensor:
     """What the UNet learns to output: ε, or v = sqrt(ᾱ)·ε − sqrt(1−ᾱ)·x0 (Salimans & Ho, 2022)."""
-    if prediction == "epsilon":
-        return noise
-    return alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * x0
+    return noise if prediction == "epsilon" else scheduler.get_velocity(x0, noise, t)
 
 
 def _step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step) % (2**63)
 
 
-def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Average-pool down or nearest-neighbour up to ``size`` (no-op when already that size)."""
-    side = images.shape[-1]
-    if side == size:
-        return images
-    if side % size == 0:
-        return F.avg_pool2d(images, side // size)
-    return F.interpolate(images, size=(size, size), mode="nearest")
-
-
 def _digits() -> torch.Tensor:
-    from sklearn.datasets import load_digits
-
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise HrfError("--data digits needs scikit-learn; run: pip install 'hrf[real]' "
+                       "(or pip install scikit-learn)") from None
     pixels = load_digits().images.astype(np.float32) / 16.0  # 0..16 grey levels
     return torch.from_numpy(pixels)[:, None] * 2.0 - 1.0
 
@@ -103,29 +100,46 @@ def _mnist(size: int) -> torch.Tensor:
 
 
 # Fixed 1-channel image sets, sampled uniformly with replacement: name -> loader(size) -> (N, 1, size, size).
-POOLS = {"digits": lambda size: _resize(_digits(), size), "lfw": _lfw, "mnist": _mnist}
+POOLS: dict[str, Callable[[int], torch.Tensor]] = {
+    "digits": lambda size: resize_square(_digits(), size), "lfw": _lfw, "mnist": _mnist}
 DATASETS = ("faces", *POOLS)
 
 
-def make_batch_fn(data: str, size: int, batch_size: int):
-    """``fn(step_seed) -> (B, C, size, size)`` batch in [-1, 1] for a named data set."""
+def data_pool(data: str, size: int) -> torch.Tensor | None:
+    """The fixed image set ``data`` names, (N, C, size, size): float in [-1, 1] for a built-in set, uint8 for a
+    folder or .npz; None for the procedural faces, drawn afresh for every batch."""
+    if data == "faces":
+        return None
+    if data in POOLS:
+        return POOLS[data](size)
+    if not Path(data).exists():
+        raise HrfError(f"--data '{data}' is none of {', '.join(DATASETS)}, nor a folder of images or a .npz file")
+    return load_images(data, size)
+
+
+def make_batch_fn(data: str, size: int, batch_size: int, pool: torch.Tensor | None = None):
+    """``fn(step_seed) -> (B, C, size, size)`` float batch in [-1, 1] of ``data`` (``pool``: its loaded images)."""
     if data == "faces":
         from hrf.data.faces import faces_tensor
 
-        return lambda s: _resize(faces_tensor(batch_size, s)[0], size)
-    if data in POOLS:
-        pool = POOLS[data](size)
+        return lambda s: resize_square(faces_tensor(batch_size, s)[0], size)
+    images = data_pool(data, size) if pool is None else pool
 
-        def pool_batch(s: int) -> torch.Tensor:
-            idx = torch.randint(len(pool), (batch_size,), generator=torch.Generator().manual_seed(s))
-            return pool[idx]
+    def pool_batch(s: int) -> torch.Tensor:
+        batch = images[torch.randint(len(images), (batch_size,), generator=torch.Generator().manual_seed(s))]
+        # A user's images stay uint8 in memory (4× smaller) until they are drawn.
+        return batch.float() / 127.5 - 1.0 if batch.dtype == torch.uint8 else batch
 
-        return pool_batch
-    raise HrfError(f"unknown data '{data}'; choose one of: {', '.join(DATASETS)}")
+    return pool_batch
 
 
-def _channels(data: str) -> int:
-    return 1 if data in POOLS else 3
+def data_record(data: str, pool: torch.Tensor | None) -> dict:
+    """What hrf_info.json and the checkpoint record about the data: a user's images by count and hash."""
+    if data == "faces":
+        return {"faces_version": FACES_VERSION}
+    if data in POOLS or pool is None:
+        return {}
+    return {"data_images": len(pool), "data_sha256": fingerprint(pool)}
 
 
 def _lr_at(cfg: PretrainConfig, step: int) -> float:
@@ -135,17 +149,6 @@ def _lr_at(cfg: PretrainConfig, step: int) -> float:
     if cfg.decay_steps > 0 and step >= decay_from:
         lr *= 0.5 * (1.0 + math.cos(math.pi * (step - decay_from) / cfg.decay_steps))
     return lr
-
-
-@torch.no_grad()
-def _update_ema(ema, model, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p, 1.0 - decay)
-
-
-def _ema_decay(cfg: PretrainConfig, step: int) -> float:
-    # Warm-up of the decay: early weights are far from the final ones and should fade fast.
-    return min(cfg.ema_decay, (1.0 + step) / (10.0 + step))
 
 
 def _check_out_dir(out: Path, cfg: PretrainConfig, resume: bool) -> dict | None:
@@ -172,14 +175,16 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _write_model(ema, scheduler, out: Path, info: dict) -> Path:
-    """Write the EMA model to ``out/model`` via a temporary directory, so a reader never sees half of it."""
+def _write_model(model, ema: EMAModel, scheduler, out: Path, info: dict) -> Path:
+    """Write the EMA weights to ``out/model`` via a temporary directory, so a reader never sees half of it."""
     from hrf.models import save_model
 
+    averaged = copy.deepcopy(model)
+    ema.copy_to(averaged.parameters())
     tmp = out / (MODEL_DIR + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    save_model(ema, scheduler, tmp, extra=info)
+    save_model(averaged, scheduler, tmp, extra=info)
     final = out / MODEL_DIR
     if final.exists():
         shutil.rmtree(final)
@@ -187,56 +192,76 @@ def _write_model(ema, scheduler, out: Path, info: dict) -> Path:
     return final
 
 
-def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
-             command: str | None = None) -> dict:
-    """Train (or continue) a DDPM in ``out``; returns the info written beside the final EMA model.
+def _ema_state(saved: dict, ema: EMAModel, model, step: int) -> dict:
+    """The EMA part of a checkpoint; those written before diffusers' EMAModel held the averaged UNet's state."""
+    if "shadow_params" in saved:
+        return saved
+    return {**ema.state_dict(), "optimization_step": step,
+            "shadow_params": [saved[name] for name, _ in model.named_parameters()]}
 
-    Files in ``out``: ``pretrain_config.json``, ``checkpoint.pt`` (every ``checkpoint_minutes`` and at the
-    end), ``model/`` (the EMA UNet + scheduler, a diffusers directory, refreshed at every checkpoint),
-    ``losses.json`` (mean loss per 100 steps).
-    """
-    from tqdm.auto import tqdm
 
-    from hrf.models import unet_from_preset
+def check_config(cfg: PretrainConfig) -> None:
+    """Refuse settings that cannot train, one line each (the data is checked when it is loaded)."""
     from hrf.models.configs import UNET_SIZES
 
     if cfg.preset not in UNET_SIZES:
         raise HrfError(f"unknown preset '{cfg.preset}'; choose one of: {', '.join(UNET_SIZES)}")
-    if cfg.data not in DATASETS:
-        raise HrfError(f"unknown data '{cfg.data}'; choose one of: {', '.join(DATASETS)}")
     if cfg.prediction not in PREDICTIONS:
         raise HrfError(f"unknown prediction '{cfg.prediction}'; choose one of: {', '.join(PREDICTIONS)}")
     if cfg.size < 8 or cfg.size % 4:
         raise HrfError(f"--size {cfg.size} must be a multiple of 4 and at least 8")
+
+
+def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
+             command: str | None = None, pool: torch.Tensor | None = None) -> dict:
+    """Train (or continue) a DDPM in ``out``; returns the info written beside the final EMA model.
+
+    ``pool`` is ``data_pool(cfg.data, cfg.size)`` when the caller has loaded it already. Files in ``out``:
+    ``pretrain_config.json``, ``checkpoint.pt`` (every ``checkpoint_minutes`` and at the end), ``model/``
+    (the EMA UNet + scheduler, a diffusers directory, refreshed at every checkpoint), ``losses.json`` (mean
+    loss per 100 steps). Bad settings or data raise before anything is written.
+    """
+    from tqdm.auto import tqdm
+
+    from hrf.models import unet_from_preset
+
+    check_config(cfg)
+    pool = data_pool(cfg.data, cfg.size) if pool is None else pool
+    record = data_record(cfg.data, pool)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = _check_out_dir(out, cfg, resume)
+    if state is not None and state.get("data", record) != record:
+        raise HrfError(f"--resume: the images in '{cfg.data}' changed since the run in '{out}' started "
+                       f"({state['data']} then, {record} now)")
     (out / RUN_CONFIG).write_text(json.dumps(asdict(cfg), indent=2))
 
     torch.manual_seed(cfg.seed)
-    model = unet_from_preset(cfg.preset, cfg.size, _channels(cfg.data))
-    ema = unet_from_preset(cfg.preset, cfg.size, _channels(cfg.data))
-    ema.load_state_dict(model.state_dict())
-    ema.requires_grad_(False)
+    model = unet_from_preset(cfg.preset, cfg.size, 3 if pool is None else pool.shape[1])
+    # diffusers' EMA: decay min(ema_decay, (1 + n) / (10 + n)) after n updates, so early weights fade fast.
+    ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     step, losses, wall, history = 0, [], 0.0, []
     if state is not None:
         model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
+        ema.load_state_dict(_ema_state(state["ema"], ema, model, int(state["step"])))
         opt.load_state_dict(state["optimizer"])
         step, losses, wall = int(state["step"]), list(state["losses"]), float(state["wall_seconds"])
         history = list(state.get("history", []))  # absent in checkpoints written before it was kept
     # Every invocation of the run, so a model continued over several sessions says how it was made.
     history.append({"command": command or " ".join(sys.argv), "from_step": step, "to_step": cfg.steps})
     scheduler = ddpm_train_scheduler(cfg.prediction)
-    acp = scheduler.alphas_cumprod
-    batch_fn = make_batch_fn(cfg.data, cfg.size, cfg.batch_size)
+    batch_fn = make_batch_fn(cfg.data, cfg.size, cfg.batch_size, pool)
     model.train()
 
     def checkpoint() -> None:
         _atomic_save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                      "step": step, "losses": losses, "wall_seconds": wall, "history": history}, out / CHECKPOINT)
+                      "step": step, "losses": losses, "wall_seconds": wall, "history": history, "data": record},
+                     out / CHECKPOINT)
         (out / "losses.json").write_text(json.dumps(_loss_curve(losses)))
+
+    def info() -> dict:
+        return {**_info(cfg, step, losses, wall, history), **record}
 
     started = last_ckpt = time.monotonic()
     wall0 = wall
@@ -247,15 +272,14 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False, progres
         gen = torch.Generator().manual_seed(s)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen)
         noise = torch.randn(x0.shape, generator=gen)
-        a = acp[t].view(-1, 1, 1, 1)
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        loss = F.mse_loss(model(xt, t).sample, training_target(x0, noise, a, cfg.prediction))
+        prediction = model(scheduler.add_noise(x0, noise, t), t).sample
+        loss = F.mse_loss(prediction, training_target(scheduler, x0, noise, t, cfg.prediction))
         for group in opt.param_groups:
             group["lr"] = _lr_at(cfg, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        _update_ema(ema, model, _ema_decay(cfg, step))
+        ema.step(model.parameters())
         step += 1
         losses.append(float(loss.detach()))
         wall = wall0 + time.monotonic() - started
@@ -263,13 +287,13 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False, progres
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if step < cfg.steps and time.monotonic() - last_ckpt >= cfg.checkpoint_minutes * 60:
             checkpoint()
-            _write_model(ema, scheduler, out, _info(cfg, step, losses, wall, history))
+            _write_model(model, ema, scheduler, out, info())
             last_ckpt = time.monotonic()
     bar.close()
     checkpoint()
-    info = _info(cfg, step, losses, wall, history)
-    _write_model(ema, scheduler, out, info)
-    return info
+    final = info()
+    _write_model(model, ema, scheduler, out, final)
+    return final
 
 
 def _loss_curve(losses: list[float], every: int = 100) -> list[dict]:
@@ -288,5 +312,4 @@ def _info(cfg: PretrainConfig, step: int, losses: list[float], wall: float, hist
         "final_loss": float(np.mean(recent)) if recent else math.nan,
         "wall_seconds": round(wall, 1),
         "torch_threads": torch.get_num_threads(),
-        **({"faces_version": FACES_VERSION} if cfg.data == "faces" else {}),
     }
