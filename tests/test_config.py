@@ -123,3 +123,14 @@ def test_every_shipped_preset_loads(preset):
     """A validation rule added later must not leave a shipped preset that no longer loads."""
     cfg = load_config(preset_path(preset))
     assert derived_quantities(cfg)["trajectories_per_epoch"] > 0
+
+
+def test_the_old_tensorboard_key_still_loads_as_a_tracker(tmp_path):
+    old = tmp_path / "old.toml"
+    old.write_text("[train]\nbranches = 2\n[output]\ntensorboard = true\n")
+    with pytest.warns(FutureWarning, match=r"output.tensorboard is deprecated: use output.trackers"):
+        assert load_config(old).output.trackers == ["tensorboard"]
+    old.write_text("[train]\nbranches = 2\n[output]\ntensorboard = false\n")
+    with pytest.warns(FutureWarning):
+        assert load_config(old).output.trackers == []
+    assert load_config(None, ["train.branches=2", 'output.trackers=["wandb"]']).output.trackers == ["wandb"]

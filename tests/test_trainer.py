@@ -147,15 +147,31 @@ def test_epoch_generators_are_independent_streams():
     assert not torch.equal(a, torch.randn(3, generator=epoch_generator(0, 1, 1, 0)))
 
 
-def test_tensorboard_logging(tmp_path):
+def test_tensorboard_tracker_logs_every_epoch(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     cfg = _cfg("full", max_epochs=2)
-    cfg.output.tensorboard = True
-    _run(cfg, tmp_path / "tb").train()
-    events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"))
+    cfg.output.trackers = ["tensorboard"]
+    trainer = _run(cfg, tmp_path / "tb")
+    history = trainer.train()
+    trainer.acc.end_training()
+    events = EventAccumulator(str(tmp_path / "tb" / "trackers" / "hrf"))
     events.Reload()
-    assert [e.step for e in events.Scalars("reward_mean")] == [1, 2]
+    logged = events.Scalars("reward_mean")
+    assert [e.step for e in logged] == [1, 2]
+    assert [e.value for e in logged] == pytest.approx([h["reward_mean"] for h in history], rel=1e-6)
+    assert len((tmp_path / "tb" / "metrics.jsonl").read_text().splitlines()) == 2  # kept: resume reads it
+
+
+def test_unknown_or_missing_trackers_are_one_line(tmp_path, monkeypatch):
+    from hrf.training.trackers import tracker_kwargs
+
+    with pytest.raises(HrfError, match="unknown tracker 'tensorbored'; choose from .*tensorboard"):
+        tracker_kwargs(["tensorbored"], tmp_path)
+    monkeypatch.setattr("accelerate.tracking.get_available_trackers", lambda: [])
+    with pytest.raises(HrfError, match="the 'wandb' tracker is not installed; pip install wandb"):
+        tracker_kwargs(["wandb"], tmp_path)
+    assert tracker_kwargs([], tmp_path) == {}
 
 
 def test_trainable_pairs_skip_the_last_stochastic_steps():

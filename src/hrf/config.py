@@ -79,7 +79,7 @@ class OutputConfig:
     checkpoint_every: int = 1  # epochs between checkpoints
     keep_checkpoints: int = 2  # newest checkpoints kept; older ones are pruned
     grid_every: int = 5  # epochs between sample grids (0 = never)
-    tensorboard: bool = False  # also log metrics to TensorBoard (needs the tensorboard package)
+    trackers: list = field(default_factory=list)  # accelerate trackers fed every epoch, e.g. ["tensorboard"]; + metrics.jsonl
 
 
 @dataclass
@@ -146,9 +146,24 @@ def _build(cls, data: dict, prefix: str):
     return cls(**kwargs)
 
 
+def _renamed_keys(data: dict) -> dict:
+    """Still accepts ``output.tensorboard`` (a bool, before ``output.trackers``), with a warning once read."""
+    output = data.get("output")
+    if not isinstance(output, dict) or "tensorboard" not in output:
+        return data
+    import warnings
+
+    warnings.warn("output.tensorboard is deprecated: use output.trackers = [\"tensorboard\"]", FutureWarning,
+                  stacklevel=3)
+    output = {k: v for k, v in output.items() if k != "tensorboard"}
+    if data["output"]["tensorboard"] is True:
+        output["trackers"] = sorted({*output.get("trackers", []), "tensorboard"})
+    return {**data, "output": output}
+
+
 def config_from_dict(data: dict) -> Config:
     """Build and validate a Config from nested dicts (unknown keys and wrong types are ConfigErrors)."""
-    cfg = _build(Config, data, "")
+    cfg = _build(Config, _renamed_keys(data), "")
     validate(cfg)
     return cfg
 
@@ -273,6 +288,8 @@ def validate(cfg: Config) -> None:
     _positive("output.checkpoint_every", cfg.output.checkpoint_every)
     _positive("output.keep_checkpoints", cfg.output.keep_checkpoints)
     _positive("output.grid_every", cfg.output.grid_every, allow_zero=True)
+    if not all(isinstance(name, str) for name in cfg.output.trackers):
+        raise ConfigError(f"output.trackers must be tracker names, e.g. [\"tensorboard\"], got {cfg.output.trackers!r}")
     last = last_trainable_start(s.num_steps, t.skip_last_steps)
     if sch.kind == "full":
         if sch.windows or sch.candidates:

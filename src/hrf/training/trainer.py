@@ -35,6 +35,7 @@ from hrf.sampling import (
 from hrf.training.checkpoint import checkpoint_dirs, load_checkpoint_state, save_checkpoint
 from hrf.training.loss import compute_advantages, ppo_clip_loss
 from hrf.training.schedule import make_schedule
+from hrf.training.trackers import PROJECT, scalars, tracker_kwargs
 
 # Purposes of the per-epoch random streams, so that drawing more in one never shifts another.
 _SAMPLING, _TRAINING = 0, 1
@@ -82,7 +83,10 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.acc = accelerator or Accelerator(mixed_precision=cfg.model.mixed_precision,
-                                              cpu=not torch.cuda.is_available())
+                                              cpu=not torch.cuda.is_available(),
+                                              **tracker_kwargs(cfg.output.trackers, self.run_dir))
+        if cfg.output.trackers:
+            self.acc.init_trackers(PROJECT)
         self.progress = progress and self.acc.is_main_process
         self.derived = derived_quantities(cfg, self.acc.num_processes)
         unet = unet if unet is not None else load_unet(cfg.model.path)
@@ -108,13 +112,6 @@ class Trainer:
         self.schedule = make_schedule(cfg.schedule)
         self.epoch = 0
         self.stopped_reason: str | None = None
-        self._tensorboard = None
-        if cfg.output.tensorboard and self.acc.is_main_process:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as exc:
-                raise HrfError("output.tensorboard needs the tensorboard package: pip install tensorboard") from exc
-            self._tensorboard = SummaryWriter(str(self.run_dir / "tensorboard"))
 
     # ------------------------------------------------------------ helpers
 
@@ -354,11 +351,7 @@ class Trainer:
     def _write_metrics(self, metrics: dict) -> None:
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(metrics) + "\n")
-        if self._tensorboard is not None:
-            for key, value in metrics.items():
-                if isinstance(value, (int, float)) and key != "epoch":
-                    self._tensorboard.add_scalar(key, value, metrics["epoch"])
-            self._tensorboard.flush()
+        self.acc.log(scalars(metrics), step=metrics["epoch"])
 
     def _checkpoint(self) -> None:
         if self.acc.is_main_process:
