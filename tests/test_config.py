@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from hrf.config import Config, config_diff, derived_quantities, load_config, save_config
+from hrf.config import config_diff, derived_quantities, load_config, save_config
 from hrf.errors import ConfigError
 from hrf.experiments.runs import PRESETS, preset_names, preset_path
 

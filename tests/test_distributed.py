@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from hrf.models import save_model, tiny_unet
 from tests.helpers import celebahq_like_scheduler, subprocess_env, write_run_config
+
 
 def _run(cmd, tmp_path, timeout=240):
     return subprocess.run(cmd, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
@@ -30,7 +29,7 @@ def test_two_processes_match_one(tmp_path):
     one = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     two = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     assert len(one) == len(two) == 2  # one process wrote the run directory, once per epoch
-    for a, b in zip(one, two):
+    for a, b in zip(one, two, strict=True):
         assert a["trajectories"] == b["trajectories"] == 12
         assert a["optimizer_updates"] == b["optimizer_updates"] == 2
     assert json.loads((tmp_path / "two" / "derived.json").read_text())["processes"] == 2

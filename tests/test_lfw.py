@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,6 @@ from hrf.data.lfw import lfw_faces  # noqa: E402
 from hrf.errors import HrfError  # noqa: E402
 from hrf.experiments.runs import preset_path  # noqa: E402
 from hrf.training.pretrain import make_batch_fn  # noqa: E402
-
 
 
 def test_faces_are_the_first_hundred_lfw_crops():
@@ -62,7 +60,7 @@ def test_lfw_smile_preset_fine_tunes_end_to_end(tmp_path):
 
     assert [h["trajectories"] for h in history] == [16, 16]
     assert [sum(h["start_step_histogram"].values()) for h in history] == [4, 4]  # one start per reference
-    for h, (lo, hi) in zip(history, [(2, 4), (5, 7)]):
+    for h, (lo, hi) in zip(history, [(2, 4), (5, 7)], strict=True):
         assert set(h["start_step_histogram"]) <= set(range(lo, hi + 1))
     for h in history:
         assert 0.0 <= h["reward_min"] <= h["reward_mean"] <= h["reward_max"] <= 1.0  # P(happy)
@@ -71,7 +69,8 @@ def test_lfw_smile_preset_fine_tunes_end_to_end(tmp_path):
     tuned = UNet2DModel.from_pretrained(tmp_path / "run" / "final")
     base = load_unet("hrf:lfw32")
     assert tuned.config.in_channels == 1 and tuned.config.sample_size == 32
-    changed = [not torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), base.state_dict().values())]
+    pairs = zip(tuned.state_dict().values(), base.state_dict().values(), strict=True)
+    changed = [not torch.equal(a, b) for a, b in pairs]
     assert any(changed)
 
 

@@ -6,8 +6,6 @@ for the aesthetic reward) at tiny width; only the sizes are overridden, everythi
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from diffusers import UNet2DModel

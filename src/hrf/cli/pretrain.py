@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-
 from pathlib import Path
 
 from hrf.cli.common import nonneg_int, positive_int
@@ -50,7 +49,8 @@ def register(sub) -> None:
                    help="anneal the lr to 0 with a cosine over the last N steps (may change on --resume)")
     p.add_argument("--ema-decay", type=_decay, default=0.999, help="decay of the weight average that is saved")
     p.add_argument("--prediction", default="epsilon", choices=("epsilon", "v_prediction"),
-                   help="what the UNet predicts (v_prediction keeps a small model's colours; epsilon as the paper's model)")
+                   help="what the UNet predicts (v_prediction keeps a small model's colours; epsilon as the paper's "
+                   "model)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the weights, data and noise")
     p.add_argument("--checkpoint-minutes", type=_positive_float, default=5.0, help="minutes between checkpoints")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")

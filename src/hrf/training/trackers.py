@@ -29,4 +29,5 @@ def tracker_kwargs(names: list[str], run_dir: Path) -> dict:
 
 def scalars(metrics: dict) -> dict[str, float]:
     """The numbers of one epoch's metrics that trackers plot (the epoch itself is the step)."""
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"}
+    return {k: v for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"}
