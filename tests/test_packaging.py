@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,49 @@ def test_the_cli_benchmark_writes_its_table(tmp_path):
     rows = json.loads((tmp_path / "cli.json").read_text())["rows"]
     assert set(rows) == {"hrf --help", "hrf sample --help", "hrf train --help", "hrf train --bogus (argument error)"}
     assert all(row["seconds"] > 0 for row in rows.values()) and "hrf --help" in res.stdout
+
+
+@pytest.mark.slow
+def test_a_wheel_installed_elsewhere_runs_the_demo(tmp_path):
+    """Build a wheel, install it (not editable) into a fresh venv and run ``hrf demo --quick`` from another directory.
+
+    Offline: the wheel is built with this interpreter's setuptools from a copy of the sources, and the fresh venv
+    reaches the test venv's dependencies through a .pth line; .pth files are not read from a directory a .pth
+    line adds, so the test venv's editable hrf stays invisible there.
+    """
+    import shutil
+    import site
+    import venv
+
+    root = Path(__file__).resolve().parents[1]
+    source = tmp_path / "source"
+    shutil.copytree(root / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source / name)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}  # no source tree
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index", "--no-build-isolation",
+                            "-q", "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True, env=env,
+                           timeout=600)
+    assert build.returncode == 0, build.stderr[-2000:]
+    wheel = next((tmp_path / "dist").glob("hrf-*.whl"))
+
+    venv.create(tmp_path / "env", with_pip=True)
+    python = tmp_path / "env" / "bin" / "python"
+    env_site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    (Path(env_site) / "test_venv.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+                             capture_output=True, text=True, env=env, timeout=600)
+    assert install.returncode == 0, install.stderr[-2000:]
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    where = subprocess.run([python, "-c", "import hrf, importlib.metadata as m; print(hrf.__file__, hrf.__version__, "
+                            "m.version('hrf'))"], capture_output=True, text=True, env=env, cwd=elsewhere, check=True)
+    location, version, installed = where.stdout.split()
+    assert Path(location).is_relative_to(tmp_path / "env") and not Path(location).is_relative_to(root)
+    assert version == installed
+    demo = subprocess.run([tmp_path / "env" / "bin" / "hrf", "demo", "--quick", "--out", "demo", "--no-progress"],
+                          capture_output=True, text=True, env=env, cwd=elsewhere, timeout=1200)
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    assert (elsewhere / "demo" / "REPORT.md").is_file()
