@@ -82,7 +82,7 @@ def test_sigkill_then_resume_is_bit_identical(reference_run, target, nth):
     resumed.train()
     straight = UNet2DModel.from_pretrained(root / "straight" / "final")
     final = UNet2DModel.from_pretrained(out / "final")
-    for (name, p), q in zip(straight.named_parameters(), final.parameters()):
+    for (name, p), q in zip(straight.named_parameters(), final.parameters(), strict=True):
         assert torch.equal(p, q), name
     epochs = [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3, 4]  # no duplicated or missing epoch lines

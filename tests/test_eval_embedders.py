@@ -72,9 +72,8 @@ def test_domain_embedder_uses_the_face_classifier():
 
 @pytest.mark.skipif(not emb_mod.efficientnet_installed(), reason=emb_mod.EFFICIENTNET_PIP)
 def test_efficientnet_lite0_classifies_a_real_photo():
-    from PIL import Image
-
     import matplotlib
+    from PIL import Image
 
     photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
     pixels = np.asarray(Image.open(photo).convert("RGB").resize((224, 224), Image.BICUBIC))

@@ -8,8 +8,14 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from hrf.evaluation.inject import (PAPER_STEPS, cosine_distance, injection_distances, paper_to_index, predicted_x0,
-                                   switched_trajectory)
+from hrf.evaluation.inject import (
+    PAPER_STEPS,
+    cosine_distance,
+    injection_distances,
+    paper_to_index,
+    predicted_x0,
+    switched_trajectory,
+)
 from hrf.models import make_ddim_scheduler, save_model, tiny_unet
 from hrf.sampling import sample_images
 

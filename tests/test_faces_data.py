@@ -56,7 +56,7 @@ def test_hair_pixels_match_the_style(data):
     assert np.all(total[style != 0] > 25)
     assert np.all(bottom[style == 2] > 0) and np.all(bottom[style != 2] == 0)
     # Spikes reach higher than a short cap.
-    top = np.array([np.nonzero((im == h).all(-1).any(1))[0].min() for im, h in zip(images, hair)])
+    top = np.array([np.nonzero((im == h).all(-1).any(1))[0].min() for im, h in zip(images, hair, strict=True)])
     assert top[style == 3].mean() < top[style == 1].mean() - 2
 
 
@@ -71,7 +71,7 @@ def test_head_shapes_are_measurably_different(data):
     images, labels = data
     keep = labels["hair_style"] != 2  # long hair hides the outline of the head
     aspect, fill = [], []
-    for im, bg in zip(images[keep], F.BACKGROUND_RGB[labels["background"][keep]]):
+    for im, bg in zip(images[keep], F.BACKGROUND_RGB[labels["background"][keep]], strict=True):
         face = ~(im == bg).all(-1)
         bottom = np.nonzero(face.any(1))[0].max()
         width = face[17].sum()
@@ -91,7 +91,7 @@ def test_low_level_details_match_the_labels(data):
     assert np.all(dark[eyes == 0] == 8) and np.all(dark[eyes == 1] == 2) and np.all(dark[eyes == 2] == 6)
     freckle = (F.SKIN_RGB[labels["skin_tone"]] * 0.62).astype(np.uint8)
     assert np.array_equal(_count(images, freckle), 6 * labels["freckles"])
-    for im, mouth in zip(images, labels["mouth"]):
+    for im, mouth in zip(images, labels["mouth"], strict=True):
         ys, xs = np.nonzero((im == F.MOUTH_RGB).all(-1))
         corners = ys[(xs == xs.min()) | (xs == xs.max())].mean()
         centre = ys[xs == (xs.min() + xs.max()) // 2].mean()
@@ -110,5 +110,5 @@ def test_all_values_appear_with_uniform_marginals():
 
 def test_combo_ids_is_a_bijection_on_high_level_factors():
     grids = np.meshgrid(*[np.arange(len(FACTORS[n])) for n in HIGH_LEVEL], indexing="ij")
-    labels = {n: g.ravel() for n, g in zip(HIGH_LEVEL, grids)}
+    labels = {n: g.ravel() for n, g in zip(HIGH_LEVEL, grids, strict=True)}
     assert np.array_equal(np.sort(combo_ids(labels)), np.arange(576))

@@ -54,5 +54,5 @@ def test_lora_training_changes_only_adapters_and_resumes(tmp_path):
     resumed = prepare_run(None, tmp_path / "m", resume=True, unet=tiny_unet(8),
                           train_scheduler=celebahq_like_scheduler(), progress=False)
     resumed.train()
-    for (n, p), q in zip(trainer.model.named_parameters(), resumed.model.parameters()):
+    for (n, p), q in zip(trainer.model.named_parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(p, q), n

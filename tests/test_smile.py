@@ -47,7 +47,7 @@ SMILING = (1, 18, 19, 31, 37, 45, 52, 53, 91, 94)
 def _pad_same(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], value: float) -> np.ndarray:
     """Pad NHWC like TensorFlow's 'same': total = max((ceil(n/s) − 1)·s + k − n, 0), the extra pixel after."""
     pads = [(0, 0)]
-    for n, k, s in zip(x.shape[1:3], kernel, stride):
+    for n, k, s in zip(x.shape[1:3], kernel, stride, strict=True):
         total = max((int(np.ceil(n / s)) - 1) * s + k - n, 0)
         pads.append((total // 2, total - total // 2))
     return np.pad(x, pads + [(0, 0)], constant_values=value)
@@ -227,7 +227,7 @@ def save_top_bottom_grid(path: Path = DOCS_GRID, k: int = 8) -> None:
     order = happy.argsort(descending=True)
     fig, axes = plt.subplots(2, k, figsize=(1.3 * k, 3.3))
     for row, picks, label in ((0, order[:k], "highest"), (1, order[-k:], "lowest")):
-        for ax, i in zip(axes[row], picks.tolist()):
+        for ax, i in zip(axes[row], picks.tolist(), strict=True):
             ax.imshow(faces[i, 0].numpy(), cmap="gray", vmin=-1, vmax=1)
             ax.set_title(f"#{i}  {happy[i]:.3f}", fontsize=8)
             ax.set_xticks([])

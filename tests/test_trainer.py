@@ -67,7 +67,7 @@ def test_trainable_pairs_counts_and_fraction():
     assert len(rows) == 9
     rows, steps = trainable_pairs(trainable, 0.5, torch.Generator().manual_seed(0))
     assert torch.bincount(rows).tolist() == [3, 2, 1]  # ceil(5/2), ceil(3/2), ceil(1/2)
-    assert all(trainable[r, s] for r, s in zip(rows.tolist(), steps.tolist()))
+    assert all(trainable[r, s] for r, s in zip(rows.tolist(), steps.tolist(), strict=True))
 
 
 def test_only_trained_steps_change_the_gradient(tmp_path):
@@ -91,7 +91,7 @@ def test_resume_is_bit_identical(tmp_path, kind):
                           train_scheduler=celebahq_like_scheduler(), progress=False)
     assert resumed.epoch == 1
     resumed.train()
-    for p, q in zip(straight.model.parameters(), resumed.model.parameters()):
+    for p, q in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(p, q)
     lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
@@ -180,9 +180,9 @@ def test_trainable_pairs_skip_the_last_stochastic_steps():
     trainable[1, 3:5] = True
     trainable[2, 4:5] = True
     rows, steps = trainable_pairs(trainable, 1.0, torch.Generator(), skip_last=1)
-    assert sorted(zip(rows.tolist(), steps.tolist())) == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 3)]
+    assert sorted(zip(rows.tolist(), steps.tolist(), strict=True)) == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 3)]
     rows, steps = trainable_pairs(trainable, 1.0, torch.Generator(), skip_last=2)
-    assert sorted(zip(rows.tolist(), steps.tolist())) == [(0, 0), (0, 1), (0, 2)]
+    assert sorted(zip(rows.tolist(), steps.tolist(), strict=True)) == [(0, 0), (0, 1), (0, 2)]
 
 
 def test_skip_last_steps_is_counted_and_trained(tmp_path, monkeypatch):

@@ -84,7 +84,7 @@ def run(args) -> int:
     save_grid(result["references"][:64], out / "references.png", scale=max(1, 64 // result["references"].shape[-1]))
 
     for name, values in shown.items():
-        print(f"{name}: " + ", ".join(f"k={k}: {v:.3f}" for k, v in zip(grid, values)))
+        print(f"{name}: " + ", ".join(f"k={k}: {v:.3f}" for k, v in zip(grid, values, strict=True)))
     found = [w["window"] for w in windows if w["window"] is not None]
     for w in windows:
         where = "not reached on the grid" if w["crossing"] is None else f"crossed at k ≈ {w['crossing']:.1f}"

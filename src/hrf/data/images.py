@@ -69,7 +69,8 @@ def load_folder(folder: Path, size: int) -> torch.Tensor:
     files = image_files(folder)
     if not files:
         raise HrfError(f"'{folder}' holds no PNG or JPEG images")
-    images, first = [], {}
+    images: list[torch.Tensor] = []
+    first: dict[int, Path] = {}  # channel count -> the first file that has it
     for path in files:
         pixels = _read_image(path)
         channels = pixels.shape[-1]

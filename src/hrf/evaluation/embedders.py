@@ -16,9 +16,9 @@ probability arrays (one per classifier head) or ``None``. ``label`` is the hones
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch

@@ -13,7 +13,7 @@ each training phase act on the part of the hierarchy still open at that step.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch

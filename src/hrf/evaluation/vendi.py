@@ -9,7 +9,7 @@ decomposed: 10,000 × 2,048 embeddings cost one 2,048 × 2,048 eigendecompositio
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.linalg

@@ -1,5 +1,6 @@
 """Diffusion models as diffusers directories: loading, saving, DDIM set-up and tiny test configs."""
 
+from hrf.models.configs import tiny_unet, unet_from_preset
 from hrf.models.io import (
     BUILTIN_MODELS,
     load_pipeline_parts,
@@ -9,7 +10,6 @@ from hrf.models.io import (
     resolve_model_path,
     save_model,
 )
-from hrf.models.configs import tiny_unet, unet_from_preset
 
 __all__ = [
     "BUILTIN_MODELS",

@@ -6,12 +6,11 @@ Built in: ``jpeg_compressibility``, ``jpeg_incompressibility`` (DDPO's JPEG task
 ``module:function`` and imported only when named.
 """
 
-from hrf.rewards.registry import REWARDS, RewardFn, make_reward, register_reward, validate_rewards
-
 # Importing the modules registers their rewards.
 from hrf.rewards import aesthetic as _aesthetic  # noqa: F401,E402
 from hrf.rewards import faces as _faces  # noqa: F401,E402
 from hrf.rewards import jpeg as _jpeg  # noqa: F401,E402
 from hrf.rewards import smile as _smile  # noqa: F401,E402
+from hrf.rewards.registry import REWARDS, RewardFn, make_reward, register_reward, validate_rewards
 
 __all__ = ["REWARDS", "RewardFn", "make_reward", "register_reward", "validate_rewards"]

@@ -113,7 +113,7 @@ class MiniXception(nn.Module):
         self.conv1, self.bn1 = nn.Conv2d(1, stem, 3, bias=False), nn.BatchNorm2d(stem, eps=eps)
         self.conv2, self.bn2 = nn.Conv2d(stem, stem, 3, bias=False), nn.BatchNorm2d(stem, eps=eps)
         chans = (stem, *widths)
-        self.blocks = nn.ModuleList(XceptionBlock(a, b, eps) for a, b in zip(chans[:-1], chans[1:]))
+        self.blocks = nn.ModuleList(XceptionBlock(a, b, eps) for a, b in zip(chans[:-1], chans[1:], strict=True))
         self.head = nn.Conv2d(widths[-1], classes, 3, padding=1)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ class Trajectory:
         return self.states.shape[0]
 
     @staticmethod
-    def cat(parts: list["Trajectory"]) -> "Trajectory":
+    def cat(parts: list[Trajectory]) -> Trajectory:
         """Concatenate trajectories of the same schedule along the batch."""
         return Trajectory(
             states=torch.cat([p.states for p in parts]),

@@ -124,6 +124,7 @@ def make_batch_fn(data: str, size: int, batch_size: int, pool: torch.Tensor | No
 
         return lambda s: resize_square(faces_tensor(batch_size, s)[0], size)
     images = data_pool(data, size) if pool is None else pool
+    assert images is not None  # only the faces are drawn rather than pooled
 
     def pool_batch(s: int) -> torch.Tensor:
         batch = images[torch.randint(len(images), (batch_size,), generator=torch.Generator().manual_seed(s))]

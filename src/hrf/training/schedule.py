@@ -8,7 +8,7 @@ window, windows advancing after their iteration counts); ``dynamic`` is HRF-D (k
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -248,7 +248,7 @@ class Trainer:
             chunks = torch.tensor_split(perm, U)
             local = [len(c) for c in chunks]
             # each micro-batch's loss is weighted by its share of the update's pairs over all processes
-            totals = [sum(col) for col in zip(*gather_object([local]))] if world > 1 else local
+            totals = [sum(col) for col in zip(*gather_object([local]), strict=True)] if world > 1 else local
             for u, chunk in enumerate(chunks):
                 micro = chunk.split(cfg.train.train_batch_size)
                 for i, mb in enumerate(micro):
@@ -299,7 +299,7 @@ class Trainer:
         train_stats = self.train_epoch(epoch, traj, adv)
         times["seconds_training"] = time.perf_counter() - t0
         all_r = self._all_rewards
-        hist = {int(k): int(v) for k, v in zip(*np.unique(starts.numpy(), return_counts=True))}
+        hist = {int(k): int(v) for k, v in zip(*np.unique(starts.numpy(), return_counts=True), strict=True)}
         metrics = {
             "epoch": epoch + 1,
             "schedule": self.schedule.describe(epoch),
