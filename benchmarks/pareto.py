@@ -187,7 +187,8 @@ def markdown(rows: list[dict], base: dict) -> str:
                   "| --- | --- | --- | --- |" + " --- |" * len(DIVERSITY)]
         for r in (r for r in rows if r["task"] == task):
             fracs = " | ".join(_fmt(r[f"{k}/fraction"]) for k in DIVERSITY)
-            lines.append(f"| {r['label']} | {len(r['seeds'])} | {_fmt(r['reward'])} | {_fmt(r['reward_gain'])} | {fracs} |")
+            lines.append(f"| {r['label']} | {len(r['seeds'])} | {_fmt(r['reward'])} | {_fmt(r['reward_gain'])} "
+                         f"| {fracs} |")
         lines.append("")
     return "\n".join(lines)
 

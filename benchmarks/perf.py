@@ -414,7 +414,8 @@ def markdown(res: dict) -> str:
                      f"| {sm['hrf_rollout']:.3g} | {sm['floor']:.3g} | {s['hrf_vs_floor']:.3f} | ≤ 1.05 "
                      f"({check(s['hrf_vs_floor'], 1.05, s.get('hrf_vs_floor_range'))}) | diffusers DDIMPipeline "
                      f"{sm['diffusers_ddim']:.3g} s ({s['diffusers_vs_floor']:.3f}× floor); hrf / diffusers "
-                     f"{s['hrf_vs_diffusers']:.3f} ({check(s['hrf_vs_diffusers'], 1.0, s.get('hrf_vs_diffusers_range'))}) |")
+                     f"{s['hrf_vs_diffusers']:.3f} "
+                     f"({check(s['hrf_vs_diffusers'], 1.0, s.get('hrf_vs_diffusers_range'))}) |")
         lines.append(f"| {key} | DDPO epoch ({e['trajectories']} traj, {e['steps']} steps) | {em['ddpo_epoch']:.3g} "
                      f"| {em['ddpo_floor']:.3g} | {e['ddpo_epoch_vs_floor']:.3f} | ≤ 1.15 "
                      f"({check(e['ddpo_epoch_vs_floor'], 1.15)}) | |")
@@ -422,7 +423,8 @@ def markdown(res: dict) -> str:
         lines.append(f"| {key} | HRF epoch (window {e['hrf_window']}) | {em['hrf_epoch']:.3g} | {em['hrf_floor']:.3g} "
                      f"| {e['hrf_epoch_vs_floor']:.3f} | HRF/DDPO cost within ±10% of its trained-step share "
                      f"({'meets' if abs(dev) <= 0.10 else 'MISSES'}) | HRF/DDPO epoch {e['hrf_vs_ddpo_epoch']:.3f}; "
-                     f"trained-step share {e['hrf_share_of_trained_steps']:.3f}; floor ratio {e['hrf_vs_ddpo_floor']:.3f} |")
+                     f"trained-step share {e['hrf_share_of_trained_steps']:.3f}; "
+                     f"floor ratio {e['hrf_vs_ddpo_floor']:.3f} |")
     r = res.get("metrics", {})
     lines += ["", "| reward / metric | items | seconds | items/s | target |", "| --- | --- | --- | --- | --- |"]
     for name, entry in r.items():
@@ -454,7 +456,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads (the box is shared)")
     p.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 3; quick 1)")
     p.add_argument("--no-memory", action="store_true", help="skip the per-item subprocess memory measurements")
-    p.add_argument("--paper-steps", type=int, default=None, help="denoising steps for the paper-sized UNet (default 10)")
+    p.add_argument("--paper-steps", type=int, default=None,
+                   help="denoising steps for the paper-sized UNet (default 10)")
     p.add_argument("--paper-batch", type=int, default=None, help="batch for the paper-sized UNet (default 4)")
     p.add_argument("--memory-item", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -33,7 +33,8 @@ def test_demo_quick_end_to_end_and_resumes(tmp_path, capsys):
     for name in ("DDPO_IS", "HRF", "HRF-D"):
         entry = report["models"][name]["reward/jpeg_compressibility"]
         assert entry["value"] < 0 and entry["err"] > 0  # −kB, with a standard error
-        assert "factors/entropy" in report["models"][name] or any(k.startswith("factors/") for k in report["models"][name])
+        entries = report["models"][name]
+        assert "factors/entropy" in entries or any(k.startswith("factors/") for k in entries)
     assert (out / "REPORT.md").read_text().startswith("# hrf demo")
     assert set(report["paired_change"]) == {"DDPO_IS", "HRF", "HRF-D"}
     assert all(np.isfinite(c["mean"]) and c["sem"] > 0 for c in report["paired_change"].values())

@@ -45,7 +45,8 @@ def stand_in_classifier(monkeypatch):
 def _collapsed(n: int) -> torch.Tensor:
     """n copies of one face, with pixel noise far below the differences between faces."""
     one, _ = faces_tensor(1, seed=5)
-    return (one.repeat(n, 1, 1, 1) + 0.01 * torch.randn(n, *one.shape[1:], generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+    noise = torch.randn(n, *one.shape[1:], generator=torch.Generator().manual_seed(0))
+    return (one.repeat(n, 1, 1, 1) + 0.01 * noise).clamp(-1, 1)
 
 
 def test_collapsed_set_scores_lower_diversity(stand_in_classifier):

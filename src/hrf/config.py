@@ -70,7 +70,7 @@ class TrainConfig:
     adv_clip: float = 5.0  # advantages clipped to ±adv_clip (paper silent; DDPO's value)
     advantage_norm: str = "group"  # "group": centred per reference, batch-scaled; "group_std": GRPO; "batch": DDPO
     timestep_fraction: float = 1.0  # fraction of each trajectory's trainable steps trained (DDPO's subsampling)
-    skip_last_steps: int = 0  # the last N stochastic steps are sampled but not trained (0 = every step, as DDPO and the paper)
+    skip_last_steps: int = 0  # the last N stochastic steps are sampled, not trained (0 = all, as DDPO and the paper)
     kl_coef: float = 0.0  # > 0 adds a per-step KL to the frozen base model (DPOK-style baseline)
 
 
@@ -79,7 +79,7 @@ class OutputConfig:
     checkpoint_every: int = 1  # epochs between checkpoints
     keep_checkpoints: int = 2  # newest checkpoints kept; older ones are pruned
     grid_every: int = 5  # epochs between sample grids (0 = never)
-    trackers: list = field(default_factory=list)  # accelerate trackers fed every epoch, e.g. ["tensorboard"]; + metrics.jsonl
+    trackers: list = field(default_factory=list)  # accelerate trackers fed each epoch, e.g. ["tensorboard"]
 
 
 @dataclass

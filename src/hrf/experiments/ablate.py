@@ -109,7 +109,8 @@ def run_ablation(out: Path, preset: str = "faces32/compressibility-hrf", regimes
     summary = {"preset": preset, "per_window": per_window, "seeds": list(seeds), "num_eval": num_eval,
                "points": points, "cells": cells, "figure": figure.name}
     (out / "ablation.json").write_text(json.dumps(summary, indent=2))
-    rows = ["| regime | windows | seeds | reward (mean ± SE) | Vendi pixels (mean ± SE) |", "| --- | --- | --- | --- | --- |"]
+    rows = ["| regime | windows | seeds | reward (mean ± SE) | Vendi pixels (mean ± SE) |",
+            "| --- | --- | --- | --- | --- |"]
     windows = {c["regime"]: c["windows"] for c in cells}
     rows += [f"| {p['label']} | {windows[p['label']]} | {p['seeds']} | {p['reward']:.4g} ± {p['reward_err']:.2g} | "
              f"{p['vendi']:.4g} ± {p['vendi_err']:.2g} |" for p in points]

@@ -102,8 +102,9 @@ def _report_markdown(report: dict, table: str, figures: list[Path], out: Path) -
     reward_key = f"reward/{TASKS[task]}"
     base = report["models"]["base"][reward_key]["value"]
     lines = [f"# hrf demo — {task} on the faces benchmark", "",
-             f"Base model {report['demo']['models']['base']} fine-tuned with DDPO_IS, HRF and HRF-D (presets configs/faces32/{task}-*.toml); "
-             f"{report['demo']['num_eval']} samples per model from the same initial noise (seed {report['demo']['seed']}).", "",
+             f"Base model {report['demo']['models']['base']} fine-tuned with DDPO_IS, HRF and HRF-D "
+             f"(presets configs/faces32/{task}-*.toml); {report['demo']['num_eval']} samples per model from the "
+             f"same initial noise (seed {report['demo']['seed']}).", "",
              table, "## Reward change over the base model, paired over the same initial noise", ""]
     for name in METHODS.values():
         entry, change = report["models"][name][reward_key], report["paired_change"][name]

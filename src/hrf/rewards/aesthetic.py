@@ -67,7 +67,8 @@ def load_aesthetic_scorer(clip_path: str | None, mlp_path: str | None) -> Aesthe
     try:
         mlp.load_state_dict(state)
     except RuntimeError as exc:
-        raise HrfError(f"'{mlp_path}' is not a LAION aesthetic MLP state dict for dim {clip.config.projection_dim}") from exc
+        raise HrfError(f"'{mlp_path}' is not a LAION aesthetic MLP state dict for dim "
+                       f"{clip.config.projection_dim}") from exc
     return AestheticScorer(clip, mlp)
 
 

@@ -55,7 +55,8 @@ def read_keras_model(path: str | Path) -> tuple[dict, dict[str, dict[str, np.nda
         weights: dict[str, dict[str, np.ndarray]] = {}
         for layer, group in f["model_weights"].items():
             arrays: dict[str, np.ndarray] = {}
-            group.visititems(lambda name, obj: arrays.__setitem__(name.rsplit("/", 1)[-1].split(":")[0], obj[()])
+            # visititems calls the lambda before the loop moves on, so it sees this layer's arrays
+            group.visititems(lambda name, obj: arrays.__setitem__(name.rsplit("/", 1)[-1].split(":")[0], obj[()])  # noqa: B023
                              if isinstance(obj, h5py.Dataset) else None)
             if arrays:
                 weights[layer] = arrays
