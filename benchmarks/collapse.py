@@ -369,7 +369,8 @@ def markdown(report: dict, cells: list[dict]) -> str:
               if p.get("timing/seconds_sampling")]
     if timing:
         sampling, metrics = np.median(np.array(timing), axis=0)
-        lines.append(f"Evaluating a checkpoint ({NUM_EVAL} samples, median of {len(timing)}): sampling {sampling:.0f} s, "
+        lines.append(f"Evaluating a checkpoint ({NUM_EVAL} samples, median of {len(timing)}): "
+                     f"sampling {sampling:.0f} s, "
                      f"metrics {metrics:.1f} s ({metrics / sampling:.2f}× the sampling), one thread.")
     return "\n".join(lines)
 

@@ -47,7 +47,8 @@ def contrasts(rows: list[dict]) -> list[dict]:
 def markdown(items: list[dict]) -> str:
     lines = ["Method − DDPO_IS over seeds (Welch). `d/se`: the difference in standard errors. Holm: adjusted over "
              f"the {sum('p_holm' in c for c in items)} diversity contrasts of this table.", "",
-             "| task | method | quantity | difference [95 % CI] | d/se | p | Holm p |", "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| task | method | quantity | difference [95 % CI] | d/se | p | Holm p |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for c in items:
         holm_p = f"{c['p_holm']:.3g}" if "p_holm" in c else "—"
         lines.append(f"| {c['task']} | {c['method']} | {c['quantity']} | {c['diff']:+.3f} "

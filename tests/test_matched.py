@@ -145,7 +145,8 @@ def test_collapse_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     monkeypatch.setattr(collapse, "EVAL_EVERY", 1)
     monkeypatch.setattr(collapse, "NUM_EVAL", 8)
     monkeypatch.setitem(collapse.SEEDS, "tuning", [0])
-    monkeypatch.setitem(collapse.METHODS, "ddpo", ("DDPO_IS", "ddpo", ["train.references=4", "train.sample_batch_size=4"]))
+    small = ["train.references=4", "train.sample_batch_size=4"]
+    monkeypatch.setitem(collapse.METHODS, "ddpo", ("DDPO_IS", "ddpo", small))
     args = ["run", "--stage", "tuning", "--tasks", "compressibility", "--methods", "ddpo", "--out", str(tmp_path)]
     assert collapse.main(args) == 0
     cell_file = tmp_path / "cells" / "compressibility" / "ddpo" / "seed0.json"
