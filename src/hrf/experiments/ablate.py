@@ -90,7 +90,7 @@ def summarise(cells: list[dict], vendi_key: str) -> list[dict]:
 
 def run_ablation(out: Path, preset: str = "faces32/compressibility-hrf", regimes=tuple(REGIMES),
                  seeds=(0, 1, 2), per_window: int = 4, num_eval: int = 256, eval_seed: int = 1234,
-                 overrides: list[str] = (), progress: bool = True) -> dict:
+                 overrides: Sequence[str] = (), progress: bool = True) -> dict:
     """All cells, then ``ablation.json``, ``ablation.md`` and ``figure5_windows.png`` in ``out``."""
     from tqdm.auto import tqdm
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ QUICK = {
 }
 
 
-def demo_configs(task: str, quick: bool, overrides: list[str] = ()) -> dict:
+def demo_configs(task: str, quick: bool, overrides: Sequence[str] = ()) -> dict:
     """The three method configs of the demo for ``task``."""
     from hrf.benchmarks import get_benchmark
 
@@ -41,7 +42,7 @@ def demo_configs(task: str, quick: bool, overrides: list[str] = ()) -> dict:
 
 
 def run_demo(out: Path, task: str = "compressibility", quick: bool = False, num_eval: int = 512, seed: int = 0,
-             overrides: list[str] = (), progress: bool = True, match_reward: bool = False) -> dict:
+             overrides: Sequence[str] = (), progress: bool = True, match_reward: bool = False) -> dict:
     """Fine-tune with the three methods, evaluate against the base model, write ``REPORT.md``.
 
     ``match_reward`` is the paper's §5.2 protocol: DDPO_IS trains first, and HRF and HRF-D stop as soon as
