@@ -191,8 +191,7 @@ def test_collapse_is_seen_by_the_real_face_classifier():
 
 
 def mixed_radix_codes_of(labels):
-    from hrf.data.faces import HIGH_LEVEL
-    from hrf.data.faces import mixed_radix_codes
+    from hrf.data.faces import HIGH_LEVEL, mixed_radix_codes
 
     return mixed_radix_codes({f: labels[f] for f in HIGH_LEVEL}, {f: len(FACTORS[f]) for f in HIGH_LEVEL})
 

@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from hrf.evaluation.transition import (any_flip_rate, branch_images, crossing, flip_rates, suggest_windows,
-                                       transition_curves)
+from hrf.evaluation.transition import (
+    any_flip_rate,
+    branch_images,
+    crossing,
+    flip_rates,
+    suggest_windows,
+    transition_curves,
+)
 from hrf.models import make_ddim_scheduler, save_model, tiny_unet
 
 

@@ -55,7 +55,7 @@ def run(args) -> int:
     from hrf.benchmarks import choose_benchmark
     from hrf.evaluation.embedders import make_embedder
     from hrf.evaluation.plots import figure_transition
-    from hrf.evaluation.transition import embedding_measure, factor_measure, transition_curves, suggest_windows
+    from hrf.evaluation.transition import embedding_measure, factor_measure, suggest_windows, transition_curves
     from hrf.images import save_grid
     from hrf.models import load_pipeline_parts
 

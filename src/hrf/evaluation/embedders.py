@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from hrf.data.images import resize_square as _resize
 from hrf.errors import HrfError
