@@ -200,7 +200,11 @@ def run_cell(out: Path, task: str, method: str, seed: int) -> dict:
     cfg = cell_config(task, method, seed)
     work = out / "work" / task / method / f"seed{seed}"
     t0 = time.perf_counter()
-    train_to_completion(cfg, work / "run", progress=False)
+    saved = work / "run" / "config.toml"
+    finished = (work / "run" / "summary.json").is_file() and saved.is_file() and same_training(
+        dataclasses.asdict(load_config(saved)), dataclasses.asdict(cfg))
+    if not finished:  # a finished run is kept even if the library added config fields since (only remeasured)
+        train_to_completion(cfg, work / "run", progress=False)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     steps = cfg.sampling.num_steps
