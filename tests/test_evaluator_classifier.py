@@ -11,7 +11,15 @@ import pytest
 import torch
 from torch import nn
 
-from hrf.data.classifier import INFO, WEIGHTS, FaceClassifier, _assets_dir, accuracy, load_face_classifier
+from hrf.data.classifier import (
+    INFO,
+    WEIGHTS,
+    FaceClassifier,
+    _assets_dir,
+    accuracy,
+    load_face_classifier,
+    read_face_classifier,
+)
 from hrf.data.classifier_b import (
     ASSETS,
     MixerClassifier,
@@ -148,3 +156,5 @@ def test_main_retrains_and_measures_into_a_directory(tmp_path):
     assert json.loads((tmp_path / INFO).read_text())["evaluation"]["data_faces"]["num_images"] == 4
     with pytest.raises(HrfError, match="train it first"):
         main(["--measure-only", "--out", str(tmp_path / "missing")])
+    with pytest.raises(HrfError, match="python -m hrf.data.classifier_b"):
+        read_face_classifier(tmp_path / "missing", MixerClassifier)

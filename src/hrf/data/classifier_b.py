@@ -186,20 +186,20 @@ def measure(evaluator: FactorReader, num: int = 1000, progress: bool = True) -> 
     }
 
 
-def _train_and_save(args: argparse.Namespace, out: Path) -> None:
-    """Train with ``args``, measure the held-out accuracy (clean and augmented), write weights and JSON."""
+def training_report(model: MixerClassifier, settings: dict, wall_seconds: float) -> dict:
+    """The JSON record of a trained evaluator: ``settings`` (the :func:`main` options steps, batch_size,
+    lr, seed, data_seed, threads), the command that retrains it, and its held-out accuracy, clean and
+    through the training augmentation."""
     command = "python -m hrf.data.classifier_b " + " ".join(
-        f"--{k.replace('_', '-')} {getattr(args, k)}"
-        for k in ("steps", "batch_size", "lr", "seed", "data_seed", "threads"))
-    started = time.monotonic()
-    model = train_evaluator_classifier(args.steps, args.batch_size, args.lr, args.seed, args.data_seed)
-    info = {
+        f"--{k.replace('_', '-')} {settings[k]}" for k in ("steps", "batch_size", "lr", "seed", "data_seed", "threads"))
+    return {
         "architecture": "MLP-mixer: 4×4 patches linearly embedded, mixer blocks (token MLP, channel MLP, "
                         "pre-LayerNorm, GELU), mean over tokens → features → one linear head per factor",
-        "training": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "init_seed": args.seed,
-                     "data_seed": args.data_seed, "threads": args.threads, "command": command,
+        "training": {"steps": settings["steps"], "batch_size": settings["batch_size"], "lr": settings["lr"],
+                     "init_seed": settings["seed"], "data_seed": settings["data_seed"],
+                     "threads": settings["threads"], "command": command,
                      "augmentation": "hrf.data.classifier.augment, as for the domain classifier",
-                     "wall_seconds": round(time.monotonic() - started, 1)},
+                     "wall_seconds": round(wall_seconds, 1)},
         "held_out": {"seed": HELD_OUT_SEED, "num_images": 2000, "accuracy": accuracy(model),
                      "augment_seed": AUGMENT_SEED, "accuracy_augmented": accuracy(model, augment_seed=AUGMENT_SEED)},
         "high_level": list(HIGH_LEVEL),
@@ -207,7 +207,6 @@ def _train_and_save(args: argparse.Namespace, out: Path) -> None:
         "factors": {k: list(v) for k, v in FACTORS.items()},
         "num_parameters": sum(p.numel() for p in model.parameters()),
     }
-    save_face_classifier(model, out, info)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     if not args.measure_only:
-        _train_and_save(args, out)
+        started = time.monotonic()
+        model = train_evaluator_classifier(args.steps, args.batch_size, args.lr, args.seed, args.data_seed)
+        save_face_classifier(model, out, training_report(model, vars(args), time.monotonic() - started))
     elif not (out / INFO).is_file():
         raise HrfError(f"no evaluator classifier in '{out}' to measure; train it first")
     info = json.loads((out / INFO).read_text())
