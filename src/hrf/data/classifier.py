@@ -33,24 +33,13 @@ def _block(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU())
 
 
-class FaceClassifier(nn.Module):
-    """32×32 RGB faces in model space ([-1, 1], NCHW) → a logit vector per factor and a feature vector."""
+class FactorReader(nn.Module):
+    """The reading interface of every factor classifier. A subclass's ``forward`` maps 32×32 RGB faces in
+    model space ([-1, 1], NCHW) to ``(features, {factor: logits})``; ``config`` holds its constructor
+    arguments (saved with the weights) and ``retrain`` the command that rebuilds its shipped weights."""
 
-    def __init__(self, width: int = 16, feature_dim: int = 128):
-        super().__init__()
-        self.config = {"width": width, "feature_dim": feature_dim}
-        w = width
-        self.trunk = nn.Sequential(
-            _block(3, w), _block(w, 2 * w), nn.MaxPool2d(2),  # 16×16
-            _block(2 * w, 4 * w), nn.MaxPool2d(2),  # 8×8
-            _block(4 * w, 4 * w), nn.MaxPool2d(2),  # 4×4: positions still matter (mouth curve, hair length)
-            nn.Flatten(), nn.Linear(4 * w * 16, feature_dim), nn.ReLU(),
-        )
-        self.heads = nn.ModuleDict({name: nn.Linear(feature_dim, len(values)) for name, values in FACTORS.items()})
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        feats = self.trunk(images)
-        return feats, {name: head(feats) for name, head in self.heads.items()}
+    config: dict
+    retrain = "python -m hrf.data.classifier"
 
     def _batched(self, images: torch.Tensor, chunk: int = 512):
         if images.ndim != 4 or tuple(images.shape[1:]) != (3, 32, 32):
@@ -78,6 +67,27 @@ class FaceClassifier(nn.Module):
         return {name: lg.argmax(-1) for name, lg in self.logits(images).items()}
 
 
+class FaceClassifier(FactorReader):
+    """The domain classifier: 32×32 RGB faces → a logit vector per factor and a feature vector. A conv
+    pyramid max-pooled down to 4×4 and flattened, so positions reach the feature vector."""
+
+    def __init__(self, width: int = 16, feature_dim: int = 128):
+        super().__init__()
+        self.config = {"width": width, "feature_dim": feature_dim}
+        w = width
+        self.trunk = nn.Sequential(
+            _block(3, w), _block(w, 2 * w), nn.MaxPool2d(2),  # 16×16
+            _block(2 * w, 4 * w), nn.MaxPool2d(2),  # 8×8
+            _block(4 * w, 4 * w), nn.MaxPool2d(2),  # 4×4: positions still matter (mouth curve, hair length)
+            nn.Flatten(), nn.Linear(4 * w * 16, feature_dim), nn.ReLU(),
+        )
+        self.heads = nn.ModuleDict({name: nn.Linear(feature_dim, len(values)) for name, values in FACTORS.items()})
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        feats = self.trunk(images)
+        return feats, {name: head(feats) for name, head in self.heads.items()}
+
+
 def _blur(images: torch.Tensor) -> torch.Tensor:
     kernel = torch.tensor([1.0, 2.0, 1.0])
     kernel = (kernel[:, None] * kernel[None, :]) / 16.0
@@ -95,27 +105,37 @@ def augment(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (out + sigma * torch.randn(images.shape, generator=gen)).clamp(-1.0, 1.0)
 
 
-def accuracy(model: FaceClassifier, n: int = 2000, seed: int = HELD_OUT_SEED) -> dict[str, float]:
-    """Per-factor accuracy on ``n`` fresh faces drawn with ``seed`` (clean, no augmentation)."""
+def accuracy(model: FactorReader, n: int = 2000, seed: int = HELD_OUT_SEED,
+             augment_seed: int | None = None) -> dict[str, float]:
+    """Per-factor accuracy on ``n`` fresh faces drawn with ``seed``: clean, or through :func:`augment` with
+    a generator seeded by ``augment_seed``."""
     images, labels = faces_tensor(n, seed)
+    if augment_seed is not None:
+        images = augment(images, torch.Generator().manual_seed(augment_seed))
     pred = model.predict(images)
     return {name: float((pred[name].numpy() == labels[name]).mean()) for name in FACTORS}
 
 
 def train_face_classifier(steps: int = 1500, batch_size: int = 64, lr: float = 2e-3, seed: int = 0,
                           width: int = 16, feature_dim: int = 128, progress: bool = True) -> FaceClassifier:
-    """Train a :class:`FaceClassifier` on fresh augmented faces each step (Adam, cosine-decayed lr)."""
+    """Train a :class:`FaceClassifier` initialised from ``seed`` on faces of data seed ``seed``."""
+    torch.manual_seed(seed)
+    return fit_factor_classifier(FaceClassifier(width, feature_dim), steps, batch_size, lr, seed, progress)
+
+
+def fit_factor_classifier(model: FactorReader, steps: int, batch_size: int, lr: float, data_seed: int,
+                          progress: bool = True) -> FactorReader:
+    """Train ``model`` on fresh augmented faces each step (faces and augmentation seeded by
+    ``data_seed``·10⁶ + step; Adam, one-cycle cosine lr), the summed cross-entropy over the factors."""
     from tqdm.auto import tqdm
 
-    torch.manual_seed(seed)
-    model = FaceClassifier(width, feature_dim)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     model.train()
-    bar = tqdm(range(steps), desc="face classifier", disable=not progress, unit="step")
+    bar = tqdm(range(steps), desc=type(model).__name__, disable=not progress, unit="step")
     for step in bar:
-        images, labels = faces_tensor(batch_size, seed * 1_000_000 + step)
-        x = augment(images, torch.Generator().manual_seed(seed * 1_000_000 + step))
+        images, labels = faces_tensor(batch_size, data_seed * 1_000_000 + step)
+        x = augment(images, torch.Generator().manual_seed(data_seed * 1_000_000 + step))
         _, logits = model(x)
         loss = sum(F.cross_entropy(logits[k], torch.from_numpy(labels[k])) for k in FACTORS)
         opt.zero_grad(set_to_none=True)
@@ -126,11 +146,11 @@ def train_face_classifier(steps: int = 1500, batch_size: int = 64, lr: float = 2
     return model.eval()
 
 
-def _assets_dir() -> Path:
-    return Path(str(resources.files("hrf") / "assets" / "classifier"))
+def _assets_dir(name: str = "classifier") -> Path:
+    return Path(str(resources.files("hrf") / "assets" / name))
 
 
-def save_face_classifier(model: FaceClassifier, directory: str | Path, info: dict) -> Path:
+def save_face_classifier(model: FactorReader, directory: str | Path, info: dict) -> Path:
     """Write the weights (safetensors) and ``info`` + the model config as JSON into ``directory``."""
     from safetensors.torch import save_file
 
@@ -141,15 +161,15 @@ def save_face_classifier(model: FaceClassifier, directory: str | Path, info: dic
     return directory
 
 
-def read_face_classifier(directory: str | Path) -> FaceClassifier:
-    """Load a classifier written by :func:`save_face_classifier`, in eval mode, without gradients."""
+def read_face_classifier(directory: str | Path, cls: type[FactorReader] = FaceClassifier) -> FactorReader:
+    """Load a ``cls`` written by :func:`save_face_classifier`, in eval mode, without gradients."""
     from safetensors.torch import load_file
 
     directory = Path(directory)
     if not (directory / WEIGHTS).is_file():
-        raise HrfError(f"no face classifier in '{directory}'; retrain it with 'python -m hrf.data.classifier'")
+        raise HrfError(f"no face classifier in '{directory}'; retrain it with '{cls.retrain}'")
     config = json.loads((directory / INFO).read_text())["config"]
-    model = FaceClassifier(**config)
+    model = cls(**config)
     model.load_state_dict(load_file(directory / WEIGHTS))
     return model.eval().requires_grad_(False)
 
