@@ -62,7 +62,7 @@ METHODS: dict[str, tuple[str, str, list[str]]] = {
 }
 PRIMARY_METHODS = ("ddpo", "hrf")
 SEEDS = {"tuning": [0, 1], "test": list(range(100, 110))}
-METRICS_VERSION = 1  # bump when checkpoint_metrics changes: cached metrics are recomputed from the samples
+METRICS_VERSION = 2  # bump when checkpoint_metrics changes: cached metrics are recomputed from the samples
 # Diversity metrics of a checkpoint, reported as a fraction of the base model's. The primary one is fixed by
 # the protocol; the evaluator's keys exist once the independent classifier ships.
 DIVERSITY = {
@@ -142,6 +142,12 @@ def checkpoint_metrics(images) -> dict[str, float]:
         # share of samples the classifier reads confidently on every high-level factor: falls on noise images
         confident = np.min(np.stack([probs[k].max(-1) for k in HIGH_LEVEL]), axis=0) >= 0.9
         out[f"confident/{tag}"] = float(confident.mean())
+    if (evaluator := _evaluator()) is not None:
+        from hrf.data.classifier_b import evaluator_confidence
+
+        # reward hacking leaves the face manifold: the independent evaluator grows unsure of what it sees
+        out["confidence/evaluator"] = evaluator_confidence({k: v.float().numpy() for k, v in
+                                                            evaluator.probs(images).items()})
     return out
 
 
@@ -283,6 +289,8 @@ def analyse(cells: list[dict]) -> dict:
             row = {"label": METHODS[m][0], "seeds": [c["seed"] for c in mc], "final_gain": t_interval(gains),
                    "final_gain_values": gains, "broken": {c["seed"]: broken(c) for c in mc if broken(c)},
                    "final_fraction": {k: t_interval(v) for k, v in finals.items() if np.all(np.isfinite(v))},
+                   "final_evaluator_confidence": t_interval([c["curve"][-1]["confidence/evaluator"] for c in mc])
+                   if all("confidence/evaluator" in c["curve"][-1] for c in mc) else None,
                    "at_levels": []}
             for level in levels:
                 vals = [value_at_reward(*curve_arrays(c, metric), level) for c in mc]
@@ -352,6 +360,13 @@ def markdown(report: dict, cells: list[dict]) -> str:
             at = " | ".join(f"{_ci(a['mean_ci'])} ({a['n_reached']})" for a in row["at_levels"])
             lines.append(f"| {row['label']} | {len(row['seeds'])} | {_ci(row['final_gain'])} | "
                          f"{_ci(row['final_fraction'].get(metric))} | {at} |")
+        base_conf = next((c["curve"][0].get("confidence/evaluator") for c in cells if c["task"] == task), None)
+        if base_conf is not None:
+            lines.append("")
+            lines.append(f"Independent evaluator's confidence (mean least-sure factor's top probability; base "
+                         f"{base_conf:.3f}), at the end of training: " + "; ".join(
+                             f"{row['label']} {_ci(row['final_evaluator_confidence'])}"
+                             for row in entry["methods"].values()))
         for row in entry["methods"].values():
             if row["broken"]:
                 lines.append(f"\n{row['label']}: denoiser broken (seed: epochs) {row['broken']}")
