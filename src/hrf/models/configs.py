@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from diffusers import UNet2DModel
 
-# Measured on 2 CPU threads (DESIGN.md §6): "tiny" samples 128 images at 32 px with 40 steps in ≈16 s.
+# Measured on 2 CPU threads: "tiny" samples 128 images at 32 px with 40 steps in ≈16 s.
 PRESETS: dict[str, dict] = {
     "tiny": dict(block_out_channels=(16, 32, 32), layers_per_block=1, norm_num_groups=8),
     "small": dict(block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=8),
