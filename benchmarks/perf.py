@@ -26,16 +26,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-# google/ddpm-celebahq-256's UNet2DModel (the paper's base model), randomly initialised at a lower resolution.
-CELEBAHQ_UNET = dict(
-    block_out_channels=(128, 128, 256, 256, 512, 512), layers_per_block=2,
-    down_block_types=("DownBlock2D",) * 4 + ("AttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "AttnUpBlock2D") + ("UpBlock2D",) * 4,
-    downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6, norm_num_groups=32,
-)
-# Its scheduler (DDPMScheduler config of the same repository).
-CELEBAHQ_SCHEDULER = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
-                          clip_sample=True, variance_type="fixed_small")
+from hrf.models.configs import CELEBAHQ_SCHEDULER, CELEBAHQ_UNET
+
 TARGETS = {"sampling_vs_floor": 1.05, "sampling_vs_diffusers": 1.0, "epoch_vs_floor": 1.15,
            "hrf_share_tolerance": 0.10, "vendi_seconds": 5.0}
 
