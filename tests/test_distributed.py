@@ -35,7 +35,8 @@ def nan_on_rank_one(images):
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     model_dir = save_model(tiny_unet(8), celebahq_like_scheduler(), tmp_path / "model")
-    write_run_config(tmp_path / "c.toml", model_dir, train={"references": 4, "updates_per_epoch": 2, "warmup_epochs": 3})
+    write_run_config(tmp_path / "c.toml", model_dir,
+                     train={"references": 4, "updates_per_epoch": 2, "warmup_epochs": 3})
     single = _run([sys.executable, "-m", "hrf", "train", "--config", "c.toml", "--out", "one", "--no-progress"],
                   tmp_path)
     assert single.returncode == 0, single.stderr[-2000:]

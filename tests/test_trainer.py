@@ -195,7 +195,7 @@ def test_timestep_fraction_is_drawn_anew_for_each_inner_epoch(tmp_path, monkeypa
     monkeypatch.setattr(trainer, "_pair_loss", spy)
     metrics = trainer.run_epoch(0)
     assert len(seen) == 2 and metrics["optimizer_updates"] == 2  # one micro-batch per inner epoch
-    assert len(seen[0]) == len(seen[1]) == metrics["trained_pairs"] == 4 * 3  # ⌈5 × 0.5⌉ of 5 steps, 4 trajectories
+    assert len(seen[0]) == len(seen[1]) == metrics["trained_pairs"] == 4 * 3  # 4 trajectories × ⌈5 × 0.5⌉ steps
     assert seen[0] != seen[1]
 
 

@@ -7,7 +7,7 @@ import torch
 
 
 def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """1 − cosine similarity of images flattened over their last three dimensions, in float64 (rounding clipped to ≥ 0)."""
+    """1 − cosine similarity of images flattened over their last three dimensions (float64, clipped to ≥ 0)."""
     cos = torch.nn.functional.cosine_similarity(a.flatten(-3).double(), b.flatten(-3).double(), dim=-1)
     return (1 - cos).clamp(min=0)
 

@@ -74,7 +74,7 @@ def _x0_and_eps(scheduler: DDIMScheduler, model_output: torch.Tensor, alpha_t: t
 def predicted_x0(
     scheduler: DDIMScheduler, model_output: torch.Tensor, timestep: int | torch.Tensor, sample: torch.Tensor
 ) -> torch.Tensor:
-    """x̂0, the clean image the model predicts from ``sample`` at scheduler ``timestep`` (clipped as the step clips)."""
+    """x̂0, the clean image the model predicts from ``sample`` at ``timestep``, clipped as the DDIM step clips it."""
     alpha_t, _ = _alphas(scheduler, torch.as_tensor(timestep, device=sample.device), sample.device, sample.dtype)
     return _x0_and_eps(scheduler, model_output, alpha_t, sample)[0]
 
