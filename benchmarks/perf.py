@@ -448,6 +448,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-memory", action="store_true", help="skip the per-item subprocess memory measurements")
     p.add_argument("--paper-steps", type=int, default=None, help="denoising steps for the paper-sized UNet (default 10)")
     p.add_argument("--paper-batch", type=int, default=None, help="batch for the paper-sized UNet (default 4)")
+    p.add_argument("--only", choices=("base", "paper"), default=None,
+                   help="measure one model's sampling and epochs only (no metrics, no memory)")
     p.add_argument("--memory-item", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     q = args.quick
@@ -480,6 +482,8 @@ def main(argv=None) -> int:
                   dict(refs=1, branches=args.paper_batch, sample_bs=args.paper_batch, train_bs=args.paper_batch),
                   max(1, min(args.reps, 3))),
     }
+    if args.only:
+        specs = {args.only: specs[args.only]}
     bar = tqdm(total=2 * len(specs) + 1 + (not args.no_memory), desc="perf", unit="part")
     for key, ((name, unet, sched), steps, batch, ep, reps) in specs.items():
         entry = {"name": name, "params_m": n_params(unet), "size": unet.config.sample_size}
@@ -493,6 +497,11 @@ def main(argv=None) -> int:
         bar.update()
         res["models"][key] = entry
         save(res, args.out)
+    if args.only:
+        bar.close()
+        save(res, args.out)
+        print(json.dumps({k: e["epochs"] for k, e in res["models"].items()}, indent=1))
+        return 0
     bar.set_postfix_str("rewards and metrics")
     res["metrics"] = bench_metrics(q, args.reps)
     save(res, args.out)
