@@ -26,16 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# google/ddpm-celebahq-256's UNet2DModel (the paper's base model), randomly initialised at a lower resolution.
-CELEBAHQ_UNET = dict(
-    block_out_channels=(128, 128, 256, 256, 512, 512), layers_per_block=2,
-    down_block_types=("DownBlock2D",) * 4 + ("AttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "AttnUpBlock2D") + ("UpBlock2D",) * 4,
-    downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6, norm_num_groups=32,
-)
-# Its scheduler (DDPMScheduler config of the same repository).
-CELEBAHQ_SCHEDULER = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
-                          clip_sample=True, variance_type="fixed_small")
+from hrf.models.configs import CELEBAHQ_SCHEDULER, CELEBAHQ_UNET
+
 TARGETS = {"sampling_vs_floor": 1.05, "sampling_vs_diffusers": 1.0, "epoch_vs_floor": 1.15,
            "hrf_share_tolerance": 0.10, "vendi_seconds": 5.0}
 
@@ -459,6 +451,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--paper-steps", type=int, default=None,
                    help="denoising steps for the paper-sized UNet (default 10)")
     p.add_argument("--paper-batch", type=int, default=None, help="batch for the paper-sized UNet (default 4)")
+    p.add_argument("--only", choices=("base", "paper"), default=None,
+                   help="measure one model's sampling and epochs only (no metrics, no memory)")
     p.add_argument("--memory-item", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     q = args.quick
@@ -491,6 +485,8 @@ def main(argv=None) -> int:
                   dict(refs=1, branches=args.paper_batch, sample_bs=args.paper_batch, train_bs=args.paper_batch),
                   max(1, min(args.reps, 3))),
     }
+    if args.only:
+        specs = {args.only: specs[args.only]}
     bar = tqdm(total=2 * len(specs) + 1 + (not args.no_memory), desc="perf", unit="part")
     for key, ((name, unet, sched), steps, batch, ep, reps) in specs.items():
         entry = {"name": name, "params_m": n_params(unet), "size": unet.config.sample_size}
@@ -504,6 +500,11 @@ def main(argv=None) -> int:
         bar.update()
         res["models"][key] = entry
         save(res, args.out)
+    if args.only:
+        bar.close()
+        save(res, args.out)
+        print(json.dumps({k: e["epochs"] for k, e in res["models"].items()}, indent=1))
+        return 0
     bar.set_postfix_str("rewards and metrics")
     res["metrics"] = bench_metrics(q, args.reps)
     save(res, args.out)

@@ -1,4 +1,4 @@
-"""Two real processes (torchrun + gloo on CPU) run the same epoch plan as one process."""
+"""Two real processes (torchrun + gloo on CPU) run the same epoch plan as one process, and fail together."""
 
 from __future__ import annotations
 
@@ -16,15 +16,26 @@ def _run(cmd, tmp_path, timeout=240):
     return subprocess.run(cmd, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
 
 
+def _two_processes(port: int) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+            "-m", "hrf", "train", "--config", "c.toml", "--no-progress"]
+
+
+def nan_on_rank_one(images):
+    """Brightness on rank 0; NaN on rank 1, as a reward failing on one process only."""
+    value = float("nan") if os.environ.get("RANK") == "1" else 0.0
+    return images.mean(dim=(1, 2, 3)) + value
+
+
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     model_dir = save_model(tiny_unet(8), celebahq_like_scheduler(), tmp_path / "model")
-    write_run_config(tmp_path / "c.toml", model_dir, train={"references": 4, "updates_per_epoch": 2})
+    write_run_config(tmp_path / "c.toml", model_dir,
+                     train={"references": 4, "updates_per_epoch": 2, "warmup_epochs": 3})
     single = _run([sys.executable, "-m", "hrf", "train", "--config", "c.toml", "--out", "one", "--no-progress"],
                   tmp_path)
     assert single.returncode == 0, single.stderr[-2000:]
-    multi = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-                  "-m", "hrf", "train", "--config", "c.toml", "--out", "two", "--no-progress"], tmp_path)
+    multi = _run(_two_processes(29517) + ["--out", "two"], tmp_path)
     assert multi.returncode == 0, multi.stderr[-3000:]
     one = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     two = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
@@ -32,5 +43,20 @@ def test_two_processes_match_one(tmp_path):
     for a, b in zip(one, two, strict=True):
         assert a["trajectories"] == b["trajectories"] == 12
         assert a["optimizer_updates"] == b["optimizer_updates"] == 2
+    # warm-up over 3 epochs × 2 updates: accelerate stepped a prepared scheduler once per process per update
+    assert [a["lr"] for a in one] == [b["lr"] for b in two] == pytest.approx([1e-3 * 3 / 6, 1e-3 * 5 / 6])
     assert json.loads((tmp_path / "two" / "derived.json").read_text())["processes"] == 2
     assert (tmp_path / "two" / "final" / "diffusion_pytorch_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_an_error_on_one_process_stops_both_with_the_same_line(tmp_path):
+    """Rank 1's rewards are NaN: rank 0 must not wait in the gather, and must say why the run stopped."""
+    model_dir = save_model(tiny_unet(8), celebahq_like_scheduler(), tmp_path / "model")
+    write_run_config(tmp_path / "c.toml", model_dir, reward={"name": "tests.test_distributed:nan_on_rank_one"},
+                     train={"references": 4})
+    multi = _run(_two_processes(29518) + ["--out", "run"], tmp_path, timeout=180)
+    assert multi.returncode != 0
+    lines = [ln for ln in multi.stderr.splitlines() if ln.startswith("hrf train: error:")]
+    assert len(lines) == 2 and lines[0] == lines[1], multi.stderr[-3000:]
+    assert "non-finite values at epoch 0" in lines[0]

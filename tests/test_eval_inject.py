@@ -8,16 +8,10 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from hrf.evaluation.inject import (
-    PAPER_STEPS,
-    cosine_distance,
-    injection_distances,
-    paper_to_index,
-    predicted_x0,
-    switched_trajectory,
-)
+from hrf.evaluation.inject import PAPER_STEPS, injection_distances, paper_to_index, switched_trajectory
+from hrf.images import cosine_distance
 from hrf.models import make_ddim_scheduler, save_model, tiny_unet
-from hrf.sampling import sample_images
+from hrf.sampling import predicted_x0, sample_images
 
 
 def test_paper_steps_convert_to_step_indices():

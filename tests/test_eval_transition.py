@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from hrf.evaluation.transition import (
-    any_flip_rate,
-    branch_images,
-    crossing,
-    flip_rates,
-    suggest_windows,
-    transition_curves,
-)
+from hrf.evaluation.transition import any_flip_rate, crossing, flip_rates, suggest_windows, transition_curves
 from hrf.models import make_ddim_scheduler, save_model, tiny_unet
+from hrf.sampling import branch_images
 
 
 def test_flip_rates_by_hand():

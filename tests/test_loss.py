@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
+from hrf.errors import HrfError
 from hrf.training.loss import compute_advantages, ppo_clip_loss
 
 
@@ -34,9 +36,18 @@ def test_loss_gradient_only_through_unclipped_terms():
     torch.testing.assert_close(new.grad, torch.tensor([0.0, -1.05]))
 
 
-def test_huge_log_ratio_does_not_overflow():
-    loss, info = ppo_clip_loss(torch.tensor([500.0, -500.0]), torch.zeros(2), torch.tensor([-1.0, 1.0]), 1e-4)
-    assert torch.isfinite(loss) and torch.isfinite(info["approx_kl"])
+def test_a_diverged_log_ratio_stops_the_run():
+    """Clamping log r at ±20 would zero the gradient PPO keeps for A < 0, r > 1 + ε: refuse instead."""
+    with pytest.raises(HrfError, match="diverged"):
+        ppo_clip_loss(torch.tensor([500.0, 0.0]), torch.zeros(2), torch.tensor([-1.0, 1.0]), 1e-4)
+
+
+def test_a_large_log_ratio_below_the_limit_keeps_its_gradient():
+    log_prob = torch.tensor([19.0], dtype=torch.float64, requires_grad=True)
+    loss, _ = ppo_clip_loss(log_prob, torch.zeros(1, dtype=torch.float64), torch.tensor([-1.0], dtype=torch.float64),
+                            1e-4)
+    loss.backward()
+    assert float(log_prob.grad) == pytest.approx(math.exp(19.0), rel=1e-12)  # d(−A·e^{log r})/d log r = e^19
 
 
 def test_group_advantages_and_clipping():

@@ -13,7 +13,7 @@ from hrf.sampling import ddim_step_with_logprob, noise_to_step, rollout, start_s
 
 
 def _float64_step(scheduler, eps, t, x, x_prev, eta=1.0):
-    """Independent float64 reference from DESIGN.md §3 (plain Python floats for the coefficients)."""
+    """Independent float64 reference of docs/MATH.md §2 (plain Python floats for the coefficients)."""
     eps, x, x_prev = eps.double(), x.double(), x_prev.double()
     acp = [float(a) for a in scheduler.alphas_cumprod.double()]
     t = int(t)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
+from hrf.errors import HrfError
 from hrf.training.schedule import DynamicSchedule, FullSchedule, WindowSchedule, select_start_step
 
 
@@ -55,3 +57,13 @@ def test_dynamic_schedule_uses_probe_per_reference():
     R = np.array([[0.0, 1.0, 1.0], [0.0, 0.0, 1.0]])
     starts = s.starts(0, 2, torch.Generator(), probe=lambda c: (R, np.zeros_like(R)))
     assert starts.tolist() == [5, 10]
+
+
+def test_candidates_without_a_finite_reward_are_left_out():
+    """A NaN R (no finite probe reward) must neither win nor flatten the min-max of the others."""
+    cands = [0, 10, 20]
+    assert select_start_step(cands, [0.5, np.nan, 1.0], [0.0, 0.0, 0.0], beta=0.0) == 20
+    # read as R = 0, the NaN candidate would make 20's ΔR = 0.95 > 0 and win; left out, 20 is worse than 0
+    assert select_start_step(cands, [1.0, np.nan, 0.95], [0.0, 0.0, 0.0], beta=0.0) == 0
+    with pytest.raises(HrfError, match="no HRF-D candidate"):
+        select_start_step(cands, [np.nan] * 3, [0.0] * 3, beta=0.0)

@@ -73,7 +73,7 @@ def test_trainable_pairs_counts_and_fraction():
 def test_only_trained_steps_change_the_gradient(tmp_path):
     """A gradient computed on pairs at steps ≥ start equals the one of the whole masked objective."""
     trainer = _run(_cfg("windows"), tmp_path / "run")
-    traj, groups, _ = trainer.sample_epoch(0)
+    traj, groups, *_ = trainer.sample_epoch(0)
     assert not traj.trainable[torch.arange(len(traj)), traj.start - 1].any()  # never before the start
     assert (traj.trainable.sum(1) == 5 - traj.start).all()
 
@@ -196,3 +196,35 @@ def test_skip_last_steps_is_counted_and_trained(tmp_path, monkeypatch):
     metrics = trainer.run_epoch(0)
     steps = torch.cat(seen)
     assert steps.max() == 3 and metrics["trained_pairs"] == len(steps) == 4 * 4
+
+
+def test_timestep_fraction_is_drawn_anew_for_each_inner_epoch(tmp_path, monkeypatch):
+    """DDPO draws the trained subset of each trajectory's steps per inner epoch, not once per epoch."""
+    trainer = _run(_cfg("full", timestep_fraction=0.5, inner_epochs=2, lr=1e-6, train_batch_size=64), tmp_path / "run")
+    seen = []
+    original = trainer._pair_loss
+
+    def spy(traj, adv, rows, steps):
+        seen.append(set(zip(rows.tolist(), steps.tolist(), strict=True)))
+        return original(traj, adv, rows, steps)
+
+    monkeypatch.setattr(trainer, "_pair_loss", spy)
+    metrics = trainer.run_epoch(0)
+    assert len(seen) == 2 and metrics["optimizer_updates"] == 2  # one micro-batch per inner epoch
+    assert len(seen[0]) == len(seen[1]) == metrics["trained_pairs"] == 4 * 3  # 4 trajectories × ⌈5 × 0.5⌉ steps
+    assert seen[0] != seen[1]
+
+
+def nan_first_probe(images, calls=[]):  # noqa: B006 - counts calls within one test
+    calls.append(len(images))
+    r = images.mean(dim=(1, 2, 3))
+    return (r * float("nan") if len(calls) == 1 else r), {}
+
+
+def test_hrfd_leaves_out_candidates_without_a_finite_probe_reward(tmp_path):
+    """Every probe of candidate 0 (the first reward call) is NaN: 0 is never chosen, and the epoch says so."""
+    cfg = _cfg("dynamic")
+    cfg.reward.name, cfg.reward.nonfinite = "tests.test_trainer:nan_first_probe", "drop"
+    metrics = _run(cfg, tmp_path / "run").run_epoch(0)
+    assert metrics["probe_candidates_excluded"] == 4  # candidate 0 for each of the 4 references
+    assert 0 not in metrics["start_step_histogram"]

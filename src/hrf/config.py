@@ -20,7 +20,7 @@ from hrf.errors import ConfigError
 @dataclass
 class ModelConfig:
     path: str = "hrf:faces32"  # diffusers model directory, hub id (e.g. google/ddpm-celebahq-256) or hrf:NAME
-    mixed_precision: str = "no"  # "no" | "fp16" | "bf16": autocast via accelerate; trainable weights stay fp32
+    mixed_precision: str = "no"  # "no" | "fp16" | "bf16" | "auto" (bf16 on a GPU that has it, else fp16; none on CPU)
     gradient_checkpointing: bool = False  # trade compute for memory in the UNet backward (large models)
     lora_rank: int = 0  # 0 = full fine-tuning; > 0 = train only LoRA adapters of this rank (needs peft)
 
@@ -280,8 +280,9 @@ def validate(cfg: Config) -> None:
                           f"sampling.num_steps={s.num_steps} (at most {s.num_steps - 2})")
     if not 0 < s.eta <= 1:
         raise ConfigError(f"sampling.eta must be in (0, 1] (eta = 0 makes every step deterministic), got {s.eta}")
-    if cfg.model.mixed_precision not in ("no", "fp16", "bf16"):
-        raise ConfigError(f"model.mixed_precision must be 'no', 'fp16' or 'bf16', got '{cfg.model.mixed_precision}'")
+    if cfg.model.mixed_precision not in ("no", "fp16", "bf16", "auto"):
+        raise ConfigError("model.mixed_precision must be 'no', 'fp16', 'bf16' or 'auto', got "
+                          f"'{cfg.model.mixed_precision}'")
     _positive("model.lora_rank", cfg.model.lora_rank, allow_zero=True)
     if cfg.reward.nonfinite not in ("error", "drop"):
         raise ConfigError(f"reward.nonfinite must be 'error' or 'drop', got '{cfg.reward.nonfinite}'")

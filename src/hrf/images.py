@@ -1,9 +1,15 @@
-"""The one place where model-space images ([-1, 1], NCHW float) are converted for rewards and metrics."""
+"""The one place where model-space images ([-1, 1], NCHW float) are converted and compared for rewards and metrics."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+
+def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """1 − cosine similarity of images flattened over their last three dimensions (float64, clipped to ≥ 0)."""
+    cos = torch.nn.functional.cosine_similarity(a.flatten(-3).double(), b.flatten(-3).double(), dim=-1)
+    return (1 - cos).clamp(min=0)
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,8 @@ import torch
 from diffusers import DDIMScheduler
 
 from hrf.errors import HrfError
-from hrf.sampling import ddim_step_with_logprob
+from hrf.images import cosine_distance
+from hrf.sampling import ddim_step_with_logprob, predicted_x0
 
 PAPER_STEPS = (38, 35, 30, 25, 20, 10)
 
@@ -25,24 +26,6 @@ PAPER_STEPS = (38, 35, 30, 25, 20, 10)
 def paper_to_index(paper_steps, num_steps: int) -> list[int]:
     """The paper's injection steps (T = noisiest) as hrf step indices k = T − t (0 = noisiest)."""
     return [num_steps - t for t in paper_steps]
-
-
-def predicted_x0(scheduler: DDIMScheduler, model_output: torch.Tensor, timestep, sample: torch.Tensor) -> torch.Tensor:
-    """x̂0 = (x_t − sqrt(1−ᾱ_t)·ε) / sqrt(ᾱ_t) (or its v/sample form), clipped when the scheduler clips."""
-    alpha = scheduler.alphas_cumprod.to(sample.device, torch.float64)[int(timestep)]
-    a, b = float(alpha.sqrt()), float((1 - alpha).sqrt())
-    kind = scheduler.config.prediction_type
-    if kind == "epsilon":
-        x0 = (sample - b * model_output) / a
-    elif kind == "sample":
-        x0 = model_output
-    elif kind == "v_prediction":
-        x0 = a * sample - b * model_output
-    else:
-        raise HrfError(f"unsupported prediction_type '{kind}'")
-    if scheduler.config.clip_sample:
-        x0 = x0.clamp(-scheduler.config.clip_sample_range, scheduler.config.clip_sample_range)
-    return x0
 
 
 @dataclass
@@ -72,12 +55,6 @@ def switched_trajectory(
         x0s.append(predicted_x0(scheduler, out, t, x))
         x, _ = ddim_step_with_logprob(scheduler, out, t, x, eta=eta, generator=gen)
     return SwitchedTrajectory(torch.stack(x0s), x)
-
-
-def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """1 − cosine similarity of flattened images, over the last three dimensions (rounding clipped to ≥ 0)."""
-    cos = torch.nn.functional.cosine_similarity(a.flatten(-3).double(), b.flatten(-3).double(), dim=-1)
-    return (1 - cos).clamp(min=0)
 
 
 def injection_distances(

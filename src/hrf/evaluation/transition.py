@@ -20,21 +20,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from hrf.errors import HrfError
-from hrf.sampling import noise_to_step, rollout, sample_images
-
-
-@torch.no_grad()
-def branch_images(
-    unet, scheduler: DDIMScheduler, refs: torch.Tensor, k: int, branches: int, generator: torch.Generator,
-    batch_size: int = 64,
-) -> torch.Tensor:
-    """``branches`` regenerations of each reference from step index k, shape (R, branches, C, H, W)."""
-    repeated = refs.repeat_interleave(branches, dim=0)
-    out = []
-    for i in range(0, len(repeated), batch_size):
-        x_k = noise_to_step(repeated[i : i + batch_size], k, scheduler, generator)
-        out.append(rollout(unet, scheduler, x_k, k, generator=generator, keep_states=False).images.float().cpu())
-    return torch.cat(out).reshape(len(refs), branches, *refs.shape[1:])
+from hrf.sampling import branch_images, sample_images
 
 
 def flip_rates(ref_labels: dict[str, np.ndarray], branch_labels: dict[str, np.ndarray]) -> dict[str, float]:

@@ -4,17 +4,20 @@ from hrf.sampling.ddim import (
     ddim_step_with_logprob,
     gaussian_step_kl,
     noise_to_step,
+    predicted_x0,
     prev_timesteps,
     start_states,
     step_sigmas,
 )
-from hrf.sampling.rollout import Trajectory, rollout, sample_images
+from hrf.sampling.rollout import Trajectory, branch_images, rollout, sample_images
 
 __all__ = [
     "Trajectory",
+    "branch_images",
     "ddim_step_with_logprob",
     "gaussian_step_kl",
     "noise_to_step",
+    "predicted_x0",
     "prev_timesteps",
     "rollout",
     "sample_images",

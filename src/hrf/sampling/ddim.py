@@ -1,4 +1,4 @@
-"""One DDIM step with its exact Gaussian log-probability (DESIGN.md §3), and the HRF start state.
+"""One DDIM step with its exact Gaussian log-probability (docs/MATH.md §2), and the HRF start state.
 
 With ``ᾱ = alphas_cumprod``, from scheduler timestep ``t`` to ``t_prev``:
 
@@ -53,6 +53,32 @@ def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (like.ndim - 1))) if v.ndim == 1 else v
 
 
+def _x0_and_eps(scheduler: DDIMScheduler, model_output: torch.Tensor, alpha_t: torch.Tensor, sample: torch.Tensor):
+    """(x̂0, ε̂) from the model output by the scheduler's prediction type; x̂0 clipped when the scheduler clips."""
+    config = scheduler.config
+    a, b = _bcast(alpha_t.sqrt(), sample), _bcast((1 - alpha_t).sqrt(), sample)
+    if config.prediction_type == "epsilon":
+        x0, eps = (sample - b * model_output) / a, model_output
+    elif config.prediction_type == "sample":
+        x0 = model_output
+        eps = (sample - a * x0) / b
+    elif config.prediction_type == "v_prediction":
+        x0, eps = a * sample - b * model_output, a * model_output + b * sample
+    else:
+        raise HrfError(f"unsupported prediction_type '{config.prediction_type}'")
+    if config.clip_sample:
+        x0 = x0.clamp(-config.clip_sample_range, config.clip_sample_range)
+    return x0, eps
+
+
+def predicted_x0(
+    scheduler: DDIMScheduler, model_output: torch.Tensor, timestep: int | torch.Tensor, sample: torch.Tensor
+) -> torch.Tensor:
+    """x̂0, the clean image the model predicts from ``sample`` at ``timestep``, clipped as the DDIM step clips it."""
+    alpha_t, _ = _alphas(scheduler, torch.as_tensor(timestep, device=sample.device), sample.device, sample.dtype)
+    return _x0_and_eps(scheduler, model_output, alpha_t, sample)[0]
+
+
 def ddim_step_with_logprob(
     scheduler: DDIMScheduler,
     model_output: torch.Tensor,
@@ -71,25 +97,10 @@ def ddim_step_with_logprob(
     C·H·W; it is ``None`` when the step is deterministic (σ = 0 for every sample). Mixing deterministic and
     stochastic samples in one call is refused: the deterministic final step is never trained.
     """
-    config = scheduler.config
     t = torch.as_tensor(timestep, device=sample.device)
     alpha_t, alpha_prev = _alphas(scheduler, t, sample.device, sample.dtype)
-    beta_t = 1 - alpha_t
 
-    if config.prediction_type == "epsilon":
-        x0 = (sample - _bcast(beta_t.sqrt(), sample) * model_output) / _bcast(alpha_t.sqrt(), sample)
-        eps = model_output
-    elif config.prediction_type == "sample":
-        x0 = model_output
-        eps = (sample - _bcast(alpha_t.sqrt(), sample) * x0) / _bcast(beta_t.sqrt(), sample)
-    elif config.prediction_type == "v_prediction":
-        x0 = _bcast(alpha_t.sqrt(), sample) * sample - _bcast(beta_t.sqrt(), sample) * model_output
-        eps = _bcast(alpha_t.sqrt(), sample) * model_output + _bcast(beta_t.sqrt(), sample) * sample
-    else:
-        raise HrfError(f"unsupported prediction_type '{config.prediction_type}'")
-    if config.clip_sample:
-        x0 = x0.clamp(-config.clip_sample_range, config.clip_sample_range)
-
+    x0, eps = _x0_and_eps(scheduler, model_output, alpha_t, sample)
     variance = ((1 - alpha_prev) / (1 - alpha_t) * (1 - alpha_t / alpha_prev)).clamp(min=0)
     sigma = eta * variance.sqrt()
     direction = (1 - alpha_prev - sigma**2).clamp(min=0).sqrt()
@@ -145,12 +156,14 @@ def start_states(
 ) -> torch.Tensor:
     """Initial states for trajectories that start at step indices ``start`` (one per sample).
 
-    Index 0 is DDPO's prior, pure noise N(0, I); index k > 0 is ``x0_ref`` noised to step k (HRF).
+    Index 0 is DDPO's prior, pure noise N(0, I); index k > 0 is ``x0_ref`` noised to step k (HRF). The noise
+    is drawn on ``device`` (the generator's); ``start`` may live on any device.
     """
     noise = torch.randn(shape, generator=generator, dtype=torch.float32, device=device)
     if x0_ref is None:
         if bool((start > 0).any()):
             raise ValueError("start steps > 0 need reference images")
         return noise
+    start = start.to(x0_ref.device)
     noised = noise_to_step(x0_ref, start.clamp(min=0), scheduler, generator)
     return torch.where(_bcast(start == 0, noised).bool(), noise.to(noised), noised)

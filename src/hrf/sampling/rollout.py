@@ -123,3 +123,28 @@ def sample_images(
         noise = start_states(None, torch.zeros(b, dtype=torch.long), scheduler, (b, *shape), generator, device)
         out.append(rollout(unet, scheduler, noise, 0, eta, generator, keep_states=False).images.float().cpu())
     return torch.cat(out)
+
+
+@torch.no_grad()
+def branch_images(
+    unet,
+    scheduler: DDIMScheduler,
+    refs: torch.Tensor,
+    k: int,
+    branches: int,
+    generator: torch.Generator | None = None,
+    batch_size: int = 64,
+    eta: float = 1.0,
+) -> torch.Tensor:
+    """``branches`` regenerations of each reference from step index ``k``, shape (R, branches, C, H, W), on the CPU.
+
+    Each reference is noised to step k (k = 0: fresh noise, as a DDPO trajectory) and denoised to the end: the
+    HRF-D probe and the phase-transition probe both branch this way. Start states are drawn for all branches
+    at once, then denoised ``batch_size`` at a time.
+    """
+    x0 = refs.repeat_interleave(branches, dim=0)
+    start = torch.full((len(x0),), k, dtype=torch.long, device=x0.device)
+    xs = start_states(x0, start, scheduler, tuple(x0.shape), generator, x0.device)
+    images = [rollout(unet, scheduler, xs[i:i + batch_size], start[i:i + batch_size], eta, generator,
+                      keep_states=False).images.float().cpu() for i in range(0, len(xs), batch_size)]
+    return torch.cat(images).reshape(len(refs), branches, *refs.shape[1:])

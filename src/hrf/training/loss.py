@@ -1,11 +1,13 @@
-"""The PPO-clipped DDPO_IS loss and advantage normalisation (DESIGN.md §3), as pure functions."""
+"""The PPO-clipped DDPO_IS loss and advantage normalisation (docs/MATH.md §4–5), as pure functions."""
 
 from __future__ import annotations
 
 import torch
 
-# exp() of a log-ratio above this would overflow float32 (e^88); the clipped objective is flat far
-# beyond ±ε anyway, so clamping the log-ratio changes nothing but the overflow.
+from hrf.errors import HrfError
+
+# A per-dimension mean log-ratio beyond this means the policy has left the sampled trajectories: the ratio
+# (e^20) is meaningless and clamping it would zero exactly the gradient PPO keeps when A < 0 and r > 1 + ε.
 MAX_LOG_RATIO = 20.0
 
 
@@ -44,8 +46,13 @@ def ppo_clip_loss(
 
     ``loss = mean(max(−A·r, −A·clip(r, 1−ε, 1+ε)))`` with ``r = exp(log p_θ − log p_old)``. Returns the
     loss and detached statistics: ``approx_kl`` = mean ½(log r)², ``clipfrac`` = fraction with |r−1| > ε.
+    A |log r| above ``MAX_LOG_RATIO`` (training has diverged) raises HrfError rather than training on.
     """
-    log_ratio = (log_prob - old_log_prob).clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)
+    log_ratio = log_prob - old_log_prob
+    largest = float(log_ratio.detach().abs().max()) if log_ratio.numel() else 0.0
+    if largest > MAX_LOG_RATIO:
+        raise HrfError(f"the policy has diverged from its samples: |log p_new − log p_old| = {largest:.3g} > "
+                       f"{MAX_LOG_RATIO:g} at a trained step; lower train.lr (or raise train.skip_last_steps)")
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * ratio.clamp(1.0 - clip_range, 1.0 + clip_range)

@@ -4,6 +4,10 @@ An epoch: the current model generates reference images; the schedule gives each 
 k; ``branches`` trajectories are rolled out from the reference noised to k; rewards; advantages; the
 PPO-clipped loss on exactly the steps after each start, accumulated into ``updates_per_epoch`` optimizer
 steps. The math lives in ``hrf.sampling`` and ``hrf.training.loss``; this module only composes it.
+
+With several processes, every point where one process may fail (rewards, a trained-step count, a loss)
+is followed by a vote of all processes before the next collective, so that every process stops with the
+same one-line error instead of the healthy ones waiting forever in a gather or an all-reduce.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import copy
 import json
 import math
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +25,12 @@ from tqdm.auto import tqdm
 
 from hrf.config import Config, config_diff, derived_quantities, load_config, save_config
 from hrf.errors import HrfError
+from hrf.images import cosine_distance
 from hrf.models import load_scheduler, load_unet, make_ddim_scheduler
 from hrf.rewards import make_reward, validate_rewards
 from hrf.sampling import (
     Trajectory,
+    branch_images,
     ddim_step_with_logprob,
     gaussian_step_kl,
     rollout,
@@ -47,12 +53,24 @@ def epoch_generator(seed: int, epoch: int, rank: int, purpose: int, device="cpu"
     return torch.Generator(device).manual_seed(int(state) & ((1 << 63) - 1))
 
 
+def resolve_mixed_precision(requested: str, cuda: bool, bf16_supported: bool) -> str:
+    """The precision to run: ``"auto"`` is bf16 on a GPU that has it, fp16 on an older GPU, none on the CPU.
+
+    bf16 has fp32's exponent range, so it needs no loss scaling; fp16 overflows are handled by accelerate's
+    GradScaler (the step is skipped and the scale lowered).
+    """
+    if requested != "auto":
+        return requested
+    if not cuda:
+        return "no"
+    return "bf16" if bf16_supported else "fp16"
+
+
 def trainable_pairs(trainable: torch.Tensor, fraction: float, generator: torch.Generator, skip_last: int = 0):
     """(row, step) pairs to train: each trajectory's trainable steps, a random ``fraction`` of them kept.
 
     ``skip_last`` drops step indices T−1−skip_last..T−2, the last stochastic steps before the deterministic
-    one: their σ is tiny (faces32 at T = 10: 0.01 at t = 100 → 0, against 0.29 a step earlier), so their
-    score (x−μ)/σ² = z/σ makes their gradient mostly noise, for moves of about one grey level.
+    one: their σ is tiny, so their score (x−μ)/σ² = z/σ makes their gradient mostly noise (docs/MATH.md §3).
     """
     if skip_last:
         last = trainable.shape[1] - 1 - skip_last
@@ -64,13 +82,26 @@ def trainable_pairs(trainable: torch.Tensor, fraction: float, generator: torch.G
     for r in rows.unique():
         idx = (rows == r).nonzero().squeeze(1)
         n = max(1, math.ceil(len(idx) * fraction))
-        keep[idx[torch.randperm(len(idx), generator=generator)[:n]]] = True
+        keep[idx[torch.randperm(len(idx), generator=generator, device=generator.device)[:n]]] = True
     return rows[keep], steps[keep]
 
 
-def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """1 − cos between flattened images, row by row."""
-    return 1.0 - torch.nn.functional.cosine_similarity(a.flatten(1).double(), b.flatten(1).double(), dim=1)
+def agree_on_errors(acc, error: HrfError | None) -> None:
+    """Raise on every process if any process failed, with the failed process's message; else return.
+
+    Every process must call it at the same point: it is a collective (one all-reduce; a gather on failure).
+    """
+    if acc.num_processes == 1:
+        if error is not None:
+            raise error
+        return
+    from accelerate.utils import gather_object
+
+    failed = acc.reduce(torch.tensor([float(error is not None)], device=acc.device), reduction="sum")
+    if float(failed) == 0:
+        return
+    messages = gather_object([None if error is None else str(error)])
+    raise HrfError(next(m for m in messages if m is not None))
 
 
 class Trainer:
@@ -82,8 +113,9 @@ class Trainer:
 
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.acc = accelerator or Accelerator(mixed_precision=cfg.model.mixed_precision,
-                                              cpu=not torch.cuda.is_available(),
+        cuda = torch.cuda.is_available()
+        precision = resolve_mixed_precision(cfg.model.mixed_precision, cuda, cuda and torch.cuda.is_bf16_supported())
+        self.acc = accelerator or Accelerator(mixed_precision=precision, cpu=not cuda,
                                               **tracker_kwargs(cfg.output.trackers, self.run_dir))
         if cfg.output.trackers:
             self.acc.init_trackers(PROJECT)
@@ -105,8 +137,11 @@ class Trainer:
         optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.adam_betas), eps=t.adam_eps,
                                       weight_decay=t.weight_decay)
         warmup = t.warmup_epochs * t.updates_per_epoch * t.inner_epochs
-        lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
-        self.unet, self.optimizer, self.lr_sched = self.acc.prepare(unet, optimizer, lr_sched)
+        # Not passed to acc.prepare: accelerate would step it once per process for every optimizer step, ending
+        # the warm-up N times too early with N processes. It is stepped once per update that was not skipped.
+        self.lr_sched = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+        self.unet, self.optimizer = self.acc.prepare(unet, optimizer)
         self.params = params
         self.reward_fn = reward_fn if reward_fn is not None else make_reward(cfg.reward.name, **cfg.reward.options)
         self.schedule = make_schedule(cfg.schedule)
@@ -125,6 +160,16 @@ class Trainer:
         size = c.sample_size if isinstance(c.sample_size, int) else c.sample_size[0]
         return (c.in_channels, size, size)
 
+    @contextmanager
+    def _all_processes(self):
+        """Run a block where one process may raise HrfError; afterwards every process raises it or none does."""
+        error = None
+        try:
+            yield
+        except HrfError as exc:
+            error = exc
+        agree_on_errors(self.acc, error)
+
     def _rewards(self, images: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Rewards of ``images`` and a keep-mask; non-finite rewards raise or are dropped per config."""
         out = self.reward_fn(images)
@@ -140,21 +185,24 @@ class Trainer:
 
     @torch.no_grad()
     def probe(self, refs: torch.Tensor, candidates: list[int], generator: torch.Generator):
-        """R (n_refs, K) mean reward and D (n_refs, K) mean cosine distance of m probes per candidate."""
+        """R (n_refs, K) mean reward and D (n_refs, K) mean cosine distance of m probes per candidate.
+
+        R is NaN for a candidate none of whose probes had a finite reward: the schedule leaves it out.
+        """
         m = self.cfg.schedule.probe_samples
         n = len(refs)
         R, D = np.zeros((n, len(candidates))), np.zeros((n, len(candidates)))
         for j, k in enumerate(candidates):
-            x0 = refs.repeat_interleave(m, dim=0)
-            start = torch.full((len(x0),), k, dtype=torch.long)
-            xs = start_states(x0, start, self.ddim, tuple(x0.shape), generator, x0.device)
-            images = self._rollout_chunks(xs, start, generator).images.float().cpu()
+            with self.acc.autocast():
+                images = branch_images(self.model, self.ddim, refs, k, m, generator,
+                                       self.cfg.train.sample_batch_size, self.cfg.sampling.eta).flatten(0, 1)
             rewards, finite, _ = self._rewards(images, self.epoch)
-            rewards = torch.where(finite, rewards, torch.nan)
-            dist = cosine_distance(images, x0.cpu())
-            R[:, j] = np.nanmean(rewards.view(n, m).numpy(), axis=1)
-            D[:, j] = dist.view(n, m).mean(1).numpy()
-        return np.nan_to_num(R), D
+            rewards = torch.where(finite, rewards, torch.nan).view(n, m).numpy()
+            some = finite.view(n, m).any(1).numpy()
+            R[:, j] = np.nan
+            R[some, j] = np.nanmean(rewards[some], axis=1)
+            D[:, j] = cosine_distance(images, refs.cpu().repeat_interleave(m, dim=0)).view(n, m).mean(1).numpy()
+        return R, D
 
     # ------------------------------------------------------------ one epoch
 
@@ -171,8 +219,12 @@ class Trainer:
         return Trajectory.cat(parts)
 
     @torch.no_grad()
-    def sample_epoch(self, epoch: int):
-        """Algorithm 1–2's sampling half: references, start steps, branched rollouts (this process's share)."""
+    def sample_epoch(self, epoch: int) -> tuple[Trajectory, torch.Tensor, torch.Tensor, int]:
+        """Algorithm 1–2's sampling half: references, start steps, branched rollouts (this process's share).
+
+        Returns the trajectories, each one's group (its reference, numbered across processes), the start step
+        of each reference, and how many (reference, candidate) probes HRF-D left out for lack of a finite reward.
+        """
         cfg, acc = self.cfg, self.acc
         gen = epoch_generator(cfg.train.seed, epoch, acc.process_index, _SAMPLING, acc.device)
         n_refs = cfg.train.references // acc.num_processes
@@ -181,7 +233,14 @@ class Trainer:
         if self.schedule.needs_references:
             refs = sample_images(self.model, self.ddim, n_refs, gen, cfg.train.sample_batch_size,
                                  cfg.sampling.eta).to(acc.device)
-        starts = self.schedule.starts(epoch, n_refs, gen, probe=lambda c: self.probe(refs, c, gen))
+        probed: list[np.ndarray] = []
+
+        def probe(candidates):
+            R, D = self.probe(refs, candidates, gen)
+            probed.append(R)
+            return R, D
+
+        starts = self.schedule.starts(epoch, n_refs, gen, probe=probe).cpu()
         ref_index = torch.arange(n_refs).repeat_interleave(cfg.train.branches)
         start = starts[ref_index]
         shape = (len(start), *self._image_shape())
@@ -190,10 +249,11 @@ class Trainer:
         traj = self._rollout_chunks(xs, start, gen)
         groups = ref_index + acc.process_index * n_refs
         self.model.train()
-        return traj, groups, starts
+        return traj, groups, starts, sum(int(np.isnan(R).sum()) for R in probed)
 
-    def _gather_advantages(self, rewards: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-        """Advantages over the rewards of all processes (groups never straddle processes)."""
+    def _gather_rewards(self, rewards: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's advantages, over the rewards of all processes (groups never straddle processes), and
+        the rewards of all processes."""
         from accelerate.utils import gather_object
 
         parts = gather_object([(self.acc.process_index, rewards.tolist(), groups.tolist())])
@@ -204,8 +264,7 @@ class Trainer:
         adv = compute_advantages(all_r, None if mode == "batch" else all_g, self.cfg.train.adv_clip,
                                  group_scale=mode == "group_std")
         offset = sum(len(p[1]) for p in parts if p[0] < self.acc.process_index)
-        self._all_rewards = all_r
-        return adv[offset:offset + len(rewards)]
+        return adv[offset:offset + len(rewards)], all_r
 
     def _pair_loss(self, traj: Trajectory, adv: torch.Tensor, rows: torch.Tensor, steps: torch.Tensor):
         """PPO loss (+ optional KL to base) of a micro-batch of (trajectory, step) pairs."""
@@ -229,76 +288,106 @@ class Trainer:
             info["kl_to_base"] = kl.mean().detach()
         return loss, info
 
+    def _update(self, epoch: int, traj: Trajectory, adv: torch.Tensor, rows: torch.Tensor, steps: torch.Tensor,
+                total: int, stats: dict[str, list[float]]) -> bool:
+        """One optimizer update over ``rows, steps`` in micro-batches; False if a GradScaler overflow skipped it.
+
+        Each micro-batch's loss is weighted by its share of the ``total`` pairs of this update over all
+        processes. Only the last backward synchronises gradients, so the processes vote on errors just before it.
+        """
+        world = self.acc.num_processes
+        cfg, acc = self.cfg, self.acc
+        micro = torch.arange(len(rows)).split(cfg.train.train_batch_size)
+        last = None
+        with self._all_processes():
+            for i, mb in enumerate(micro):
+                loss, info = self._pair_loss(traj, adv, rows[mb], steps[mb])
+                if not torch.isfinite(loss):
+                    raise HrfError(f"non-finite loss at epoch {epoch}; the last good checkpoint is kept. "
+                                   "Lower train.lr or check the reward")
+                stats["loss"].append(loss.item())
+                stats["approx_kl"].append(float(info["approx_kl"]))
+                stats["clipfrac"].append(float(info["clipfrac"]))
+                if "kl_to_base" in info:
+                    stats.setdefault("kl_to_base", []).append(float(info["kl_to_base"]))
+                if i < len(micro) - 1:
+                    with acc.no_sync(self.unet):
+                        acc.backward(loss * (len(mb) * world / total))
+                else:
+                    last = loss * (len(mb) * world / total)
+        acc.backward(last)
+        grad_norm = acc.clip_grad_norm_(self.params, cfg.train.grad_clip)
+        finite = bool(torch.isfinite(torch.as_tensor(grad_norm)))
+        if not finite and acc.scaler is None:  # with a GradScaler, an overflow is its business: the step skips
+            raise HrfError(f"non-finite gradient at epoch {epoch}; the last good checkpoint is kept. "
+                           "Lower train.lr, or use mixed_precision='no'")
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if acc.optimizer_step_was_skipped:
+            return False
+        stats["grad_norm"].append(float(grad_norm))
+        self.lr_sched.step()
+        return True
+
     def train_epoch(self, epoch: int, traj: Trajectory, adv: torch.Tensor) -> dict:
-        """PPO updates on the trained pairs, ``updates_per_epoch`` optimizer steps per inner epoch."""
+        """PPO updates on the trained pairs, ``updates_per_epoch`` optimizer steps per inner epoch.
+
+        The ``timestep_fraction`` subset of each trajectory's steps is drawn anew for every inner epoch, as DDPO.
+        """
         cfg, acc = self.cfg, self.acc
         from accelerate.utils import gather_object
 
         gen = epoch_generator(cfg.train.seed, epoch, acc.process_index, _TRAINING)
-        rows, steps = trainable_pairs(traj.trainable, cfg.train.timestep_fraction, gen, cfg.train.skip_last_steps)
         U = cfg.train.updates_per_epoch
-        if len(rows) < U:
-            raise HrfError(f"only {len(rows)} trained steps on process {acc.process_index} for {U} updates; "
-                           "lower train.updates_per_epoch")
         stats: dict[str, list[float]] = {"loss": [], "approx_kl": [], "clipfrac": [], "grad_norm": []}
         world = acc.num_processes
-        updates = 0
+        updates = skipped = 0
         for _ in range(cfg.train.inner_epochs):
-            perm = torch.randperm(len(rows), generator=gen)
+            with self._all_processes():
+                rows, steps = trainable_pairs(traj.trainable, cfg.train.timestep_fraction, gen,
+                                              cfg.train.skip_last_steps)
+                if len(rows) < U:
+                    raise HrfError(f"only {len(rows)} trained steps on process {acc.process_index} for {U} updates; "
+                                   "lower train.updates_per_epoch")
+            perm = torch.randperm(len(rows), generator=gen, device=gen.device)
             chunks = torch.tensor_split(perm, U)
             local = [len(c) for c in chunks]
             # each micro-batch's loss is weighted by its share of the update's pairs over all processes
             totals = [sum(col) for col in zip(*gather_object([local]), strict=True)] if world > 1 else local
             for u, chunk in enumerate(chunks):
-                micro = chunk.split(cfg.train.train_batch_size)
-                for i, mb in enumerate(micro):
-                    ctx = nullcontext() if i == len(micro) - 1 else acc.no_sync(self.unet)
-                    with ctx:
-                        loss, info = self._pair_loss(traj, adv, rows[mb], steps[mb])
-                        if not torch.isfinite(loss):
-                            raise HrfError(f"non-finite loss at epoch {epoch}; the last good checkpoint is kept. "
-                                           "Lower train.lr or check the reward")
-                        acc.backward(loss * (len(mb) * world / totals[u]))
-                    stats["loss"].append(loss.item())
-                    stats["approx_kl"].append(float(info["approx_kl"]))
-                    stats["clipfrac"].append(float(info["clipfrac"]))
-                    if "kl_to_base" in info:
-                        stats.setdefault("kl_to_base", []).append(float(info["kl_to_base"]))
-                grad_norm = acc.clip_grad_norm_(self.params, cfg.train.grad_clip)
-                if not torch.isfinite(torch.as_tensor(grad_norm)):
-                    raise HrfError(f"non-finite gradient at epoch {epoch}; the last good checkpoint is kept. "
-                                   "Lower train.lr, or use mixed_precision='no'")
-                stats["grad_norm"].append(float(grad_norm))
-                updates += 1
-                self.optimizer.step()
-                self.lr_sched.step()
-                self.optimizer.zero_grad(set_to_none=True)
+                if self._update(epoch, traj, adv, rows[chunk], steps[chunk], totals[u], stats):
+                    updates += 1
+                else:
+                    skipped += 1
         out = {k: float(np.mean(v)) for k, v in stats.items() if v}
         out["trained_pairs"] = int(sum(gather_object([int(len(rows))]))) if world > 1 else int(len(rows))
         out["optimizer_updates"] = updates
+        if acc.scaler is not None:
+            out["skipped_updates"] = skipped
+            out["grad_scale"] = float(acc.scaler.get_scale())
         out["lr"] = float(self.lr_sched.get_last_lr()[0])
         return out
 
-    def run_epoch(self, epoch: int) -> dict:
-        """Sample, reward, train one epoch; returns its metrics."""
+    def _run_epoch(self, epoch: int) -> tuple[dict, torch.Tensor]:
+        """Sample, reward, train one epoch; returns its metrics and this process's final images."""
         times = {}
         t0 = time.perf_counter()
-        traj, groups, starts = self.sample_epoch(epoch)
-        times["seconds_sampling"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        rewards, finite, info = self._rewards(traj.images, epoch)
-        times["seconds_reward"] = time.perf_counter() - t0
+        with self._all_processes():
+            traj, groups, starts, excluded = self.sample_epoch(epoch)
+            times["seconds_sampling"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            rewards, finite, info = self._rewards(traj.images, epoch)
+            times["seconds_reward"] = time.perf_counter() - t0
         dropped = int((~finite).sum())
         if dropped:
             keep = finite.nonzero().squeeze(1)
             traj = Trajectory(traj.states[keep], traj.log_probs[keep], traj.trainable[keep], traj.timesteps,
                               traj.start[keep])
             rewards, groups = rewards[keep], groups[keep]
-        adv = self._gather_advantages(rewards, groups)
+        adv, all_r = self._gather_rewards(rewards, groups)
         t0 = time.perf_counter()
         train_stats = self.train_epoch(epoch, traj, adv)
         times["seconds_training"] = time.perf_counter() - t0
-        all_r = self._all_rewards
         hist = {int(k): int(v) for k, v in zip(*np.unique(starts.numpy(), return_counts=True), strict=True)}
         metrics = {
             "epoch": epoch + 1,
@@ -313,18 +402,25 @@ class Trainer:
             **train_stats,
             **{k: round(v, 3) for k, v in times.items()},
         }
+        if self.cfg.schedule.kind == "dynamic":
+            metrics["probe_candidates_excluded"] = excluded
         for key, value in info.items():
             arr = np.asarray(value, dtype=np.float64) if np.ndim(value) else None
             if arr is not None and arr.shape == (len(finite),):
                 metrics[f"reward_info/{key}_mean"] = float(np.nanmean(arr))
-        self._last_images = traj.images
-        return metrics
+        return metrics, traj.images
+
+    def run_epoch(self, epoch: int) -> dict:
+        """Sample, reward, train one epoch; returns its metrics."""
+        return self._run_epoch(epoch)[0]
 
     # ------------------------------------------------------------ the run
 
     def state_dict(self) -> dict:
         state = {"epoch": self.epoch, "optimizer": self.optimizer.state_dict(),
                  "lr_scheduler": self.lr_sched.state_dict(), "schedule": self.schedule.state_dict()}
+        if self.acc.scaler is not None:
+            state["grad_scaler"] = self.acc.scaler.state_dict()
         if self.cfg.model.lora_rank:
             from hrf.models.lora import lora_state_dict
 
@@ -336,6 +432,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_sched.load_state_dict(state["lr_scheduler"])
         self.schedule.load_state_dict(state["schedule"])
+        if self.acc.scaler is not None and "grad_scaler" in state:
+            self.acc.scaler.load_state_dict(state["grad_scaler"])
 
     def resume_from(self, checkpoint: Path) -> None:
         """Load weights and trainer state from a checkpoint directory."""
@@ -369,7 +467,7 @@ class Trainer:
             if self.schedule.finished(self.epoch):
                 self.stopped_reason = "schedule finished"
                 break
-            metrics = self.run_epoch(self.epoch)
+            metrics, images = self._run_epoch(self.epoch)
             self.epoch += 1
             history.append(metrics)
             if self.acc.is_main_process:
@@ -378,7 +476,7 @@ class Trainer:
                     from hrf.images import save_grid
 
                     (self.run_dir / "samples").mkdir(exist_ok=True)
-                    save_grid(self._last_images[:64], self.run_dir / "samples" / f"epoch_{self.epoch:04d}.png",
+                    save_grid(images[:64], self.run_dir / "samples" / f"epoch_{self.epoch:04d}.png",
                               scale=max(1, 64 // self._image_shape()[-1]))
             bar.update(1)
             bar.set_postfix(reward=f"{metrics['reward_mean']:.4g}", loss=f"{metrics['loss']:.3g}",
