@@ -423,6 +423,20 @@ def figure(cells: list[dict], metric: str, path: Path) -> Path:
     return path
 
 
+MARKERS = ("<!-- collapse-report:start -->", "<!-- collapse-report:end -->")
+
+
+def insert_report(path: Path, text: str) -> None:
+    """Replace what lies between the collapse-report markers of a markdown file with ``text``."""
+    from hrf.errors import HrfError
+
+    doc = path.read_text()
+    start, end = doc.find(MARKERS[0]), doc.find(MARKERS[1])
+    if start < 0 or end < start:
+        raise HrfError(f"{path} has no '{MARKERS[0]}' … '{MARKERS[1]}' block to fill")
+    path.write_text(doc[: start + len(MARKERS[0])] + "\n" + text.strip() + "\n" + doc[end:])
+
+
 # ---------------------------------------------------------------- command line
 
 
@@ -439,6 +453,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--out", type=Path, required=True)
     rep = sub.add_parser("report", help="tables and figures from the committed cells")
     rep.add_argument("--out", type=Path, required=True)
+    rep.add_argument("--results", type=Path, default=None,
+                     help="also write the tables into this markdown file between its collapse-report markers")
     return p.parse_args(argv)
 
 
@@ -474,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
         write_json(args.out / "report.json", report)
         text = markdown(report, cells)
         (args.out / "report.md").write_text(text)
+        if args.results is not None:
+            insert_report(args.results, text)
         print(text)
         return 0
     except HrfError as e:

@@ -173,3 +173,14 @@ def test_collapse_cells_are_reused_only_for_the_same_training():
     assert not collapse.same_training(cfg, {**cfg, "train": {"lr": 3e-4, "seed": 100}})
     assert not collapse.same_training(cfg, {**cfg, "reward": {"name": "r", "options": {"a": 2}}})
     assert not collapse.same_training(cfg, {**cfg, "train": {"lr": 1e-4}})  # a field dropped
+
+
+def test_collapse_report_fills_only_its_markdown_block(tmp_path):
+    collapse = import_benchmark("collapse")
+    doc = tmp_path / "R.md"
+    doc.write_text(f"before\n{collapse.MARKERS[0]}\nold\n{collapse.MARKERS[1]}\nafter\n")
+    collapse.insert_report(doc, "new table")
+    assert doc.read_text() == f"before\n{collapse.MARKERS[0]}\nnew table\n{collapse.MARKERS[1]}\nafter\n"
+    (tmp_path / "S.md").write_text("no markers")
+    with pytest.raises(Exception, match="collapse-report"):
+        collapse.insert_report(tmp_path / "S.md", "x")
