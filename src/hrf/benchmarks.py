@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from hrf.errors import HrfError
+
+if TYPE_CHECKING:  # annotations only: `hrf --help` lists the benchmarks without importing torch
+    import torch
 
 
 @dataclass(frozen=True)

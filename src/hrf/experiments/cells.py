@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from hrf.config import Config
-from hrf.evaluation.samples import weights_fingerprint
 
 
 def config_fingerprint(cfg: Config) -> str:
@@ -29,6 +28,8 @@ def config_fingerprint(cfg: Config) -> str:
 
 def cell_key(cfg: Config, num_eval: int, eval_seed: int) -> dict:
     """What a stored cell must have been computed with to be reused."""
+    from hrf.evaluation.samples import weights_fingerprint  # imports torch; `hrf ablate --help` reaches this module
+
     return {"config": config_fingerprint(cfg), "weights": weights_fingerprint(cfg.model.path), "num_eval": num_eval,
             "eval_seed": eval_seed}
 
