@@ -251,3 +251,36 @@ def test_mixed_radix_codes_are_a_bijection():
     a, b, c = np.meshgrid(np.arange(2), np.arange(3), np.arange(4), indexing="ij")
     codes = mixed_radix_codes({"a": a.ravel(), "b": b.ravel(), "c": c.ravel()}, {"a": 2, "b": 3, "c": 4})
     np.testing.assert_array_equal(codes, np.arange(24))
+
+
+def test_an_embedder_joins_the_features_and_probabilities_of_its_batches():
+    from hrf.evaluation.embedders import Embedder
+
+    x = torch.arange(20.0).reshape(5, 1, 2, 2)
+    with_probs = Embedder("p", "p", lambda b: (b.flatten(1).numpy(), {"h": b.flatten(1)[:, :1].double().numpy()}),
+                          batch_size=2)
+    feats, probs = with_probs.embed(x)
+    np.testing.assert_array_equal(feats, x.flatten(1).numpy())
+    np.testing.assert_array_equal(probs["h"][:, 0], [0.0, 4.0, 8.0, 12.0, 16.0])
+    assert Embedder("f", "f", lambda b: (b.flatten(1).numpy(), None), batch_size=2).embed(x)[1] is None
+
+
+def test_an_embedder_giving_probabilities_for_some_batches_only_is_an_error():
+    from hrf.errors import HrfError
+    from hrf.evaluation.embedders import Embedder
+
+    answers = iter([{"h": np.ones((2, 3))}, None])
+    emb = Embedder("half", "half", lambda b: (b.flatten(1).numpy(), next(answers)), batch_size=2)
+    with pytest.raises(HrfError, match="some batches only"):
+        emb.embed(torch.zeros(4, 1, 2, 2))
+
+
+def test_factor_metrics_of_a_benchmark_with_one_combination_is_a_clear_error():
+    from hrf.benchmarks import Benchmark
+    from hrf.errors import HrfError
+    from hrf.evaluation.metrics import factor_metrics
+
+    bench = Benchmark(name="single", models=(), presets="", factors={"a": 1}, high_level=("a",),
+                      data=lambda n, seed: (torch.zeros(n, 1, 2, 2), ""), classifier=lambda: None)
+    with pytest.raises(HrfError, match="1 high-level combination"):
+        factor_metrics({"a": np.ones((4, 1))}, 2, bench)

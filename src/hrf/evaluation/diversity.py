@@ -7,8 +7,16 @@
 from __future__ import annotations
 
 import math
+from typing import TypedDict
 
 import numpy as np
+
+
+class Entropy(TypedDict):
+    """Entropy of the combinations: ``nats`` and, when ``n_combos`` is given, ``fraction`` of log(n_combos)."""
+
+    nats: float
+    fraction: float | None
 
 
 def _codes(labels: np.ndarray, n_combos: int | None = None) -> np.ndarray:
@@ -20,7 +28,7 @@ def _codes(labels: np.ndarray, n_combos: int | None = None) -> np.ndarray:
     return codes
 
 
-def factor_entropy(labels: np.ndarray, n_combos: int | None = None) -> dict[str, float | None]:
+def factor_entropy(labels: np.ndarray, n_combos: int | None = None) -> Entropy:
     """Shannon entropy of the empirical combination distribution, in nats and as a fraction of log(n_combos).
 
     ``fraction`` is 1 for a uniform spread over all combinations and 0 when every image has the same

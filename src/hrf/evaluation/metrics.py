@@ -85,6 +85,9 @@ def factor_metrics(probs: dict[str, np.ndarray], is_splits: int, bench: Benchmar
     predicted = {f: probs[f].argmax(axis=1) for f in probs}
     codes = mixed_radix_codes(predicted, {f: bench.factors[f] for f in high})
     ent = factor_entropy(codes, bench.n_combos)
+    if ent["fraction"] is None:
+        raise HrfError(f"benchmark '{bench.name}' has {bench.n_combos} high-level combination(s); the factor metrics "
+                       "need at least 2")
     out["factors/entropy"] = _entry(ent["nats"])
     out["factors/entropy_fraction"] = _entry(ent["fraction"])
     out["factors/coverage"] = _entry(combo_coverage(codes, bench.n_combos))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -39,7 +39,7 @@ def figure_embeddings(
     start = 0
     for name in names:
         pts = proj[start : start + len(features[name])]
-        if name == (best or (None,))[0]:
+        if best is not None and name == best[0]:
             ax.scatter(*pts[best[1]], marker="*", s=250, c="red", edgecolors="k", zorder=3,
                        label=f"reward-best of {name}")
         ax.scatter(pts[:, 0], pts[:, 1], s=8, alpha=0.6, label=name)
@@ -93,8 +93,8 @@ def figure_injection(curves: dict[int, tuple[np.ndarray, np.ndarray]], path: str
 
 
 def figure_incremental_vendi(
-    sizes: Sequence[int], curves: dict[str, Sequence[float]], path: str | Path, mark: int | None = None,
-    label: str = "",
+    sizes: Sequence[int] | np.ndarray, curves: Mapping[str, Sequence[float] | np.ndarray], path: str | Path,
+    mark: int | None = None, label: str = "",
 ) -> Path:
     """Figure 7: Vendi score vs number of samples, one line per set, optional vertical line at ``mark``."""
     fig, ax = plt.subplots(figsize=(6, 4))

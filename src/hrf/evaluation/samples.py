@@ -52,7 +52,8 @@ def sample_or_load(
     from hrf.models import load_pipeline_parts
     from hrf.sampling import sample_images
 
-    meta = {"spec": spec, "num": num, "seed": seed, "steps": steps, "weights": weights_fingerprint(spec)}
+    meta: dict[str, str | int] = {"spec": spec, "num": num, "seed": seed, "steps": steps,
+                                  "weights": weights_fingerprint(spec)}
     if path.is_file():
         with np.load(path) as cached:
             if all(k in cached and str(cached[k]) == str(v) for k, v in meta.items()):
@@ -62,7 +63,8 @@ def sample_or_load(
                            progress=progress)
     pixels = to_uint8_hwc(images)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, images=pixels, **meta)
+    # allow_pickle named: mypy matches **meta against it otherwise; str and int arrays never pickle
+    np.savez_compressed(tmp, images=pixels, allow_pickle=False, **meta)
     tmp.replace(path)
     return from_uint8_hwc(pixels)
 

@@ -98,7 +98,7 @@ def bootstrap_ci(
     return float(low + shift), float(high + shift)
 
 
-def incremental_vendi(X: np.ndarray, sizes: Sequence[int], q: float = 1.0) -> np.ndarray:
+def incremental_vendi(X: np.ndarray, sizes: Sequence[int] | np.ndarray, q: float = 1.0) -> np.ndarray:
     """Vendi score of the first ``s`` rows of X for each ``s`` in ``sizes`` (the paper's Figure 7).
 
     The d×d Gram matrix is accumulated once over the rows in order, so each size costs one

@@ -88,5 +88,5 @@ def seed_summary(values: Sequence[float]) -> dict:
     from hrf.evaluation.metrics import mean_sem
 
     v = np.asarray(values, dtype=np.float64)
-    mean, half = t_interval(v)
+    mean, half = t_interval(values)
     return {"mean": mean, "se": mean_sem(v)[1] if len(v) > 1 else None, "ci95_half": half, "values": v.tolist()}
