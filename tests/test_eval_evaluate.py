@@ -52,7 +52,8 @@ def _collapsed(n: int) -> torch.Tensor:
 def test_collapsed_set_scores_lower_diversity(stand_in_classifier):
     diverse, _ = faces_tensor(64, seed=1)
     report = evaluate_images({"diverse": diverse, "collapsed": _collapsed(64)}, embedders=["pixels"],
-                             rewards=["jpeg_incompressibility"], benchmark=get_benchmark("faces"), n_boot=20, is_splits=4)
+                             rewards=["jpeg_incompressibility"], benchmark=get_benchmark("faces"), n_boot=20,
+                             is_splits=4)
     d, c = report["models"]["diverse"], report["models"]["collapsed"]
     for key in ("vendi/pixels", "vendi/domain", "factors/entropy", "factors/coverage", "is/domain"):
         assert c[key]["value"] < d[key]["value"], key

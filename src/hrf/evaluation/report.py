@@ -91,8 +91,9 @@ def report_figures(report: dict, images_by_set: dict[str, torch.Tensor], out_dir
         for m in with_reference:
             entry_r, entry_v = report["models"][m][f"reward/{rewards[0]}"], report["models"][m][f"vendi/{emb}"]
             ci = entry_v["ci"] or [entry_v["value"]] * 2
-            points.append({"label": m, "group": m.split("/")[0], "reward": entry_r["value"], "reward_err": entry_r["err"],
-                           "vendi": entry_v["value"], "vendi_err": (max(entry_v["value"] - ci[0], 0.0), max(ci[1] - entry_v["value"], 0.0))})
+            points.append({"label": m, "group": m.split("/")[0], "reward": entry_r["value"],
+                           "reward_err": entry_r["err"], "vendi": entry_v["value"],
+                           "vendi_err": (max(entry_v["value"] - ci[0], 0.0), max(ci[1] - entry_v["value"], 0.0))})
         paths.append(figure_reward_vs_vendi(points, out_dir / "figure5_reward_vs_vendi.png", rewards[0], emb_label))
     n = min(len(f) for f in feats.values())
     sizes = np.unique(np.linspace(min(2, n), n, num=min(n - 1, 40) if n > 2 else 1).astype(int))

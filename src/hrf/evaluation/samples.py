@@ -23,7 +23,8 @@ def weights_fingerprint(spec: str) -> str:
 
     path, subfolder = resolve_model_path(spec)
     folder = Path(path) / (subfolder or "")
-    files = sorted(folder.glob("diffusion_pytorch_model*.safetensors")) or sorted(folder.glob("diffusion_pytorch_model*.bin"))
+    files = (sorted(folder.glob("diffusion_pytorch_model*.safetensors"))
+             or sorted(folder.glob("diffusion_pytorch_model*.bin")))
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.read_bytes())
@@ -86,7 +87,8 @@ def load_reference(spec: str, num: int, seed: int, data=None) -> tuple[torch.Ten
     if path.is_file() and path.suffix == ".npz":
         with np.load(path) as arrays:
             if "images" not in arrays:
-                raise HrfError(f"reference '{spec}' has no 'images' array (expected uint8 N×H×W×C, as hrf sample writes)")
+                raise HrfError(f"reference '{spec}' has no 'images' array "
+                               "(expected uint8 N×H×W×C, as hrf sample writes)")
             return from_uint8_hwc(arrays["images"][:num]), f"{path} (first {min(num, len(arrays['images']))} images)"
     if path.is_dir():
         from PIL import Image
