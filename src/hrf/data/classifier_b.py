@@ -150,15 +150,16 @@ def compare_classifiers(evaluator: FactorReader, domain: FactorReader, images: t
     probs = {who: {k: p.numpy() for k, p in model.probs(images).items()}
              for who, model in (("evaluator", evaluator), ("domain", domain))}
     pred = {who: {k: p.argmax(1) for k, p in ps.items()} for who, ps in probs.items()}
-    report = {
+    agrees = agreement(pred["evaluator"], pred["domain"])
+    report: dict[str, object] = {
         "num_images": len(images),
         "evaluator_confidence": evaluator_confidence(probs["evaluator"]),
         "evaluator_confident_fraction": float(np.mean(sample_confidence(probs["evaluator"]) >= CONFIDENCE)),
         "evaluator_top_probability": {k: float(p.max(1).mean()) for k, p in probs["evaluator"].items()},
         "domain_confidence": evaluator_confidence(probs["domain"]),
-        "agreement_with_domain": agreement(pred["evaluator"], pred["domain"]),
+        "agreement_with_domain": agrees,
+        "agreement_with_domain_mean": float(np.mean(list(agrees.values()))),
     }
-    report["agreement_with_domain_mean"] = float(np.mean(list(report["agreement_with_domain"].values())))
     if labels is not None:
         report["accuracy"] = {who: agreement(p, labels) for who, p in pred.items()}
     return report
