@@ -112,7 +112,7 @@ def test_the_aesthetic_reward_scores_the_clip_embedders_features(tmp_path):
     pytest.importorskip("transformers")
     from hrf.rewards import make_reward
     from hrf.rewards.aesthetic import AestheticMLP
-    from tests.conftest import tiny_clip_dir
+    from tests.helpers import tiny_clip_dir
 
     clip_dir = tiny_clip_dir(tmp_path)
     torch.manual_seed(0)
