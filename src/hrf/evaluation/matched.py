@@ -48,7 +48,7 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
     return mean, float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * sem)
 
 
-def welch(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict[str, float]:
+def welch(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict[str, float | int | list[float]]:
     """Welch's two-sample t-test of mean(a) − mean(b): the difference, its standard error, the
     Welch–Satterthwaite degrees of freedom, t, the two-sided p-value and the ``level`` interval."""
     from scipy import stats

@@ -39,29 +39,30 @@ def any_flip_rate(ref_labels: dict[str, np.ndarray], branch_labels: dict[str, np
     return float(np.logical_or.reduce(changed).mean())
 
 
-def crossing(grid: Sequence[int], curve: Sequence[float], level: float) -> float | None:
+def crossing(grid: Sequence[int] | np.ndarray, curve: Sequence[float] | np.ndarray, level: float) -> float | None:
     """First step index where a (mostly falling) curve reaches ``level``, linearly interpolated."""
-    grid, curve = np.asarray(grid, float), np.asarray(curve, float)
-    if grid.shape != curve.shape:
-        raise ValueError(f"grid and curve differ in length: {len(grid)} vs {len(curve)}")
-    if curve[0] <= level:
-        return float(grid[0])
-    for i in range(1, len(grid)):
-        if curve[i] <= level:
-            frac = (curve[i - 1] - level) / (curve[i - 1] - curve[i])
-            return float(grid[i - 1] + frac * (grid[i] - grid[i - 1]))
+    g, c = np.asarray(grid, float), np.asarray(curve, float)
+    if g.shape != c.shape:
+        raise ValueError(f"grid and curve differ in length: {len(g)} vs {len(c)}")
+    if c[0] <= level:
+        return float(g[0])
+    for i in range(1, len(g)):
+        if c[i] <= level:
+            frac = (c[i - 1] - level) / (c[i - 1] - c[i])
+            return float(g[i - 1] + frac * (g[i] - g[i - 1]))
     return None
 
 
 def suggest_windows(
-    grid: Sequence[int], curve: Sequence[float], levels: Sequence[float], num_steps: int, half_width: int = 2
+    grid: Sequence[int] | np.ndarray, curve: Sequence[float] | np.ndarray, levels: Sequence[float], num_steps: int,
+    half_width: int = 2,
 ) -> list[dict]:
     """One inclusive window ``[c − w, c + w]`` around each level's crossing step c, within 0..T−2.
 
     T − 1 is left out: a trajectory starting there has only the deterministic last step, nothing to train.
     """
     last = num_steps - 2
-    out = []
+    out: list[dict] = []
     for level in levels:
         c = crossing(grid, curve, level)
         if c is None:

@@ -74,7 +74,7 @@ def rollout(
     if bool(((start < 0) | (start >= T)).any()):
         raise ValueError(f"start indices must lie in 0..{T - 1}")
     x = x_start.to(device=device, dtype=dtype).clone()
-    states = [x.clone()] if keep_states else None
+    states: list[torch.Tensor] = [x.clone()] if keep_states else []
     log_probs = torch.zeros(n, T, device=device, dtype=torch.float32)
     trainable = torch.zeros(n, T, device=device, dtype=torch.bool)
     for k in range(T):

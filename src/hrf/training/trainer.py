@@ -16,7 +16,7 @@ import copy
 import json
 import math
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
