@@ -34,7 +34,8 @@ from hrf.experiments.cells import (
     write_json,
 )
 from hrf.experiments.demo import TASKS
-from hrf.experiments.runs import preset_path, run_totals
+from hrf.experiments.runs import preset_path
+from hrf.training.run_dir import run_totals
 
 FACES = get_benchmark("faces")  # the study's world: its presets and its classifier's factor metrics
 # label, preset suffix, overrides. The KL coefficient: the per-step KL is a mean over C·H·W of
@@ -132,7 +133,7 @@ def run_cell(out: Path, task: str, method: str, seed: int, model: str, quick: bo
 def measure_epochs(out: Path, tasks: list[str], methods: list[str], model: str, quick: bool,
                    scale: float = 1.0) -> dict[str, float]:
     """Seconds of one training epoch per method (first epoch of the first task), cached in ``timing.json``."""
-    from hrf.training.trainer import prepare_run
+    from hrf.training.run_dir import prepare_run
 
     path = out / "timing.json"
     key = f"{model}|{tasks[0]}|quick={quick}|scale={scale}"

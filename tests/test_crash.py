@@ -20,7 +20,7 @@ from diffusers import UNet2DModel
 from hrf.errors import HrfError
 from hrf.models import save_model, tiny_unet
 from hrf.training.checkpoint import checkpoint_dirs
-from hrf.training.trainer import prepare_run
+from hrf.training.run_dir import prepare_run
 from tests.helpers import celebahq_like_scheduler, subprocess_env, write_run_config
 
 # Runs `hrf ...` in a child that SIGKILLs itself at the N-th call of a function (fault injection).

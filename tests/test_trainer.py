@@ -10,7 +10,8 @@ import torch
 from hrf.config import config_from_dict
 from hrf.errors import HrfError
 from hrf.models import tiny_unet
-from hrf.training.trainer import epoch_generator, prepare_run, trainable_pairs
+from hrf.training.run_dir import prepare_run
+from hrf.training.trainer import epoch_generator, trainable_pairs
 from tests.helpers import celebahq_like_scheduler
 
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
-from hrf.errors import HrfError
+from hrf.training.run_dir import writable_dir  # noqa: F401  (the subcommands' output-directory check)
 
 
 def _int_at_least(minimum: int, words: str):
@@ -30,15 +28,3 @@ def add_run_options(parser, set_help: str) -> None:
     """The options every training command shares: dotted config overrides and quiet mode."""
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=set_help)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def writable_dir(path: str | Path) -> Path:
-    """Create ``path`` if needed and check that files can be written in it, or raise a one-line HrfError."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise HrfError(f"cannot create output directory '{path}': {exc.strerror}") from exc
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise HrfError(f"output directory '{path}' is not writable")
-    return path

@@ -27,7 +27,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from hrf.config import load_config
     from hrf.errors import HrfError
-    from hrf.training.trainer import prepare_run
+    from hrf.training.run_dir import prepare_run
 
     if args.resume and args.out and args.out != args.resume:
         raise HrfError("pass the run directory once: --resume DIR (without --out)")

@@ -72,7 +72,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, num_eval: int, eval_seed: int
     ``rewards`` defaults to the config's own reward with its options.
     """
     from hrf.evaluation.pipeline import evaluate_models, metric_values
-    from hrf.experiments.runs import train_to_completion
+    from hrf.training.run_dir import train_to_completion
 
     final = train_to_completion(cfg, run_dir, progress=progress)
     report = evaluate_models({"model": str(final)}, num=num_eval, seed=eval_seed, steps=cfg.sampling.num_steps,

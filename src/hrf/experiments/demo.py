@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from hrf.config import load_config
-from hrf.experiments.runs import preset_path, train_to_completion
+from hrf.experiments.runs import preset_path
+from hrf.training.run_dir import train_to_completion
 
 METHODS = {"ddpo": "DDPO_IS", "hrf": "HRF", "hrfd": "HRF-D"}
 TASKS = {"compressibility": "jpeg_compressibility", "incompressibility": "jpeg_incompressibility",

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hrf.config import Config, config_diff, derived_quantities, load_config, save_config
+from hrf.config import Config, derived_quantities
 from hrf.errors import HrfError
 from hrf.images import cosine_distance
 from hrf.models import load_scheduler, load_unet, make_ddim_scheduler
@@ -38,7 +38,7 @@ from hrf.sampling import (
     start_states,
     step_sigmas,
 )
-from hrf.training.checkpoint import checkpoint_dirs, load_checkpoint_state, save_checkpoint
+from hrf.training.checkpoint import load_checkpoint_state, save_checkpoint
 from hrf.training.loss import compute_advantages, ppo_clip_loss
 from hrf.training.schedule import make_schedule
 from hrf.training.trackers import PROJECT, scalars, tracker_kwargs
@@ -499,64 +499,3 @@ class Trainer:
                        extra={"epochs": self.epoch, "stopped": self.stopped_reason, "config": "../config.toml"})
         self.acc.wait_for_everyone()
         return history
-
-
-# ---------------------------------------------------------------- run directories
-
-
-def prepare_run(cfg: Config | None, out: str | Path, resume: bool = False, force: bool = False,
-                allow_config_change: bool = False, **trainer_kwargs) -> Trainer:
-    """Create (or reopen, with ``resume``) a run directory and the trainer for it.
-
-    A directory holding another run is refused unless ``resume`` or ``force``; ``resume`` with a config
-    that differs from the saved one is refused (listing the differences) unless ``allow_config_change``.
-    """
-    from hrf.cli.common import writable_dir
-
-    out = Path(out)
-    saved = out / "config.toml"
-    if resume:
-        if not saved.is_file():
-            raise HrfError(f"'{out}' holds no run to resume (no config.toml); start one with --config")
-        saved_cfg = load_config(saved)
-        if cfg is not None and (diff := config_diff(saved_cfg, cfg)) and not allow_config_change:
-            raise HrfError("the config differs from the run's saved one (" + "; ".join(diff) +
-                           "); pass --allow-config-change to resume anyway")
-        cfg = cfg if cfg is not None and allow_config_change else saved_cfg
-        ckpts = checkpoint_dirs(out)
-        if not ckpts:
-            raise HrfError(f"'{out}' has no complete checkpoint to resume from; start again with --force")
-    else:
-        if cfg is None:
-            raise HrfError("pass --config FILE (or --resume DIR)")
-        if saved.exists() and not force:
-            raise HrfError(f"'{out}' already holds a run; pass --resume to continue it or --force to overwrite")
-        writable_dir(out)
-    trainer = Trainer(cfg, out, **trainer_kwargs)
-    if trainer.acc.is_main_process:
-        if not resume:
-            import shutil
-
-            for stale in ("metrics.jsonl", "checkpoints", "final", "samples"):
-                p = out / stale
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-        save_config(cfg, out / "config.toml")
-        (out / "derived.json").write_text(json.dumps(trainer.derived, indent=2))
-    if resume:
-        ckpt = checkpoint_dirs(out)[-1]
-        trainer.resume_from(ckpt)
-        if trainer.acc.is_main_process:
-            _truncate_metrics(out / "metrics.jsonl", trainer.epoch)
-    trainer.acc.wait_for_everyone()
-    return trainer
-
-
-def _truncate_metrics(path: Path, epochs_done: int) -> None:
-    """Drop metric lines of epochs after the checkpoint (they will be recomputed identically)."""
-    if not path.is_file():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    kept = [ln for ln in lines if json.loads(ln)["epoch"] <= epochs_done]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(ln + "\n" for ln in kept))
-    tmp.replace(path)
