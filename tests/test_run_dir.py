@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
+
+import pytest
+import torch
+from diffusers import UNet2DModel
+
+from hrf.cli.main import main
+from hrf.config import config_changes, load_config
+from hrf.errors import HrfError
+from hrf.models import save_model, tiny_unet
+from hrf.training.run_dir import prepare_run
+from tests.conftest import celebahq_like_scheduler, write_run_config
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "hrf"
 
@@ -19,3 +31,69 @@ def test_no_library_module_imports_the_cli():
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             offenders += [f"{rel}: {n}" for n in names if n == "hrf.cli" or n.startswith("hrf.cli.")]
     assert not offenders, offenders
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return save_model(tiny_unet(8), celebahq_like_scheduler(), tmp_path_factory.mktemp("m") / "model")
+
+
+def _ddpo(path: Path, model: Path, epochs: int, **train) -> Path:
+    """A DDPO_IS config: valid as saved, unlike the defaults (one branch with advantage_norm='group')."""
+    return write_run_config(path, model, schedule={"kind": "full", "windows": [], "iterations": []},
+                            train={"branches": 1, "advantage_norm": "batch", "max_epochs": epochs, **train},
+                            output={"grid_every": 0})
+
+
+def _weights(run: Path) -> list[torch.Tensor]:
+    return list(UNet2DModel.from_pretrained(run / "final").parameters())
+
+
+def test_resume_with_more_epochs_continues_the_saved_config(tmp_path, model):
+    """`--resume DIR --set train.max_epochs=3` ends where a straight 3-epoch run ends, bit for bit."""
+    quiet = ["--no-progress"]
+    assert main(["train", "--config", str(_ddpo(tmp_path / "3.toml", model, 3)), "--out", str(tmp_path / "a")] + quiet) == 0
+    assert main(["train", "--config", str(_ddpo(tmp_path / "2.toml", model, 2)), "--out", str(tmp_path / "b")] + quiet) == 0
+    assert main(["train", "--resume", str(tmp_path / "b"), "--set", "train.max_epochs=3"] + quiet) == 0
+    assert not config_changes(load_config(tmp_path / "a" / "config.toml"), load_config(tmp_path / "b" / "config.toml"))
+    for p, q in zip(_weights(tmp_path / "a"), _weights(tmp_path / "b"), strict=True):
+        assert torch.equal(p, q)
+    assert [json.loads(x)["epoch"] for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    log = [json.loads(x) for x in (tmp_path / "b" / "config_changes.jsonl").read_text().splitlines()]
+    assert log == [{"resumed_at_epoch": 2, "changes": ["train.max_epochs: 2 -> 3"]}]
+    # --allow-config-change applies the overrides to the saved config too, never to the defaults
+    assert main(["train", "--resume", str(tmp_path / "b"), "--allow-config-change", "--set", "train.seed=5",
+                 "--set", "train.max_epochs=4"] + quiet) == 0
+    changed = config_changes(load_config(tmp_path / "a" / "config.toml"), load_config(tmp_path / "b" / "config.toml"))
+    assert changed == {"train.max_epochs": (3, 4), "train.seed": (0, 5)}
+
+
+def test_changed_optimizer_settings_reach_the_optimizer(tmp_path, model):
+    """A resumed run's new lr and weight decay replace what the optimizer's state dict brought back."""
+    cfg = load_config(_ddpo(tmp_path / "c.toml", model, 2, warmup_epochs=4, lr=1e-3))
+    prepare_run(cfg, tmp_path / "r", progress=False).train()
+    trainer = prepare_run(None, tmp_path / "r", resume=True, allow_config_change=True, progress=False,
+                          overrides=["train.lr=2e-3", "train.weight_decay=0.05", "train.max_epochs=3"])
+    assert set(config_changes(cfg, trainer.cfg)) == {"train.lr", "train.weight_decay", "train.max_epochs"}
+    group = trainer.optimizer.param_groups[0]
+    assert group["lr"] == pytest.approx(2e-3 * 3 / 4, rel=1e-12)  # 2 of 4 warm-up steps taken: factor (2+1)/4
+    assert group["weight_decay"] == 0.05
+    history = trainer.train()
+    assert history[0]["lr"] == pytest.approx(2e-3, rel=1e-12)  # warm-up over after the 3rd step
+
+
+def test_refused_changes_name_the_field_and_leave_the_run_untouched(tmp_path, model):
+    cfg = load_config(write_run_config(tmp_path / "c.toml", model, train={"max_epochs": 1},
+                                       output={"grid_every": 0}))
+    prepare_run(cfg, tmp_path / "r", progress=False).train()
+    before = {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
+    with pytest.raises(HrfError, match=r"train.seed: 0 -> 5\); pass --allow-config-change"):
+        prepare_run(None, tmp_path / "r", resume=True, overrides=["train.seed=5"], progress=False)
+    with pytest.raises(HrfError, match="schedule.kind cannot change when resuming"):
+        prepare_run(None, tmp_path / "r", resume=True, allow_config_change=True, progress=False,
+                    overrides=["schedule.kind='dynamic'", "schedule.windows=[]", "schedule.iterations=[]",
+                               "schedule.candidates=[0,2]"])
+    assert before == {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
+    free = prepare_run(None, tmp_path / "r", resume=True, progress=False,
+                       overrides=["train.max_epochs=2", "output.keep_checkpoints=1", "train.train_batch_size=3"])
+    assert (free.cfg.train.max_epochs, free.cfg.output.keep_checkpoints, free.cfg.train.train_batch_size) == (2, 1, 3)

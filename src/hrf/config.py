@@ -228,8 +228,8 @@ def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(tomli_w.dumps(config_to_dict(cfg)))
 
 
-def config_diff(a: Config, b: Config) -> list[str]:
-    """Human-readable ``key: old -> new`` lines where two configs differ."""
+def config_changes(a: Config, b: Config) -> dict[str, tuple]:
+    """``{dotted key: (old, new)}`` where two configs differ; ``reward.options`` compares as one value."""
 
     def flat(d, prefix=""):
         out = {}
@@ -241,7 +241,17 @@ def config_diff(a: Config, b: Config) -> list[str]:
         return out
 
     fa, fb = flat(dataclasses.asdict(a)), flat(dataclasses.asdict(b))
-    return [f"{k}: {fa.get(k)!r} -> {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+    return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}
+
+
+def config_diff(a: Config, b: Config) -> list[str]:
+    """Human-readable ``key: old -> new`` lines where two configs differ."""
+    return [f"{k}: {old!r} -> {new!r}" for k, (old, new) in config_changes(a, b).items()]
+
+
+def with_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """``cfg`` with ``section.key=value`` overrides applied, validated as a whole."""
+    return config_from_dict(apply_overrides(config_to_dict(cfg), overrides))
 
 
 # ---------------------------------------------------------------- validation

@@ -17,16 +17,19 @@ def register(sub) -> None:
     p.add_argument("--config", help="a TOML file, or a shipped preset by name, e.g. faces32/compressibility-hrf")
     p.add_argument("--out", help="run directory (config.toml, metrics.jsonl, checkpoints/, final/)")
     add_run_options(p, "override a config field, e.g. --set train.lr=1e-6 (repeatable)")
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint, with its saved "
+                   "config and any --set overrides (e.g. --set train.max_epochs=30)")
     p.add_argument("--force", action="store_true", help="overwrite a run directory that holds another run")
     p.add_argument("--allow-config-change", action="store_true",
-                   help="with --resume: accept a config that differs from the saved one")
+                   help="with --resume: accept changes beyond max_epochs, target_reward, batch sizes and output.* "
+                   "(model.path, model.lora_rank and schedule.kind never change)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from hrf.config import load_config
     from hrf.errors import HrfError
+    from hrf.experiments.runs import config_source
     from hrf.training.run_dir import prepare_run
 
     if args.resume and args.out and args.out != args.resume:
@@ -34,11 +37,10 @@ def run(args) -> int:
     out = args.resume or args.out
     if out is None:
         raise HrfError("pass --out DIR for a new run, or --resume DIR")
-    from hrf.experiments.runs import config_source
-
-    source = config_source(args.config) if args.config else None
-    cfg = load_config(source, args.overrides) if (args.config or args.overrides) else None
+    cfg = load_config(config_source(args.config), args.overrides) if args.config else None
+    # without --config the overrides apply to the saved config (--resume) or the defaults (a new run)
     trainer = prepare_run(cfg, out, resume=bool(args.resume), force=args.force,
+                          overrides=[] if cfg is not None else args.overrides,
                           allow_config_change=args.allow_config_change, progress=not args.no_progress)
     if trainer.acc.is_main_process:
         print(f"hrf train: {trainer.cfg.schedule.kind} schedule, reward '{trainer.cfg.reward.name}', "

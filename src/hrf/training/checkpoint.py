@@ -53,3 +53,19 @@ def load_checkpoint_state(path: Path) -> dict:
     except Exception as exc:
         raise HrfError(f"checkpoint '{path}' is unreadable ({type(exc).__name__}); delete it to resume "
                        "from the one before") from exc
+
+
+def apply_optimizer_settings(optimizer, lr_scheduler, lr: float, betas, eps: float, weight_decay: float) -> None:
+    """Make a loaded AdamW and its LambdaLR use these settings, not the ones their state dicts brought back.
+
+    Loading an optimizer's state restores its param groups' lr, betas, eps and weight decay, and loading the
+    scheduler restores its base learning rates: a resumed run with a changed ``train.lr`` would silently keep
+    the old one. The current lr is recomputed as the scheduler does, ``base_lr · λ(steps taken)``, so an
+    unchanged config gives back exactly the saved values.
+    """
+    sched = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate wraps the scheduler
+    sched.base_lrs = [lr] * len(optimizer.param_groups)
+    for group, factor in zip(optimizer.param_groups, sched.lr_lambdas, strict=True):
+        group.update(initial_lr=lr, lr=lr * factor(sched.last_epoch), betas=tuple(betas), eps=eps,
+                     weight_decay=weight_decay)
+    sched._last_lr = [group["lr"] for group in optimizer.param_groups]

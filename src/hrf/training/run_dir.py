@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hrf.config import Config, config_diff, load_config, save_config
+from hrf.config import Config, config_changes, config_diff, load_config, save_config, with_overrides
 from hrf.errors import HrfError
 
 if TYPE_CHECKING:
@@ -32,14 +32,47 @@ def writable_dir(path: str | Path) -> Path:
     return path
 
 
+# Fields a resumed run may change without --allow-config-change: when to stop, what to write, and memory knobs
+# (the batch sizes regroup the same rollouts and gradient sums, so only noise draws and rounding differ).
+FREE_ON_RESUME = ("train.max_epochs", "train.target_reward", "train.sample_batch_size", "train.train_batch_size",
+                  "model.gradient_checkpointing", "output")  # "output": every output.* key
+# Fields a checkpoint is bound to: a change could not take effect, so it is refused even with the flag.
+FIXED_ON_RESUME = {
+    "model.path": "the checkpoint holds the weights trained from it",
+    "model.lora_rank": "the checkpoint's adapters and optimizer state have this rank",
+    "schedule.kind": "the checkpoint's schedule state is of this kind",
+}
+
+
+def resume_changes(saved: Config, cfg: Config, allow_config_change: bool = False) -> list[str]:
+    """The ``key: old -> new`` changes of resuming a run saved with ``saved`` under ``cfg``, or a one-line error.
+
+    Changes outside :data:`FREE_ON_RESUME` need ``allow_config_change``; :data:`FIXED_ON_RESUME` never change.
+    """
+    changes = config_changes(saved, cfg)
+    for key, (old, new) in changes.items():
+        if key in FIXED_ON_RESUME:
+            raise HrfError(f"{key} cannot change when resuming ({old!r} -> {new!r}): {FIXED_ON_RESUME[key]}; "
+                           "start a new run instead")
+    lines = {k: f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items()}
+    guarded = [line for k, line in lines.items() if k not in FREE_ON_RESUME and k.partition(".")[0] not in FREE_ON_RESUME]
+    if guarded and not allow_config_change:
+        raise HrfError("the config differs from the run's saved one (" + "; ".join(guarded) + "); pass "
+                       f"--allow-config-change to resume anyway (free to change: {', '.join(FREE_ON_RESUME)}.*)")
+    return list(lines.values())
+
+
 def prepare_run(cfg: Config | None, out: str | Path, resume: bool = False, force: bool = False,
-                allow_config_change: bool = False, **trainer_kwargs) -> Trainer:
+                allow_config_change: bool = False, overrides: list[str] | tuple = (), **trainer_kwargs) -> Trainer:
     """Create (or reopen, with ``resume``) a run directory and the trainer for it.
 
-    A directory holding another run is refused unless ``resume`` or ``force``; ``resume`` with a config
-    that differs from the saved one is refused (listing the differences) unless ``allow_config_change``.
+    A directory holding another run is refused unless ``resume`` or ``force``. ``resume`` continues from the
+    last checkpoint with ``cfg`` (None: the saved config) plus ``overrides``, which a new run applies to ``cfg``
+    (None: the defaults); each change from the saved
+    config is allowed, needs ``allow_config_change``, or is refused (:func:`resume_changes`), and takes
+    effect, the optimizer's settings included. Changes are logged in ``config_changes.jsonl``.
     """
-    from hrf.training.checkpoint import checkpoint_dirs
+    from hrf.training.checkpoint import apply_optimizer_settings, checkpoint_dirs
     from hrf.training.trainer import Trainer
 
     out = Path(out)
@@ -48,32 +81,35 @@ def prepare_run(cfg: Config | None, out: str | Path, resume: bool = False, force
         if not saved.is_file():
             raise HrfError(f"'{out}' holds no run to resume (no config.toml); start one with --config")
         saved_cfg = load_config(saved)
-        if cfg is not None and (diff := config_diff(saved_cfg, cfg)) and not allow_config_change:
-            raise HrfError("the config differs from the run's saved one (" + "; ".join(diff) +
-                           "); pass --allow-config-change to resume anyway")
-        cfg = cfg if cfg is not None and allow_config_change else saved_cfg
+        cfg = with_overrides(cfg if cfg is not None else saved_cfg, list(overrides))
+        changes = resume_changes(saved_cfg, cfg, allow_config_change)
         ckpts = checkpoint_dirs(out)
         if not ckpts:
             raise HrfError(f"'{out}' has no complete checkpoint to resume from; start again with --force")
     else:
-        if cfg is None:
+        if cfg is None and not overrides:
             raise HrfError("pass --config FILE (or --resume DIR)")
+        cfg = with_overrides(cfg or Config(), list(overrides)) if overrides else cfg
         if saved.exists() and not force:
             raise HrfError(f"'{out}' already holds a run; pass --resume to continue it or --force to overwrite")
         writable_dir(out)
     trainer = Trainer(cfg, out, **trainer_kwargs)
-    if trainer.acc.is_main_process:
-        if not resume:
-            for stale in ("metrics.jsonl", "checkpoints", "final", "samples"):
+    if resume:
+        trainer.resume_from(ckpts[-1])
+        t = cfg.train
+        apply_optimizer_settings(trainer.optimizer, trainer.lr_sched, t.lr, t.adam_betas, t.adam_eps, t.weight_decay)
+    if trainer.acc.is_main_process:  # the directory changes only once the trainer and checkpoint have loaded
+        if resume:
+            _truncate_metrics(out / "metrics.jsonl", trainer.epoch)
+            if changes:
+                with open(out / "config_changes.jsonl", "a") as f:
+                    f.write(json.dumps({"resumed_at_epoch": trainer.epoch, "changes": changes}) + "\n")
+        else:
+            for stale in ("metrics.jsonl", "config_changes.jsonl", "checkpoints", "final", "samples"):
                 p = out / stale
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         save_config(cfg, out / "config.toml")
         (out / "derived.json").write_text(json.dumps(trainer.derived, indent=2))
-    if resume:
-        ckpt = checkpoint_dirs(out)[-1]
-        trainer.resume_from(ckpt)
-        if trainer.acc.is_main_process:
-            _truncate_metrics(out / "metrics.jsonl", trainer.epoch)
     trainer.acc.wait_for_everyone()
     return trainer
 
