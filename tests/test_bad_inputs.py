@@ -104,7 +104,7 @@ CASES = {
     "non-number": (["sample", "--model", "{root}/model", "--out", "{root}/x", "--steps", "many"],
                    "is not a whole number"),
     "aesthetic without weights": ([*TRAIN, "--set", "reward.name=aesthetic"],
-                                  "reward.clip_path"),
+                                  "needs reward.options.clip_path"),
     "group norm with one branch": ([*TRAIN, "--set", "train.branches=1"],
                                    "needs train.branches ≥ 2"),
     "unknown mixed precision": ([*TRAIN, "--set",

@@ -76,8 +76,8 @@ def test_aesthetic_end_to_end_with_tiny_random_weights(tmp_path):
 
 
 def test_aesthetic_missing_paths_give_one_line(tmp_path):
-    with pytest.raises(HrfError, match="reward.clip_path"):
+    with pytest.raises(HrfError, match=r"reward\.options\.clip_path: a local CLIPModel directory"):
         make_reward("aesthetic", clip_path=str(tmp_path / "nope"), mlp_path=None)
     clip_dir = tiny_clip_dir(tmp_path)
-    with pytest.raises(HrfError, match="reward.mlp_path"):
+    with pytest.raises(HrfError, match=r"reward\.options\.mlp_path: the LAION MLP"):
         make_reward("aesthetic", clip_path=str(clip_dir), mlp_path=str(tmp_path / "missing.pth"))

@@ -46,12 +46,12 @@ def load_aesthetic_scorer(clip_path: str | None, mlp_path: str | None) -> Aesthe
     """Load CLIP from a local directory and the LAION MLP from a local ``.pth``/``.safetensors`` file."""
     if not clip_path or not Path(clip_path).is_dir():
         raise HrfError(
-            f"the aesthetic reward needs reward.clip_path: a local CLIPModel directory (got {clip_path!r}); "
+            f"the aesthetic reward needs reward.options.clip_path: a local CLIPModel directory (got {clip_path!r}); "
             "download openai/clip-vit-large-patch14 on a connected machine and pass its directory"
         )
     if not mlp_path or not Path(mlp_path).is_file():
         raise HrfError(
-            f"the aesthetic reward needs reward.mlp_path: the LAION MLP weights file (got {mlp_path!r}); "
+            f"the aesthetic reward needs reward.options.mlp_path: the LAION MLP weights file (got {mlp_path!r}); "
             "get sac+logos+ava1-l14-linearMSE.pth from the LAION improved-aesthetic-predictor release"
         )
     from transformers import CLIPModel
