@@ -3,7 +3,8 @@
 ``images`` are model-space tensors in [-1, 1] (NCHW); ``rewards`` is a float tensor of shape (N,).
 Built in: ``jpeg_compressibility``, ``jpeg_incompressibility`` (DDPO's JPEG tasks, in kB) and
 ``aesthetic`` (CLIP ViT-L/14 + the LAION MLP, from local paths). A user reward is named
-``module:function`` and imported only when named.
+``module:function``, imported only when named; the function is the reward or a factory of it, as its
+signature says (:mod:`hrf.rewards.registry`).
 """
 
 # Importing the modules registers their rewards.
