@@ -175,7 +175,8 @@ NOT_A_FUNCTION = 7
     ("_per_pixel", {}, "returned shape (4, 3, 8, 8) for 4 images"),
     ("_factory_raises", {}, "building it raised FileNotFoundError: weights.pt"),
     ("_factory_returns_number", {}, "the factory returned a float, not a function"),
-    ("scaled", {"scael": 2.0}, "do not fit its factory (got an unexpected keyword argument 'scael'); its options: scale"),
+    ("scaled", {"scael": 2.0},
+     "do not fit its factory (got an unexpected keyword argument 'scael'); its options: scale"),
     ("brightness", {"scale": 2.0}, "takes the images as its first parameter, so it takes no reward.options (scale)"),
     ("NOT_A_FUNCTION", {}, "is not a function (it is of type int)"),
 ])

@@ -52,8 +52,9 @@ def _weights(run: Path) -> list[torch.Tensor]:
 def test_resume_with_more_epochs_continues_the_saved_config(tmp_path, model):
     """`--resume DIR --set train.max_epochs=3` ends where a straight 3-epoch run ends, bit for bit."""
     quiet = ["--no-progress"]
-    assert main(["train", "--config", str(_ddpo(tmp_path / "3.toml", model, 3)), "--out", str(tmp_path / "a")] + quiet) == 0
-    assert main(["train", "--config", str(_ddpo(tmp_path / "2.toml", model, 2)), "--out", str(tmp_path / "b")] + quiet) == 0
+    for run, epochs in (("a", 3), ("b", 2)):
+        config = _ddpo(tmp_path / f"{epochs}.toml", model, epochs)
+        assert main(["train", "--config", str(config), "--out", str(tmp_path / run)] + quiet) == 0
     assert main(["train", "--resume", str(tmp_path / "b"), "--set", "train.max_epochs=3"] + quiet) == 0
     assert not config_changes(load_config(tmp_path / "a" / "config.toml"), load_config(tmp_path / "b" / "config.toml"))
     for p, q in zip(_weights(tmp_path / "a"), _weights(tmp_path / "b"), strict=True):
@@ -93,6 +94,10 @@ def test_refused_changes_name_the_field_and_leave_the_run_untouched(tmp_path, mo
         prepare_run(None, tmp_path / "r", resume=True, allow_config_change=True, progress=False,
                     overrides=["schedule.kind='dynamic'", "schedule.windows=[]", "schedule.iterations=[]",
                                "schedule.candidates=[0,2]"])
+    grey = save_model(tiny_unet(8, channels=1), celebahq_like_scheduler(), tmp_path / "grey")
+    with pytest.raises(HrfError, match="does not fit the model of model.path="):
+        prepare_run(None, tmp_path / "r", resume=True, allow_config_change=True, progress=False,
+                    overrides=[f"model.path='{grey}'"])
     assert before == {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
     free = prepare_run(None, tmp_path / "r", resume=True, progress=False,
                        overrides=["train.max_epochs=2", "output.keep_checkpoints=1", "train.train_batch_size=3"])

@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="overwrite a run directory that holds another run")
     p.add_argument("--allow-config-change", action="store_true",
                    help="with --resume: accept changes beyond max_epochs, target_reward, batch sizes and output.* "
-                   "(model.path, model.lora_rank and schedule.kind never change)")
+                   "(model.lora_rank and schedule.kind never change)")
     p.set_defaults(func=run)
 
 

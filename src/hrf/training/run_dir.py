@@ -35,13 +35,16 @@ def writable_dir(path: str | Path) -> Path:
 # Fields a resumed run may change without --allow-config-change: when to stop, what to write, and memory knobs
 # (the batch sizes regroup the same rollouts and gradient sums, so only noise draws and rounding differ).
 FREE_ON_RESUME = ("train.max_epochs", "train.target_reward", "train.sample_batch_size", "train.train_batch_size",
-                  "model.gradient_checkpointing", "output")  # "output": every output.* key
+                  "model.gradient_checkpointing", "output.*")
 # Fields a checkpoint is bound to: a change could not take effect, so it is refused even with the flag.
 FIXED_ON_RESUME = {
-    "model.path": "the checkpoint holds the weights trained from it",
     "model.lora_rank": "the checkpoint's adapters and optimizer state have this rank",
     "schedule.kind": "the checkpoint's schedule state is of this kind",
 }
+
+
+def _free(key: str) -> bool:
+    return key in FREE_ON_RESUME or f"{key.partition('.')[0]}.*" in FREE_ON_RESUME
 
 
 def resume_changes(saved: Config, cfg: Config, allow_config_change: bool = False) -> list[str]:
@@ -55,10 +58,10 @@ def resume_changes(saved: Config, cfg: Config, allow_config_change: bool = False
             raise HrfError(f"{key} cannot change when resuming ({old!r} -> {new!r}): {FIXED_ON_RESUME[key]}; "
                            "start a new run instead")
     lines = {k: f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items()}
-    guarded = [line for k, line in lines.items() if k not in FREE_ON_RESUME and k.partition(".")[0] not in FREE_ON_RESUME]
+    guarded = [line for k, line in lines.items() if not _free(k)]
     if guarded and not allow_config_change:
         raise HrfError("the config differs from the run's saved one (" + "; ".join(guarded) + "); pass "
-                       f"--allow-config-change to resume anyway (free to change: {', '.join(FREE_ON_RESUME)}.*)")
+                       f"--allow-config-change to resume anyway (free to change: {', '.join(FREE_ON_RESUME)})")
     return list(lines.values())
 
 
@@ -66,11 +69,11 @@ def prepare_run(cfg: Config | None, out: str | Path, resume: bool = False, force
                 allow_config_change: bool = False, overrides: list[str] | tuple = (), **trainer_kwargs) -> Trainer:
     """Create (or reopen, with ``resume``) a run directory and the trainer for it.
 
-    A directory holding another run is refused unless ``resume`` or ``force``. ``resume`` continues from the
-    last checkpoint with ``cfg`` (None: the saved config) plus ``overrides``, which a new run applies to ``cfg``
-    (None: the defaults); each change from the saved
-    config is allowed, needs ``allow_config_change``, or is refused (:func:`resume_changes`), and takes
-    effect, the optimizer's settings included. Changes are logged in ``config_changes.jsonl``.
+    A directory holding another run is refused unless ``resume`` or ``force``. A new run uses ``cfg`` (None:
+    the defaults) plus ``overrides``. ``resume`` continues from the last checkpoint with ``cfg`` (None: the
+    saved config) plus ``overrides``; each change from the saved config is free, needs
+    ``allow_config_change`` or is refused (:func:`resume_changes`), and once accepted takes effect, the
+    optimizer's settings included. Accepted changes are logged in ``config_changes.jsonl``.
     """
     from hrf.training.checkpoint import apply_optimizer_settings, checkpoint_dirs
     from hrf.training.trainer import Trainer
@@ -89,13 +92,18 @@ def prepare_run(cfg: Config | None, out: str | Path, resume: bool = False, force
     else:
         if cfg is None and not overrides:
             raise HrfError("pass --config FILE (or --resume DIR)")
-        cfg = with_overrides(cfg or Config(), list(overrides)) if overrides else cfg
+        cfg = with_overrides(cfg if cfg is not None else Config(), list(overrides)) if overrides else cfg
         if saved.exists() and not force:
             raise HrfError(f"'{out}' already holds a run; pass --resume to continue it or --force to overwrite")
         writable_dir(out)
     trainer = Trainer(cfg, out, **trainer_kwargs)
     if resume:
-        trainer.resume_from(ckpts[-1])
+        try:
+            trainer.resume_from(ckpts[-1])
+        except (RuntimeError, ValueError, KeyError) as exc:  # state of another model or optimizer shape
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise HrfError(f"checkpoint '{ckpts[-1]}' does not fit the model of model.path="
+                           f"'{cfg.model.path}' ({first})") from exc
         t = cfg.train
         apply_optimizer_settings(trainer.optimizer, trainer.lr_sched, t.lr, t.adam_betas, t.adam_eps, t.weight_decay)
     if trainer.acc.is_main_process:  # the directory changes only once the trainer and checkpoint have loaded
