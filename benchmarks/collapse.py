@@ -198,8 +198,8 @@ def stored_cell(out: Path, task: str, method: str, seed: int) -> dict | None:
 def run_cell(out: Path, task: str, method: str, seed: int) -> dict:
     """Train one cell (resuming), measure every checkpoint, write its curve."""
     from hrf.evaluation.samples import weights_fingerprint
-    from hrf.experiments.runs import run_totals, train_to_completion
     from hrf.training.checkpoint import checkpoint_dirs
+    from hrf.training.run_dir import run_totals, train_to_completion
 
     if (cell := stored_cell(out, task, method, seed)) is not None:
         return cell
