@@ -206,7 +206,7 @@ def test_failing_user_reward_stops_in_one_line_and_the_run_resumes(tmp_path, mon
 
     from hrf.cli.main import main
     from hrf.models import save_model, tiny_unet
-    from tests.conftest import celebahq_like_scheduler, write_run_config
+    from tests.helpers import celebahq_like_scheduler, write_run_config
 
     model = save_model(tiny_unet(8), celebahq_like_scheduler(), tmp_path / "model")
     cfg = write_run_config(tmp_path / "c.toml", model, reward={"name": "tests.test_rewards:flaky_factory"},

@@ -15,7 +15,7 @@ from hrf.config import config_changes, load_config
 from hrf.errors import HrfError
 from hrf.models import save_model, tiny_unet
 from hrf.training.run_dir import prepare_run
-from tests.conftest import celebahq_like_scheduler, write_run_config
+from tests.helpers import celebahq_like_scheduler, write_run_config
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "hrf"
 

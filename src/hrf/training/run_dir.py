@@ -90,9 +90,10 @@ def prepare_run(cfg: Config | None, out: str | Path, resume: bool = False, force
         if not ckpts:
             raise HrfError(f"'{out}' has no complete checkpoint to resume from; start again with --force")
     else:
-        if cfg is None and not overrides:
+        if overrides:
+            cfg = with_overrides(cfg if cfg is not None else Config(), list(overrides))
+        elif cfg is None:
             raise HrfError("pass --config FILE (or --resume DIR)")
-        cfg = with_overrides(cfg if cfg is not None else Config(), list(overrides)) if overrides else cfg
         if saved.exists() and not force:
             raise HrfError(f"'{out}' already holds a run; pass --resume to continue it or --force to overwrite")
         writable_dir(out)
