@@ -8,8 +8,9 @@ from torch.overrides import TorchFunctionMode
 
 from hrf.models import make_ddim_scheduler, tiny_unet
 from hrf.sampling import start_states
-from hrf.training.trainer import prepare_run, resolve_mixed_precision
-from tests.conftest import celebahq_like_scheduler
+from hrf.training.run_dir import prepare_run
+from hrf.training.trainer import resolve_mixed_precision
+from tests.helpers import celebahq_like_scheduler
 from tests.test_trainer import _cfg
 
 
