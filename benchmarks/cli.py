@@ -31,8 +31,11 @@ def invocations(quick: bool) -> dict[str, list[str]]:
     from hrf.cli.main import COMMANDS
 
     commands = COMMANDS[:2] if quick else COMMANDS
-    return {"hrf --help": ["--help"], **{f"hrf {c} --help": [c, "--help"] for c in commands},
-            "hrf train --bogus (argument error)": ["train", "--bogus"]}
+    return {
+        "hrf --help": ["--help"],
+        **{f"hrf {c} --help": [c, "--help"] for c in commands},
+        "hrf train --bogus (argument error)": ["train", "--bogus"],
+    }
 
 
 def measure(args: list[str], repeats: int) -> dict:

@@ -47,18 +47,26 @@ THIRDS = "[20, 20, 20]"  # epochs per window: EPOCHS in three equal parts
 METHODS: dict[str, tuple[str, str, list[str]]] = {
     "ddpo": ("DDPO_IS", "ddpo", []),
     "hrf": ("HRF", "hrf", [f"schedule.windows={PAPER_WINDOWS}", f"schedule.iterations={THIRDS}"]),
-    "hrf_noise": ("HRF (windows near noise)", "hrf",
-                  [f"schedule.windows={NOISE_WINDOWS}", f"schedule.iterations={THIRDS}"]),
-    "hrf_batchnorm": ("HRF (batch advantages)", "hrf", [f"schedule.windows={PAPER_WINDOWS}",
-                                                        f"schedule.iterations={THIRDS}",
-                                                        'train.advantage_norm="batch"']),
+    "hrf_noise": (
+        "HRF (windows near noise)",
+        "hrf",
+        [f"schedule.windows={NOISE_WINDOWS}", f"schedule.iterations={THIRDS}"],
+    ),
+    "hrf_batchnorm": (
+        "HRF (batch advantages)",
+        "hrf",
+        [f"schedule.windows={PAPER_WINDOWS}", f"schedule.iterations={THIRDS}", 'train.advantage_norm="batch"'],
+    ),
     "hrfd": ("HRF-D", "hrfd", []),
     "kl0.03": ("DDPO_IS+KL(0.03)", "ddpo", ["train.kl_coef=0.03"]),
     "kl0.1": ("DDPO_IS+KL(0.1)", "ddpo", ["train.kl_coef=0.1"]),
     "kl0.3": ("DDPO_IS+KL(0.3)", "ddpo", ["train.kl_coef=0.3"]),
     "ddpo_T40": ("DDPO_IS (T = 40)", "ddpo", ["sampling.num_steps=40"]),
-    "hrf_T40": ("HRF (T = 40)", "hrf", ["sampling.num_steps=40", f"schedule.windows={PAPER_WINDOWS_T40}",
-                                        f"schedule.iterations={THIRDS}"]),
+    "hrf_T40": (
+        "HRF (T = 40)",
+        "hrf",
+        ["sampling.num_steps=40", f"schedule.windows={PAPER_WINDOWS_T40}", f"schedule.iterations={THIRDS}"],
+    ),
 }
 PRIMARY_METHODS = ("ddpo", "hrf")
 SEEDS = {"tuning": [0, 1], "test": list(range(100, 110))}
@@ -86,9 +94,15 @@ BROKEN_CONFIDENCE = 0.5  # a checkpoint whose confident fraction falls below thi
 def cell_config(task: str, method: str, seed: int) -> Config:
     """The training config of one cell: the task's preset for the method, the study's budget and seed."""
     _, suffix, extra = METHODS[method]
-    overrides = [f"model.path={json.dumps(MODEL)}", f"train.seed={seed}", f"train.max_epochs={EPOCHS}",
-                 f"output.checkpoint_every={EVAL_EVERY}", f"output.keep_checkpoints={EPOCHS // EVAL_EVERY}",
-                 "output.grid_every=0", *extra]
+    overrides = [
+        f"model.path={json.dumps(MODEL)}",
+        f"train.seed={seed}",
+        f"train.max_epochs={EPOCHS}",
+        f"output.checkpoint_every={EVAL_EVERY}",
+        f"output.keep_checkpoints={EPOCHS // EVAL_EVERY}",
+        "output.grid_every=0",
+        *extra,
+    ]
     return load_config(preset_path(f"faces32/{task}-{suffix}"), overrides)
 
 
@@ -146,8 +160,9 @@ def checkpoint_metrics(images) -> dict[str, float]:
         from hrf.data.classifier_b import evaluator_confidence
 
         # reward hacking leaves the face manifold: the independent evaluator grows unsure of what it sees
-        out["confidence/evaluator"] = evaluator_confidence({k: v.float().numpy() for k, v in
-                                                            evaluator.probs(images).items()})
+        out["confidence/evaluator"] = evaluator_confidence(
+            {k: v.float().numpy() for k, v in evaluator.probs(images).items()}
+        )
     return out
 
 
@@ -156,8 +171,14 @@ def measured(spec: str, work: Path, steps: int) -> dict[str, float]:
     when first computed (``timing/...``); samples and metrics cached in ``work``."""
     from hrf.evaluation.samples import sample_or_load, weights_fingerprint
 
-    key = {"weights": weights_fingerprint(spec), "num": NUM_EVAL, "seed": EVAL_SEED, "steps": steps,
-           "metrics_version": METRICS_VERSION, "evaluator": _evaluator() is not None}
+    key = {
+        "weights": weights_fingerprint(spec),
+        "num": NUM_EVAL,
+        "seed": EVAL_SEED,
+        "steps": steps,
+        "metrics_version": METRICS_VERSION,
+        "evaluator": _evaluator() is not None,
+    }
     cache = work / "metrics.json"
     if cache.is_file() and (stored := json.loads(cache.read_text())).get("key") == key:
         return stored["metrics"] | {f"timing/{k}": v for k, v in stored.get("timing", {}).items()}
@@ -207,8 +228,11 @@ def run_cell(out: Path, task: str, method: str, seed: int) -> dict:
     work = out / "work" / task / method / f"seed{seed}"
     t0 = time.perf_counter()
     saved = work / "run" / "config.toml"
-    finished = (work / "run" / "summary.json").is_file() and saved.is_file() and same_training(
-        dataclasses.asdict(load_config(saved)), dataclasses.asdict(cfg))
+    finished = (
+        (work / "run" / "summary.json").is_file()
+        and saved.is_file()
+        and same_training(dataclasses.asdict(load_config(saved)), dataclasses.asdict(cfg))
+    )
     if not finished:  # a finished run is kept even if the library added config fields since (only remeasured)
         train_to_completion(cfg, work / "run", progress=False)
     train_s = time.perf_counter() - t0
@@ -219,13 +243,25 @@ def run_cell(out: Path, task: str, method: str, seed: int) -> dict:
         epoch = int(ckpt.name.split("_")[1])
         curve.append({"epoch": epoch, **measured(str(ckpt / "model"), work / "evals" / ckpt.name, steps)})
     history = [json.loads(ln) for ln in (work / "run" / "metrics.jsonl").read_text().splitlines() if ln]
-    cell = {"task": task, "method": method, "label": METHODS[method][0], "seed": seed,
-            "reward": TASKS[task], "config_hash": config_fingerprint(cfg), "config": dataclasses.asdict(cfg),
-            "base_weights": weights_fingerprint(MODEL), "num_eval": NUM_EVAL, "eval_seed": EVAL_SEED,
-            "metrics_version": METRICS_VERSION, "evaluator": _evaluator() is not None,
-            "totals": run_totals(work / "run"), "seconds_train_this_session": round(train_s, 1),
-            "seconds_eval_this_session": round(time.perf_counter() - t0, 1),
-            "train_reward_by_epoch": [h["reward_mean"] for h in history], "curve": curve}
+    cell = {
+        "task": task,
+        "method": method,
+        "label": METHODS[method][0],
+        "seed": seed,
+        "reward": TASKS[task],
+        "config_hash": config_fingerprint(cfg),
+        "config": dataclasses.asdict(cfg),
+        "base_weights": weights_fingerprint(MODEL),
+        "num_eval": NUM_EVAL,
+        "eval_seed": EVAL_SEED,
+        "metrics_version": METRICS_VERSION,
+        "evaluator": _evaluator() is not None,
+        "totals": run_totals(work / "run"),
+        "seconds_train_this_session": round(train_s, 1),
+        "seconds_eval_this_session": round(time.perf_counter() - t0, 1),
+        "train_reward_by_epoch": [h["reward_mean"] for h in history],
+        "curve": curve,
+    }
     write_json(cell_path(out, task, method, seed), cell)
     return cell
 
@@ -254,8 +290,11 @@ def curve_arrays(cell: dict, metric: str) -> tuple[np.ndarray, np.ndarray]:
 def reward_levels(cells: list[dict], task: str) -> list[float] | None:
     """The task's reward levels (gains over the base): LEVELS_QUANTILES × DDPO_IS's mean final gain over the
     tuning seeds, so that no test seed decides where the methods are compared."""
-    finals = [curve_arrays(c, PRIMARY_FALLBACK)[0][-1] for c in cells
-              if c["task"] == task and c["method"] == "ddpo" and c["seed"] in SEEDS["tuning"]]
+    finals = [
+        curve_arrays(c, PRIMARY_FALLBACK)[0][-1]
+        for c in cells
+        if c["task"] == task and c["method"] == "ddpo" and c["seed"] in SEEDS["tuning"]
+    ]
     if not finals:
         return None
     mean = float(np.mean(finals))
@@ -286,17 +325,24 @@ def analyse(cells: list[dict]) -> dict:
             mc = sorted((c for c in tc if c["method"] == m), key=lambda c: c["seed"])
             finals = {key: [curve_arrays(c, key)[1][-1] for c in mc] for key in DIVERSITY}
             gains = [curve_arrays(c, metric)[0][-1] for c in mc]
-            row = {"label": METHODS[m][0], "seeds": [c["seed"] for c in mc], "final_gain": t_interval(gains),
-                   "final_gain_values": gains, "broken": {c["seed"]: broken(c) for c in mc if broken(c)},
-                   "final_fraction": {k: t_interval(v) for k, v in finals.items() if np.all(np.isfinite(v))},
-                   "final_evaluator_confidence": t_interval([c["curve"][-1]["confidence/evaluator"] for c in mc])
-                   if all("confidence/evaluator" in c["curve"][-1] for c in mc) else None,
-                   "at_levels": []}
+            row = {
+                "label": METHODS[m][0],
+                "seeds": [c["seed"] for c in mc],
+                "final_gain": t_interval(gains),
+                "final_gain_values": gains,
+                "broken": {c["seed"]: broken(c) for c in mc if broken(c)},
+                "final_fraction": {k: t_interval(v) for k, v in finals.items() if np.all(np.isfinite(v))},
+                "final_evaluator_confidence": t_interval([c["curve"][-1]["confidence/evaluator"] for c in mc])
+                if all("confidence/evaluator" in c["curve"][-1] for c in mc)
+                else None,
+                "at_levels": [],
+            }
             for level in levels:
                 vals = [value_at_reward(*curve_arrays(c, metric), level) for c in mc]
                 got = [v for v in vals if v is not None]
-                row["at_levels"].append({"level": level, "values": vals, "n_reached": len(got),
-                                         "mean_ci": t_interval(got) if got else None})
+                row["at_levels"].append(
+                    {"level": level, "values": vals, "n_reached": len(got), "mean_ci": t_interval(got) if got else None}
+                )
             entry["methods"][m] = row
         if all(m in entry["methods"] for m in PRIMARY_METHODS):
             hrf_row, ddpo_row = entry["methods"]["hrf"], entry["methods"]["ddpo"]
@@ -304,8 +350,13 @@ def analyse(cells: list[dict]) -> dict:
                 a = [v for v in hrf_row["at_levels"][i]["values"] if v is not None]
                 b = [v for v in ddpo_row["at_levels"][i]["values"] if v is not None]
                 test_ = welch(a, b) if len(a) >= 2 and len(b) >= 2 else None
-                contrast = {"task": task, "level_index": i, "level": level, "welch": test_,
-                            "primary": i == PRIMARY_LEVEL}
+                contrast = {
+                    "task": task,
+                    "level_index": i,
+                    "level": level,
+                    "welch": test_,
+                    "primary": i == PRIMARY_LEVEL,
+                }
                 entry.setdefault("contrasts", []).append(contrast)
                 if contrast["primary"]:
                     report["primary_contrasts"].append(contrast)
@@ -346,51 +397,78 @@ def _ci(mean_half) -> str:
 def markdown(report: dict, cells: list[dict]) -> str:
     """The verdict tables, from ``analyse``'s output."""
     metric = report["primary_metric"]
-    lines = [f"Primary diversity metric: **{DIVERSITY[metric]}** (`{metric}`), as a fraction of the base "
-             "model's. Reward gains in the task's reward units over the base model on the same evaluation "
-             "noise. Intervals are 95 % Student-t over test seeds.", ""]
+    lines = [
+        f"Primary diversity metric: **{DIVERSITY[metric]}** (`{metric}`), as a fraction of the base "
+        "model's. Reward gains in the task's reward units over the base model on the same evaluation "
+        "noise. Intervals are 95 % Student-t over test seeds.",
+        "",
+    ]
     for task, entry in report["tasks"].items():
-        lines += [f"### {task} (`{TASKS[task]}`)", "",
-                  "Reward levels (gain over base): " + ", ".join(f"{lv:+.4g}" for lv in entry["levels"])
-                  + f" (primary: {entry['levels'][PRIMARY_LEVEL]:+.4g})", "",
-                  "| method | seeds | final reward gain | final primary fraction | "
-                  + " | ".join(f"at {lv:+.3g} (n reached)" for lv in entry["levels"]) + " |",
-                  "| --- | --- | --- | --- |" + " --- |" * len(entry["levels"])]
+        lines += [
+            f"### {task} (`{TASKS[task]}`)",
+            "",
+            "Reward levels (gain over base): "
+            + ", ".join(f"{lv:+.4g}" for lv in entry["levels"])
+            + f" (primary: {entry['levels'][PRIMARY_LEVEL]:+.4g})",
+            "",
+            "| method | seeds | final reward gain | final primary fraction | "
+            + " | ".join(f"at {lv:+.3g} (n reached)" for lv in entry["levels"])
+            + " |",
+            "| --- | --- | --- | --- |" + " --- |" * len(entry["levels"]),
+        ]
         for row in entry["methods"].values():
             at = " | ".join(f"{_ci(a['mean_ci'])} ({a['n_reached']})" for a in row["at_levels"])
-            lines.append(f"| {row['label']} | {len(row['seeds'])} | {_ci(row['final_gain'])} | "
-                         f"{_ci(row['final_fraction'].get(metric))} | {at} |")
+            lines.append(
+                f"| {row['label']} | {len(row['seeds'])} | {_ci(row['final_gain'])} | "
+                f"{_ci(row['final_fraction'].get(metric))} | {at} |"
+            )
         base_conf = next((c["curve"][0].get("confidence/evaluator") for c in cells if c["task"] == task), None)
         if base_conf is not None:
             lines.append("")
-            lines.append(f"Independent evaluator's confidence (mean least-sure factor's top probability; base "
-                         f"{base_conf:.3f}), at the end of training: " + "; ".join(
-                             f"{row['label']} {_ci(row['final_evaluator_confidence'])}"
-                             for row in entry["methods"].values()))
+            lines.append(
+                f"Independent evaluator's confidence (mean least-sure factor's top probability; base "
+                f"{base_conf:.3f}), at the end of training: "
+                + "; ".join(
+                    f"{row['label']} {_ci(row['final_evaluator_confidence'])}" for row in entry["methods"].values()
+                )
+            )
         for row in entry["methods"].values():
             if row["broken"]:
                 lines.append(f"\n{row['label']}: denoiser broken (seed: epochs) {row['broken']}")
         lines.append("")
         for c in entry.get("contrasts", []):
             w = c["welch"]
-            text = "not measurable (fewer than 2 seeds reach it)" if w is None else (
-                f"{w['diff']:+.3f} [{w['ci'][0]:+.3f}, {w['ci'][1]:+.3f}], Welch p = {w['p']:.3g}"
-                f" (n = {w['n_a']}, {w['n_b']})")
+            text = (
+                "not measurable (fewer than 2 seeds reach it)"
+                if w is None
+                else (
+                    f"{w['diff']:+.3f} [{w['ci'][0]:+.3f}, {w['ci'][1]:+.3f}], Welch p = {w['p']:.3g}"
+                    f" (n = {w['n_a']}, {w['n_b']})"
+                )
+            )
             if c["primary"]:
                 text += (f", Holm p = {c['p_holm']:.3g}" if "p_holm" in c else "") + f" → **{c['verdict']}**"
             lines.append(f"- HRF − DDPO_IS at {c['level']:+.4g}{' (primary)' if c['primary'] else ''}: {text}")
         d = entry.get("at_ddpo_final")
         if d:
-            lines.append(f"- §5.2, HRF read at its seed's DDPO_IS final reward: HRF − DDPO_IS "
-                         f"{_ci(d['hrf_minus_ddpo'])} ({d['n_reached']} of {len(d['pairs'])} seeds reached it)")
+            lines.append(
+                f"- §5.2, HRF read at its seed's DDPO_IS final reward: HRF − DDPO_IS "
+                f"{_ci(d['hrf_minus_ddpo'])} ({d['n_reached']} of {len(d['pairs'])} seeds reached it)"
+            )
         lines.append("")
-    timing = [(p["timing/seconds_sampling"], p["timing/seconds_metrics"]) for c in cells for p in c["curve"][1:]
-              if p.get("timing/seconds_sampling")]
+    timing = [
+        (p["timing/seconds_sampling"], p["timing/seconds_metrics"])
+        for c in cells
+        for p in c["curve"][1:]
+        if p.get("timing/seconds_sampling")
+    ]
     if timing:
         sampling, metrics = np.median(np.array(timing), axis=0)
-        lines.append(f"Evaluating a checkpoint ({NUM_EVAL} samples, median of {len(timing)}): "
-                     f"sampling {sampling:.0f} s, "
-                     f"metrics {metrics:.1f} s ({metrics / sampling:.2f}× the sampling), one thread.")
+        lines.append(
+            f"Evaluating a checkpoint ({NUM_EVAL} samples, median of {len(timing)}): "
+            f"sampling {sampling:.0f} s, "
+            f"metrics {metrics:.1f} s ({metrics / sampling:.2f}× the sampling), one thread."
+        )
     return "\n".join(lines)
 
 
@@ -409,8 +487,16 @@ def figure(cells: list[dict], metric: str, path: Path) -> Path:
             mc = [c for c in cells if c["task"] == task and c["method"] == m]
             for i, c in enumerate(mc):
                 g, f = curve_arrays(c, metric)
-                ax.plot(g, f, "-o", ms=2.5, lw=1, alpha=0.6, color=colours[m],
-                        label=f"{METHODS[m][0]} ({len(mc)} seeds)" if i == 0 else None)
+                ax.plot(
+                    g,
+                    f,
+                    "-o",
+                    ms=2.5,
+                    lw=1,
+                    alpha=0.6,
+                    color=colours[m],
+                    label=f"{METHODS[m][0]} ({len(mc)} seeds)" if i == 0 else None,
+                )
         ax.set_title(f"{task}: curves over training (epoch 0 → {EPOCHS})")
         ax.set_xlabel(f"reward gain ({TASKS[task]})")
         ax.set_ylabel(f"{DIVERSITY[metric]} / base")
@@ -453,8 +539,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--out", type=Path, required=True)
     rep = sub.add_parser("report", help="tables and figures from the committed cells")
     rep.add_argument("--out", type=Path, required=True)
-    rep.add_argument("--results", type=Path, default=None,
-                     help="also write the tables into this markdown file between its collapse-report markers")
+    rep.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="also write the tables into this markdown file between its collapse-report markers",
+    )
     return p.parse_args(argv)
 
 
@@ -474,8 +564,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise HrfError(f"seeds {sorted(set(seeds) - set(SEEDS[args.stage]))} are not {args.stage} seeds")
             i, n = (int(x) for x in args.shard.split("/"))
             # methods alternate their order seed by seed, so each shard gets every method, not one method each
-            todo = [(t, m, s) for s in seeds for t in args.tasks
-                    for m in (args.methods if s % 2 == 0 else args.methods[::-1])]
+            todo = [
+                (t, m, s)
+                for s in seeds
+                for t in args.tasks
+                for m in (args.methods if s % 2 == 0 else args.methods[::-1])
+            ]
             # a cell's shard is fixed by its place in the full list, so shards started at different times never meet
             mine = [c for j, c in enumerate(todo) if j % n == i and stored_cell(args.out, *c) is None]
             for t, m, s in tqdm(mine, desc=f"collapse cells (shard {args.shard})", unit="cell"):

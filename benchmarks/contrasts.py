@@ -35,9 +35,20 @@ def contrasts(rows: list[dict]) -> list[dict]:
         for row in (r for r in rows if r["task"] == base["task"] and r["method"] != BASELINE):
             for key, label in QUANTITIES.items():
                 w = welch(row[key]["values"], base[key]["values"])
-                out.append({"task": row["task"], "method": row["label"], "quantity": label, "key": key,
-                            "diff": w["diff"], "se": w["se"], "diff_in_se": w["diff"] / w["se"] if w["se"] else None,
-                            "p": w["p"], "ci": w["ci"], "n": [w["n_a"], w["n_b"]]})
+                out.append(
+                    {
+                        "task": row["task"],
+                        "method": row["label"],
+                        "quantity": label,
+                        "key": key,
+                        "diff": w["diff"],
+                        "se": w["se"],
+                        "diff_in_se": w["diff"] / w["se"] if w["se"] else None,
+                        "p": w["p"],
+                        "ci": w["ci"],
+                        "n": [w["n_a"], w["n_b"]],
+                    }
+                )
     family = [c for c in out if c["key"] != "reward_gain"]
     for c, p in zip(family, holm([c["p"] for c in family]), strict=True):
         c["p_holm"] = p
@@ -45,14 +56,19 @@ def contrasts(rows: list[dict]) -> list[dict]:
 
 
 def markdown(items: list[dict]) -> str:
-    lines = ["Method − DDPO_IS over seeds (Welch). `d/se`: the difference in standard errors. Holm: adjusted over "
-             f"the {sum('p_holm' in c for c in items)} diversity contrasts of this table.", "",
-             "| task | method | quantity | difference [95 % CI] | d/se | p | Holm p |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "Method − DDPO_IS over seeds (Welch). `d/se`: the difference in standard errors. Holm: adjusted over "
+        f"the {sum('p_holm' in c for c in items)} diversity contrasts of this table.",
+        "",
+        "| task | method | quantity | difference [95 % CI] | d/se | p | Holm p |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for c in items:
         holm_p = f"{c['p_holm']:.3g}" if "p_holm" in c else "—"
-        lines.append(f"| {c['task']} | {c['method']} | {c['quantity']} | {c['diff']:+.3f} "
-                     f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}] | {c['diff_in_se']:+.1f} | {c['p']:.3g} | {holm_p} |")
+        lines.append(
+            f"| {c['task']} | {c['method']} | {c['quantity']} | {c['diff']:+.3f} "
+            f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}] | {c['diff_in_se']:+.1f} | {c['p']:.3g} | {holm_p} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -71,8 +71,9 @@ DIVERSITY = {
 }
 
 
-def cell_config(task: str, method: str, seed: int, model: str, quick: bool, scale: float = 1.0,
-                epochs_scale: int = 1) -> Config:
+def cell_config(
+    task: str, method: str, seed: int, model: str, quick: bool, scale: float = 1.0, epochs_scale: int = 1
+) -> Config:
     """The training config of one cell.
 
     ``scale`` multiplies every method's trajectories per epoch alike; ``epochs_scale`` multiplies its epochs
@@ -102,15 +103,32 @@ def base_metrics(out: Path, model: str, num_eval: int, eval_seed: int, steps: in
     key = {"model": model, "weights": weights_fingerprint(model), "num_eval": num_eval, "eval_seed": eval_seed}
     if (stored := stored_cell(path, key)) is not None:
         return stored["metrics"]
-    report = evaluate_models({"base": model}, num=num_eval, seed=eval_seed, steps=steps, cache_dir=out,
-                             rewards=list(TASKS.values()), benchmark=FACES)
+    report = evaluate_models(
+        {"base": model},
+        num=num_eval,
+        seed=eval_seed,
+        steps=steps,
+        cache_dir=out,
+        rewards=list(TASKS.values()),
+        benchmark=FACES,
+    )
     metrics = metric_values(report, "base")
     write_json(path, {**key, "metrics": metrics})
     return metrics
 
 
-def run_cell(out: Path, task: str, method: str, seed: int, model: str, quick: bool, num_eval: int,
-             eval_seed: int, scale: float = 1.0, epochs_scale: int = 1) -> dict:
+def run_cell(
+    out: Path,
+    task: str,
+    method: str,
+    seed: int,
+    model: str,
+    quick: bool,
+    num_eval: int,
+    eval_seed: int,
+    scale: float = 1.0,
+    epochs_scale: int = 1,
+) -> dict:
     """Train and evaluate one cell, or read its stored result (kept only for the same config, weights and
     evaluation)."""
     name = f"{task}-{method}-seed{seed}"
@@ -122,16 +140,29 @@ def run_cell(out: Path, task: str, method: str, seed: int, model: str, quick: bo
     metrics = train_and_evaluate(cfg, out / "runs" / name, num_eval, eval_seed, FACES)
     seconds = time.perf_counter() - t0
     totals = run_totals(out / "runs" / name)
-    cell = {"task": task, "method": method, "label": METHODS[method][0], "seed": seed, "reward": cfg.reward.name,
-            "model": model, **key, "scale": scale, "epochs_scale": epochs_scale, "epochs": totals["epochs"],
-            "trajectories": totals["trajectories"], "trained_pairs": totals["trained_pairs"],
-            "train_and_eval_seconds_this_session": round(seconds, 1), "metrics": metrics}
+    cell = {
+        "task": task,
+        "method": method,
+        "label": METHODS[method][0],
+        "seed": seed,
+        "reward": cfg.reward.name,
+        "model": model,
+        **key,
+        "scale": scale,
+        "epochs_scale": epochs_scale,
+        "epochs": totals["epochs"],
+        "trajectories": totals["trajectories"],
+        "trained_pairs": totals["trained_pairs"],
+        "train_and_eval_seconds_this_session": round(seconds, 1),
+        "metrics": metrics,
+    }
     write_json(out / "cells" / f"{name}.json", cell)
     return cell
 
 
-def measure_epochs(out: Path, tasks: list[str], methods: list[str], model: str, quick: bool,
-                   scale: float = 1.0) -> dict[str, float]:
+def measure_epochs(
+    out: Path, tasks: list[str], methods: list[str], model: str, quick: bool, scale: float = 1.0
+) -> dict[str, float]:
     """Seconds of one training epoch per method (first epoch of the first task), cached in ``timing.json``."""
     from hrf.training.run_dir import prepare_run
 
@@ -160,13 +191,19 @@ def summarise(cells: list[dict], base: dict) -> list[dict]:
     for task, method in dict.fromkeys((c["task"], c["method"]) for c in cells):
         group = [c for c in cells if c["task"] == task and c["method"] == method]
         reward_key = f"reward/{TASKS[task]}"
-        row = {"task": task, "method": method, "label": METHODS[method][0], "seeds": [c["seed"] for c in group],
-               "base_reward": base[reward_key]}
+        row = {
+            "task": task,
+            "method": method,
+            "label": METHODS[method][0],
+            "seeds": [c["seed"] for c in group],
+            "base_reward": base[reward_key],
+        }
         values = {"reward": np.array([c["metrics"][reward_key] for c in group])}
         values["reward_gain"] = values["reward"] - base[reward_key]
         for key in DIVERSITY:
-            values[f"{key}/fraction"] = np.array([c["metrics"][key] / base[key] if base[key] else np.nan
-                                                  for c in group])
+            values[f"{key}/fraction"] = np.array(
+                [c["metrics"][key] / base[key] if base[key] else np.nan for c in group]
+            )
             values[key] = np.array([c["metrics"][key] for c in group])
         for name, v in values.items():
             row[name] = seed_summary(v)
@@ -183,13 +220,17 @@ def markdown(rows: list[dict], base: dict) -> str:
     """One table per task: reward gain and each diversity metric as a fraction of the base model's."""
     lines = ["Mean over seeds ± half-width of the 95% t-interval; diversity as a fraction of the base model's.", ""]
     for task in dict.fromkeys(r["task"] for r in rows):
-        lines += [f"### {task} (reward `{TASKS[task]}`, base {base[f'reward/{TASKS[task]}']:.4g})", "",
-                  "| method | seeds | reward | reward gain | " + " | ".join(DIVERSITY.values()) + " |",
-                  "| --- | --- | --- | --- |" + " --- |" * len(DIVERSITY)]
+        lines += [
+            f"### {task} (reward `{TASKS[task]}`, base {base[f'reward/{TASKS[task]}']:.4g})",
+            "",
+            "| method | seeds | reward | reward gain | " + " | ".join(DIVERSITY.values()) + " |",
+            "| --- | --- | --- | --- |" + " --- |" * len(DIVERSITY),
+        ]
         for r in (r for r in rows if r["task"] == task):
             fracs = " | ".join(_fmt(r[f"{k}/fraction"]) for k in DIVERSITY)
-            lines.append(f"| {r['label']} | {len(r['seeds'])} | {_fmt(r['reward'])} | {_fmt(r['reward_gain'])} "
-                         f"| {fracs} |")
+            lines.append(
+                f"| {r['label']} | {len(r['seeds'])} | {_fmt(r['reward'])} | {_fmt(r['reward_gain'])} | {fracs} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -203,13 +244,31 @@ def figures(rows: list[dict], base: dict, out: Path) -> list[str]:
         reward_key = f"reward/{TASKS[task]}"
         for emb, label in (("pixels", "raw pixels, cosine"), ("domain", "domain classifier features")):
             key = f"vendi/{emb}"
-            points = [{"label": "base", "group": "base", "reward": base[reward_key], "reward_err": 0.0,
-                       "vendi": base[key], "vendi_err": 0.0}]
-            points += [{"label": r["label"], "group": r["label"], "reward": r["reward"]["mean"],
-                        "reward_err": r["reward"]["ci95_half"] or 0.0, "vendi": r[key]["mean"],
-                        "vendi_err": r[key]["ci95_half"] or 0.0} for r in rows if r["task"] == task]
-            path = figure_reward_vs_vendi(points, out / f"figure5_{task}_{emb}.png",
-                                          f"{TASKS[task]} (mean over seeds, 95% CI)", label)
+            points = [
+                {
+                    "label": "base",
+                    "group": "base",
+                    "reward": base[reward_key],
+                    "reward_err": 0.0,
+                    "vendi": base[key],
+                    "vendi_err": 0.0,
+                }
+            ]
+            points += [
+                {
+                    "label": r["label"],
+                    "group": r["label"],
+                    "reward": r["reward"]["mean"],
+                    "reward_err": r["reward"]["ci95_half"] or 0.0,
+                    "vendi": r[key]["mean"],
+                    "vendi_err": r[key]["ci95_half"] or 0.0,
+                }
+                for r in rows
+                if r["task"] == task
+            ]
+            path = figure_reward_vs_vendi(
+                points, out / f"figure5_{task}_{emb}.png", f"{TASKS[task]} (mean over seeds, 95% CI)", label
+            )
             names.append(path.name)
     return names
 
@@ -224,13 +283,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="hrf:faces32", help="base model spec (default: the shipped hrf:faces32)")
     p.add_argument("--num-eval", type=int, default=None, help="evaluation samples per model (default 256; quick 16)")
     p.add_argument("--eval-seed", type=int, default=1234, help="seed of the evaluation noise shared by all models")
-    p.add_argument("--scale", type=float, default=1.0,
-                   help="multiply trajectories per epoch of every method alike (budgets stay equal; default 1)")
-    p.add_argument("--epochs-scale", type=positive_int, default=1,
-                   help="multiply epochs (and HRF window iterations) of every method alike (default 1)")
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply trajectories per epoch of every method alike (budgets stay equal; default 1)",
+    )
+    p.add_argument(
+        "--epochs-scale",
+        type=positive_int,
+        default=1,
+        help="multiply epochs (and HRF window iterations) of every method alike (default 1)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (the box is shared)")
-    p.add_argument("--summary-only", action="store_true",
-                   help="train nothing: rewrite pareto.json/.md and the figures from the cells already done")
+    p.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="train nothing: rewrite pareto.json/.md and the figures from the cells already done",
+    )
     return p.parse_args(argv)
 
 
@@ -251,31 +321,57 @@ def main(argv: list[str] | None = None) -> int:
     try:
         steps = cell_config(tasks[0], "ddpo", 0, model, args.quick).sampling.num_steps
         todo = [(t, s, m) for t in tasks for s in seeds for m in args.methods]
-        pending = [c for c in todo if stored_cell(
-            out / "cells" / f"{c[0]}-{c[2]}-seed{c[1]}.json",
-            cell_key(cell_config(c[0], c[2], c[1], model, args.quick, args.scale, args.epochs_scale), num_eval,
-                     args.eval_seed)) is None]
+        pending = [
+            c
+            for c in todo
+            if stored_cell(
+                out / "cells" / f"{c[0]}-{c[2]}-seed{c[1]}.json",
+                cell_key(
+                    cell_config(c[0], c[2], c[1], model, args.quick, args.scale, args.epochs_scale),
+                    num_eval,
+                    args.eval_seed,
+                ),
+            )
+            is None
+        ]
         if args.summary_only:
             todo = [c for c in todo if c not in pending]
         elif pending:
             epoch_s = measure_epochs(out, tasks, args.methods, model, args.quick, args.scale)
-            epochs = {m: cell_config(tasks[0], m, 0, model, args.quick, epochs_scale=args.epochs_scale).train.max_epochs
-                      for m in args.methods}
+            epochs = {
+                m: cell_config(tasks[0], m, 0, model, args.quick, epochs_scale=args.epochs_scale).train.max_epochs
+                for m in args.methods
+            }
             traj = cell_config(tasks[0], "ddpo", 0, model, args.quick, args.scale).train.references
             eval_s = epoch_s[args.methods[0]] * num_eval / traj / 3  # sampling is about a third of a DDPO epoch
             total = sum(epochs[m] * epoch_s[m] + eval_s for _, _, m in pending)
-            print(f"pareto: {len(pending)} of {len(todo)} cells to run; one epoch takes "
-                  + ", ".join(f"{m} {s:.0f} s" for m, s in epoch_s.items())
-                  + f"; estimated total {total / 3600:.2f} h ({total / 60:.0f} min)", flush=True)
+            print(
+                f"pareto: {len(pending)} of {len(todo)} cells to run; one epoch takes "
+                + ", ".join(f"{m} {s:.0f} s" for m, s in epoch_s.items())
+                + f"; estimated total {total / 3600:.2f} h ({total / 60:.0f} min)",
+                flush=True,
+            )
         base = base_metrics(out, model, num_eval, args.eval_seed, steps)
-        info = {"command": " ".join(["python", *sys.argv]), "model": model, "quick": args.quick, "tasks": tasks,
-                "seeds": seeds, "methods": args.methods, "scale": args.scale,
-                "epochs_scale": args.epochs_scale, "kl_coef": KL_COEF, "num_eval": num_eval,
-                "eval_seed": args.eval_seed, "threads": args.threads, "cells_planned": len(todo)}
+        info = {
+            "command": " ".join(["python", *sys.argv]),
+            "model": model,
+            "quick": args.quick,
+            "tasks": tasks,
+            "seeds": seeds,
+            "methods": args.methods,
+            "scale": args.scale,
+            "epochs_scale": args.epochs_scale,
+            "kl_coef": KL_COEF,
+            "num_eval": num_eval,
+            "eval_seed": args.eval_seed,
+            "threads": args.threads,
+            "cells_planned": len(todo),
+        }
         cells, text = [], "no cells done yet\n"
         for t, s, m in tqdm(todo, desc="pareto cells", unit="cell"):
-            cells.append(run_cell(out, t, m, s, model, args.quick, num_eval, args.eval_seed, args.scale,
-                                  args.epochs_scale))
+            cells.append(
+                run_cell(out, t, m, s, model, args.quick, num_eval, args.eval_seed, args.scale, args.epochs_scale)
+            )
             text = write_summary(out, cells, base, info)
     except HrfError as e:
         print(f"pareto: {e}", file=sys.stderr)
@@ -288,8 +384,15 @@ def write_summary(out: Path, cells: list[dict], base: dict, info: dict) -> str:
     """``pareto.json``, ``pareto.md`` and the figures from the cells done so far; returns the markdown."""
     rows = summarise(cells, base)
     names = figures(rows, base, out)
-    summary = {**info, "cells_done": len(cells), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-               "base": base, "rows": rows, "cells": cells, "figures": names}
+    summary = {
+        **info,
+        "cells_done": len(cells),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "base": base,
+        "rows": rows,
+        "cells": cells,
+        "figures": names,
+    }
     write_json(out / "pareto.json", summary)
     text = markdown(rows, base)
     (out / "pareto.md").write_text(text)

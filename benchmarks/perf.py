@@ -28,8 +28,13 @@ import torch
 
 from hrf.models.configs import CELEBAHQ_SCHEDULER, CELEBAHQ_UNET
 
-TARGETS = {"sampling_vs_floor": 1.05, "sampling_vs_diffusers": 1.0, "epoch_vs_floor": 1.15,
-           "hrf_share_tolerance": 0.10, "vendi_seconds": 5.0}
+TARGETS = {
+    "sampling_vs_floor": 1.05,
+    "sampling_vs_diffusers": 1.0,
+    "epoch_vs_floor": 1.15,
+    "hrf_share_tolerance": 0.10,
+    "vendi_seconds": 5.0,
+}
 
 
 # ---------------------------------------------------------------- machine and timing helpers
@@ -41,12 +46,23 @@ def machine_info(threads: int) -> dict:
 
     cpu = platform.processor()
     if Path("/proc/cpuinfo").is_file():
-        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                 if ln.startswith("model name")]
+        names = [
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "diffusers": diffusers.__version__,
-            "python": platform.python_version(), "torch_threads": threads, "load_average_at_start": os.getloadavg(),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": " ".join(["python", *sys.argv])}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "python": platform.python_version(),
+        "torch_threads": threads,
+        "load_average_at_start": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": " ".join(["python", *sys.argv]),
+    }
 
 
 def interleaved(variants: dict[str, Callable[[], object]], reps: int) -> dict[str, list[float]]:
@@ -132,8 +148,13 @@ def sampling_variants(unet, train_scheduler, steps: int, batch: int) -> dict[str
         return rollout(unet, ddim, noise, 0, 1.0, torch.Generator().manual_seed(1))
 
     def diffusers_pipe():
-        return pipe(batch_size=batch, generator=torch.Generator().manual_seed(1), eta=1.0,
-                    num_inference_steps=steps, output_type="np")
+        return pipe(
+            batch_size=batch,
+            generator=torch.Generator().manual_seed(1),
+            eta=1.0,
+            num_inference_steps=steps,
+            output_type="np",
+        )
 
     @torch.no_grad()
     def floor():
@@ -147,12 +168,18 @@ def sampling_variants(unet, train_scheduler, steps: int, batch: int) -> dict[str
 
 def bench_sampling(unet, train_scheduler, steps: int, batch: int, reps: int) -> dict:
     times = interleaved(sampling_variants(unet, train_scheduler, steps, batch), reps)
-    return {"steps": steps, "batch": batch, "reps": reps, "seconds_median": _seconds(times), "seconds": times,
-            "hrf_vs_floor": median_ratio(times["hrf_rollout"], times["floor"]),
-            "diffusers_vs_floor": median_ratio(times["diffusers_ddim"], times["floor"]),
-            "hrf_vs_diffusers": median_ratio(times["hrf_rollout"], times["diffusers_ddim"]),
-            "hrf_vs_diffusers_range": ratio_range(times["hrf_rollout"], times["diffusers_ddim"]),
-            "hrf_vs_floor_range": ratio_range(times["hrf_rollout"], times["floor"])}
+    return {
+        "steps": steps,
+        "batch": batch,
+        "reps": reps,
+        "seconds_median": _seconds(times),
+        "seconds": times,
+        "hrf_vs_floor": median_ratio(times["hrf_rollout"], times["floor"]),
+        "diffusers_vs_floor": median_ratio(times["diffusers_ddim"], times["floor"]),
+        "hrf_vs_diffusers": median_ratio(times["hrf_rollout"], times["diffusers_ddim"]),
+        "hrf_vs_diffusers_range": ratio_range(times["hrf_rollout"], times["diffusers_ddim"]),
+        "hrf_vs_floor_range": ratio_range(times["hrf_rollout"], times["floor"]),
+    }
 
 
 # ---------------------------------------------------------------- training epochs
@@ -163,17 +190,32 @@ def epoch_config(method: str, steps: int, refs: int, branches: int, sample_bs: i
     from hrf.config import load_config
     from hrf.experiments.runs import preset_path
 
-    overrides = [f"sampling.num_steps={steps}", f"train.references={refs}", f"train.branches={branches}",
-                 f"train.sample_batch_size={sample_bs}", f"train.train_batch_size={train_bs}",
-                 "train.max_epochs=1000", "output.grid_every=0",
-                 "train.skip_last_steps=0"]  # the paper's cost: every stochastic step trained
+    overrides = [
+        f"sampling.num_steps={steps}",
+        f"train.references={refs}",
+        f"train.branches={branches}",
+        f"train.sample_batch_size={sample_bs}",
+        f"train.train_batch_size={train_bs}",
+        "train.max_epochs=1000",
+        "output.grid_every=0",
+        "train.skip_last_steps=0",
+    ]  # the paper's cost: every stochastic step trained
     if method == "hrf":
         overrides += [f"schedule.windows=[{list(window)}]", "schedule.iterations=[1000]"]
     return load_config(preset_path(f"faces32/compressibility-{method}"), overrides)
 
 
-def epoch_floor_sizes(starts: np.ndarray, branches: int, refs_full: int, steps: int, sample_bs: int, pairs: int,
-                      updates: int, inner: int, train_bs: int) -> tuple[list[int], list[int]]:
+def epoch_floor_sizes(
+    starts: np.ndarray,
+    branches: int,
+    refs_full: int,
+    steps: int,
+    sample_bs: int,
+    pairs: int,
+    updates: int,
+    inner: int,
+    train_bs: int,
+) -> tuple[list[int], list[int]]:
     """Batch sizes of every UNet forward of an epoch's sampling, and of every training micro-batch.
 
     Mirrors the trainer: ``refs_full`` reference rollouts from noise, then trajectories (each reference's
@@ -185,7 +227,7 @@ def epoch_floor_sizes(starts: np.ndarray, branches: int, refs_full: int, steps: 
         fwd += [min(sample_bs, refs_full - i)] * steps
     per_traj = np.repeat(starts, branches)
     for i in range(0, len(per_traj), sample_bs):
-        chunk = per_traj[i:i + sample_bs]
+        chunk = per_traj[i : i + sample_bs]
         fwd += [int((chunk <= k).sum()) for k in range(steps) if (chunk <= k).any()]
     micro = []
     for _ in range(inner):
@@ -206,8 +248,9 @@ def run_floor(unet, fwd: list[int], micro: list[int], size: int, channels: int) 
     unet.zero_grad(set_to_none=True)
 
 
-def bench_epochs(unet, train_scheduler, steps: int, refs: int, branches: int, sample_bs: int, train_bs: int,
-                 reps: int, window) -> dict:
+def bench_epochs(
+    unet, train_scheduler, steps: int, refs: int, branches: int, sample_bs: int, train_bs: int, reps: int, window
+) -> dict:
     """A DDPO epoch and an HRF epoch, each beside the floor of exactly its own UNet calls."""
     from hrf.rewards import make_reward
     from hrf.training.trainer import Trainer
@@ -218,8 +261,14 @@ def bench_epochs(unet, train_scheduler, steps: int, refs: int, branches: int, sa
     tmp = Path(tempfile.mkdtemp(prefix="hrf-perf-"))
     for method, (r, b) in {"ddpo": (refs * branches, 1), "hrf": (refs, branches)}.items():
         cfg = epoch_config(method, steps, r, b, sample_bs, train_bs, window)
-        trainers[method] = Trainer(cfg, tmp / method, unet=copy.deepcopy(unet), train_scheduler=train_scheduler,
-                                   reward_fn=reward, progress=False)
+        trainers[method] = Trainer(
+            cfg,
+            tmp / method,
+            unet=copy.deepcopy(unet),
+            train_scheduler=train_scheduler,
+            reward_fn=reward,
+            progress=False,
+        )
         epochs[method] = 0
     floor_unet = copy.deepcopy(unet).train()
     last: dict[str, dict] = {}
@@ -229,6 +278,7 @@ def bench_epochs(unet, train_scheduler, steps: int, refs: int, branches: int, sa
             tr = trainers[method]
             last[method] = tr.run_epoch(epochs[method])
             epochs[method] += 1
+
         return fn
 
     def floor(method):
@@ -236,32 +286,60 @@ def bench_epochs(unet, train_scheduler, steps: int, refs: int, branches: int, sa
             m, cfg = last[method], trainers[method].cfg
             starts = np.repeat(list(map(int, m["start_step_histogram"])), list(m["start_step_histogram"].values()))
             refs_full = cfg.train.references if method == "hrf" else 0
-            fwd, micro = epoch_floor_sizes(starts, cfg.train.branches, refs_full, steps, cfg.train.sample_batch_size,
-                                           m["trained_pairs"], cfg.train.updates_per_epoch, cfg.train.inner_epochs,
-                                           cfg.train.train_batch_size)
-            last[method + "_floor_calls"] = {"forwards": len(fwd), "forward_images": sum(fwd),
-                                             "train_micro_batches": len(micro), "trained_pairs": sum(micro)}
+            fwd, micro = epoch_floor_sizes(
+                starts,
+                cfg.train.branches,
+                refs_full,
+                steps,
+                cfg.train.sample_batch_size,
+                m["trained_pairs"],
+                cfg.train.updates_per_epoch,
+                cfg.train.inner_epochs,
+                cfg.train.train_batch_size,
+            )
+            last[method + "_floor_calls"] = {
+                "forwards": len(fwd),
+                "forward_images": sum(fwd),
+                "train_micro_batches": len(micro),
+                "trained_pairs": sum(micro),
+            }
             run_floor(floor_unet, fwd, micro, size, channels)
+
         return fn
 
-    variants = {"ddpo_epoch": epoch("ddpo"), "ddpo_floor": floor("ddpo"), "hrf_epoch": epoch("hrf"),
-                "hrf_floor": floor("hrf")}
+    variants = {
+        "ddpo_epoch": epoch("ddpo"),
+        "ddpo_floor": floor("ddpo"),
+        "hrf_epoch": epoch("hrf"),
+        "hrf_floor": floor("hrf"),
+    }
     times = interleaved(variants, reps)
     share_pairs = last["hrf"]["trained_pairs"] / last["ddpo"]["trained_pairs"]
     hrf_vs_ddpo = median_ratio(times["hrf_epoch"], times["ddpo_epoch"])
-    return {"steps": steps, "skip_last_steps": trainers["ddpo"].cfg.train.skip_last_steps,
-            "trajectories": refs * branches, "hrf_references": refs, "hrf_branches": branches,
-            "hrf_window": list(window), "sample_batch_size": sample_bs, "train_batch_size": train_bs, "reps": reps,
-            "seconds_median": _seconds(times), "seconds": times,
-            "ddpo_epoch_vs_floor": median_ratio(times["ddpo_epoch"], times["ddpo_floor"]),
-            "hrf_epoch_vs_floor": median_ratio(times["hrf_epoch"], times["hrf_floor"]),
-            "hrf_vs_ddpo_epoch": hrf_vs_ddpo, "hrf_share_of_trained_steps": share_pairs,
-            "hrf_vs_ddpo_floor": median_ratio(times["hrf_floor"], times["ddpo_floor"]),
-            "hrf_cost_over_share": hrf_vs_ddpo / share_pairs,
-            "last_epoch_phases": {m: {k: last[m][k] for k in ("seconds_sampling", "seconds_reward",
-                                                               "seconds_training", "trained_pairs")}
-                                  for m in ("ddpo", "hrf")},
-            "floor_calls": {m: last[m + "_floor_calls"] for m in ("ddpo", "hrf")}}
+    return {
+        "steps": steps,
+        "skip_last_steps": trainers["ddpo"].cfg.train.skip_last_steps,
+        "trajectories": refs * branches,
+        "hrf_references": refs,
+        "hrf_branches": branches,
+        "hrf_window": list(window),
+        "sample_batch_size": sample_bs,
+        "train_batch_size": train_bs,
+        "reps": reps,
+        "seconds_median": _seconds(times),
+        "seconds": times,
+        "ddpo_epoch_vs_floor": median_ratio(times["ddpo_epoch"], times["ddpo_floor"]),
+        "hrf_epoch_vs_floor": median_ratio(times["hrf_epoch"], times["hrf_floor"]),
+        "hrf_vs_ddpo_epoch": hrf_vs_ddpo,
+        "hrf_share_of_trained_steps": share_pairs,
+        "hrf_vs_ddpo_floor": median_ratio(times["hrf_floor"], times["ddpo_floor"]),
+        "hrf_cost_over_share": hrf_vs_ddpo / share_pairs,
+        "last_epoch_phases": {
+            m: {k: last[m][k] for k in ("seconds_sampling", "seconds_reward", "seconds_training", "trained_pairs")}
+            for m in ("ddpo", "hrf")
+        },
+        "floor_calls": {m: last[m + "_floor_calls"] for m in ("ddpo", "hrf")},
+    }
 
 
 # ---------------------------------------------------------------- rewards and metrics
@@ -291,8 +369,7 @@ def bench_metrics(quick: bool, reps: int) -> dict:
     out = {"jpeg_reward": throughput(lambda: make_reward("jpeg_compressibility")(images), n, reps)}
     rows = 500 if quick else 10_000
     X = np.random.default_rng(0).standard_normal((rows, 2048)).astype(np.float32)
-    out["vendi"] = {**throughput(lambda: vendi_score(X), rows, 1 if quick else max(1, reps)),
-                    "shape": [rows, 2048]}
+    out["vendi"] = {**throughput(lambda: vendi_score(X), rows, 1 if quick else max(1, reps)), "shape": [rows, 2048]}
     domain = make_embedder("domain")
     out["domain_features"] = throughput(lambda: domain.embed(images), n, reps)
     if efficientnet_installed():
@@ -310,8 +387,19 @@ def bench_metrics(quick: bool, reps: int) -> dict:
 def memory_items(quick: bool) -> list[str]:
     if quick:
         return ["baseline", "base/hrf_rollout"]
-    return ["baseline", "base/hrf_rollout", "base/diffusers_ddim", "base/floor", "base/ddpo_epoch", "vendi",
-            "paper/hrf_rollout", "paper/diffusers_ddim", "paper/floor", "jpeg_reward", "domain_features"]
+    return [
+        "baseline",
+        "base/hrf_rollout",
+        "base/diffusers_ddim",
+        "base/floor",
+        "base/ddpo_epoch",
+        "vendi",
+        "paper/hrf_rollout",
+        "paper/diffusers_ddim",
+        "paper/floor",
+        "jpeg_reward",
+        "domain_features",
+    ]
 
 
 def peak_rss_mb() -> float:
@@ -334,6 +422,7 @@ def run_memory_item(item: str, args: argparse.Namespace) -> None:
         import diffusers  # noqa: F401  — the import cost every item pays
 
         from hrf.evaluation.embedders import make_embedder  # noqa: F401
+
         return
     if item == "vendi":
         vendi_score(np.random.default_rng(0).standard_normal((500 if args.quick else 10_000, 2048)).astype(np.float32))
@@ -358,8 +447,14 @@ def run_memory_item(item: str, args: argparse.Namespace) -> None:
         from hrf.training.trainer import Trainer
 
         cfg = epoch_config("ddpo", steps, args.base_trajectories, 1, args.base_batch, args.train_batch, None)
-        Trainer(cfg, Path(tempfile.mkdtemp(prefix="hrf-perf-")), unet=unet, train_scheduler=sched,
-                reward_fn=make_reward("jpeg_compressibility"), progress=False).run_epoch(0)
+        Trainer(
+            cfg,
+            Path(tempfile.mkdtemp(prefix="hrf-perf-")),
+            unet=unet,
+            train_scheduler=sched,
+            reward_fn=make_reward("jpeg_compressibility"),
+            progress=False,
+        ).run_epoch(0)
         return
     sampling_variants(unet, sched, steps, batch)[what]()
 
@@ -374,8 +469,11 @@ def bench_memory(args: argparse.Namespace) -> dict:
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
         out[item] = json.loads(res.stdout.strip().splitlines()[-1])["max_rss_mb"]
     base = out["baseline"]
-    return {"method": "peak RSS (VmHWM) of a fresh subprocess per item",
-            "max_rss_mb": out, "above_import_baseline_mb": {k: v - base for k, v in out.items() if k != "baseline"}}
+    return {
+        "method": "peak RSS (VmHWM) of a fresh subprocess per item",
+        "max_rss_mb": out,
+        "above_import_baseline_mb": {k: v - base for k, v in out.items() if k != "baseline"},
+    }
 
 
 # ---------------------------------------------------------------- report
@@ -392,31 +490,40 @@ def check(value: float, target: float, spread: list[float] | None = None) -> str
 
 def markdown(res: dict) -> str:
     m = res["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, diffusers {m['diffusers']}, "
-             f"{m['torch_threads']} torch thread(s), load average at start {m['load_average_at_start'][0]:.1f}; "
-             f"{m['date']}; `{m['command']}`", "",
-             "| model | measurement | hrf (s) | floor (s) | hrf / floor | target | other |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, diffusers {m['diffusers']}, "
+        f"{m['torch_threads']} torch thread(s), load average at start {m['load_average_at_start'][0]:.1f}; "
+        f"{m['date']}; `{m['command']}`",
+        "",
+        "| model | measurement | hrf (s) | floor (s) | hrf / floor | target | other |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for key, model in res["models"].items():
         if "epochs" not in model:
             continue
         s, e = model["sampling"], model["epochs"]
         sm, em = s["seconds_median"], e["seconds_median"]
-        lines.append(f"| {key}: {model['name']} ({model['params_m']:.2f} M) | rollout {s['batch']}×{s['steps']} steps "
-                     f"| {sm['hrf_rollout']:.3g} | {sm['floor']:.3g} | {s['hrf_vs_floor']:.3f} | ≤ 1.05 "
-                     f"({check(s['hrf_vs_floor'], 1.05, s.get('hrf_vs_floor_range'))}) | diffusers DDIMPipeline "
-                     f"{sm['diffusers_ddim']:.3g} s ({s['diffusers_vs_floor']:.3f}× floor); hrf / diffusers "
-                     f"{s['hrf_vs_diffusers']:.3f} "
-                     f"({check(s['hrf_vs_diffusers'], 1.0, s.get('hrf_vs_diffusers_range'))}) |")
-        lines.append(f"| {key} | DDPO epoch ({e['trajectories']} traj, {e['steps']} steps) | {em['ddpo_epoch']:.3g} "
-                     f"| {em['ddpo_floor']:.3g} | {e['ddpo_epoch_vs_floor']:.3f} | ≤ 1.15 "
-                     f"({check(e['ddpo_epoch_vs_floor'], 1.15)}) | |")
+        lines.append(
+            f"| {key}: {model['name']} ({model['params_m']:.2f} M) | rollout {s['batch']}×{s['steps']} steps "
+            f"| {sm['hrf_rollout']:.3g} | {sm['floor']:.3g} | {s['hrf_vs_floor']:.3f} | ≤ 1.05 "
+            f"({check(s['hrf_vs_floor'], 1.05, s.get('hrf_vs_floor_range'))}) | diffusers DDIMPipeline "
+            f"{sm['diffusers_ddim']:.3g} s ({s['diffusers_vs_floor']:.3f}× floor); hrf / diffusers "
+            f"{s['hrf_vs_diffusers']:.3f} "
+            f"({check(s['hrf_vs_diffusers'], 1.0, s.get('hrf_vs_diffusers_range'))}) |"
+        )
+        lines.append(
+            f"| {key} | DDPO epoch ({e['trajectories']} traj, {e['steps']} steps) | {em['ddpo_epoch']:.3g} "
+            f"| {em['ddpo_floor']:.3g} | {e['ddpo_epoch_vs_floor']:.3f} | ≤ 1.15 "
+            f"({check(e['ddpo_epoch_vs_floor'], 1.15)}) | |"
+        )
         dev = e["hrf_cost_over_share"] - 1
-        lines.append(f"| {key} | HRF epoch (window {e['hrf_window']}) | {em['hrf_epoch']:.3g} | {em['hrf_floor']:.3g} "
-                     f"| {e['hrf_epoch_vs_floor']:.3f} | HRF/DDPO cost within ±10% of its trained-step share "
-                     f"({'meets' if abs(dev) <= 0.10 else 'MISSES'}) | HRF/DDPO epoch {e['hrf_vs_ddpo_epoch']:.3f}; "
-                     f"trained-step share {e['hrf_share_of_trained_steps']:.3f}; "
-                     f"floor ratio {e['hrf_vs_ddpo_floor']:.3f} |")
+        lines.append(
+            f"| {key} | HRF epoch (window {e['hrf_window']}) | {em['hrf_epoch']:.3g} | {em['hrf_floor']:.3g} "
+            f"| {e['hrf_epoch_vs_floor']:.3f} | HRF/DDPO cost within ±10% of its trained-step share "
+            f"({'meets' if abs(dev) <= 0.10 else 'MISSES'}) | HRF/DDPO epoch {e['hrf_vs_ddpo_epoch']:.3f}; "
+            f"trained-step share {e['hrf_share_of_trained_steps']:.3f}; "
+            f"floor ratio {e['hrf_vs_ddpo_floor']:.3f} |"
+        )
     r = res.get("metrics", {})
     lines += ["", "| reward / metric | items | seconds | items/s | target |", "| --- | --- | --- | --- | --- |"]
     for name, entry in r.items():
@@ -428,10 +535,16 @@ def markdown(res: dict) -> str:
         lines.append(f"| {name} | {items} | {entry['seconds_median']:.3g} | {entry['per_second']:.4g} | {target} |")
     if res.get("memory"):
         mem = res["memory"]
-        lines += ["", f"Peak memory ({mem['method']}), MB:", "", "| item | max RSS | above import baseline |",
-                  "| --- | --- | --- |"]
-        lines += [f"| {k} | {v:.0f} | {mem['above_import_baseline_mb'].get(k, 0):.0f} |"
-                  for k, v in mem["max_rss_mb"].items()]
+        lines += [
+            "",
+            f"Peak memory ({mem['method']}), MB:",
+            "",
+            "| item | max RSS | above import baseline |",
+            "| --- | --- | --- |",
+        ]
+        lines += [
+            f"| {k} | {v:.0f} | {mem['above_import_baseline_mb'].get(k, 0):.0f} |" for k, v in mem["max_rss_mb"].items()
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -448,11 +561,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads (the box is shared)")
     p.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 3; quick 1)")
     p.add_argument("--no-memory", action="store_true", help="skip the per-item subprocess memory measurements")
-    p.add_argument("--paper-steps", type=int, default=None,
-                   help="denoising steps for the paper-sized UNet (default 10)")
+    p.add_argument(
+        "--paper-steps", type=int, default=None, help="denoising steps for the paper-sized UNet (default 10)"
+    )
     p.add_argument("--paper-batch", type=int, default=None, help="batch for the paper-sized UNet (default 4)")
-    p.add_argument("--only", choices=("base", "paper"), default=None,
-                   help="measure one model's sampling and epochs only (no metrics, no memory)")
+    p.add_argument(
+        "--only",
+        choices=("base", "paper"),
+        default=None,
+        help="measure one model's sampling and epochs only (no metrics, no memory)",
+    )
     p.add_argument("--memory-item", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     q = args.quick
@@ -478,12 +596,25 @@ def main(argv=None) -> int:
     res = {"machine": machine_info(args.threads), "targets": TARGETS, "models": {}}
     q = args.quick
     specs = {
-        "base": (base_model(q), args.base_steps, args.base_batch, dict(refs=args.base_trajectories // 8 or 1,
-                 branches=8 if not q else 4, sample_bs=args.base_trajectories, train_bs=args.train_batch),
-                 args.reps),
-        "paper": (paper_model(q, args.paper_size), args.paper_steps, args.paper_batch,
-                  dict(refs=1, branches=args.paper_batch, sample_bs=args.paper_batch, train_bs=args.paper_batch),
-                  max(1, min(args.reps, 3))),
+        "base": (
+            base_model(q),
+            args.base_steps,
+            args.base_batch,
+            dict(
+                refs=args.base_trajectories // 8 or 1,
+                branches=8 if not q else 4,
+                sample_bs=args.base_trajectories,
+                train_bs=args.train_batch,
+            ),
+            args.reps,
+        ),
+        "paper": (
+            paper_model(q, args.paper_size),
+            args.paper_steps,
+            args.paper_batch,
+            dict(refs=1, branches=args.paper_batch, sample_bs=args.paper_batch, train_bs=args.paper_batch),
+            max(1, min(args.reps, 3)),
+        ),
     }
     if args.only:
         specs = {args.only: specs[args.only]}
@@ -495,8 +626,9 @@ def main(argv=None) -> int:
         bar.update()
         bar.set_postfix_str(f"{key} epochs")
         window = (steps * 3 // 8, steps * 3 // 8 + max(1, steps // 10))  # a mid-way window, as the presets' second
-        entry["epochs"] = bench_epochs(unet, sched, steps, ep["refs"], ep["branches"], ep["sample_bs"], ep["train_bs"],
-                                       max(1, reps - 1), window)
+        entry["epochs"] = bench_epochs(
+            unet, sched, steps, ep["refs"], ep["branches"], ep["sample_bs"], ep["train_bs"], max(1, reps - 1), window
+        )
         bar.update()
         res["models"][key] = entry
         save(res, args.out)

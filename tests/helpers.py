@@ -19,8 +19,9 @@ def subprocess_env() -> dict[str, str]:
 
 def celebahq_like_scheduler() -> DDPMScheduler:
     """The training schedule of google/ddpm-celebahq-256: linear betas, 1000 steps, clip_sample."""
-    return DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
-                         clip_sample=True)
+    return DDPMScheduler(
+        num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear", clip_sample=True
+    )
 
 
 def write_run_config(path, model_dir, **sections) -> Path:
@@ -35,8 +36,14 @@ def write_run_config(path, model_dir, **sections) -> Path:
         "sampling": {"num_steps": 6},
         "reward": {"name": "tests.test_trainer:brightness"},
         "schedule": {"kind": "windows", "windows": [[1, 2]], "iterations": [2]},
-        "train": {"references": 2, "branches": 3, "max_epochs": 2, "sample_batch_size": 6, "train_batch_size": 8,
-                  "lr": 1e-3},
+        "train": {
+            "references": 2,
+            "branches": 3,
+            "max_epochs": 2,
+            "sample_batch_size": 6,
+            "train_batch_size": 8,
+            "lr": 1e-3,
+        },
     }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
@@ -49,10 +56,22 @@ def tiny_clip_dir(tmp_path):
     from transformers import CLIPConfig, CLIPModel
 
     cfg = CLIPConfig(
-        text_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         vocab_size=100, max_position_embeddings=16),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8),
+        text_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            vocab_size=100,
+            max_position_embeddings=16,
+        ),
+        vision_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
         projection_dim=12,
     )
     torch.manual_seed(0)

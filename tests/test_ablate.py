@@ -25,8 +25,10 @@ def test_windows_scale_with_the_number_of_steps():
 
 
 def test_summarise_means_and_standard_errors():
-    cells = [{"regime": "a", "reward": 1.0, "vendi": {"pixels": 2.0}},
-             {"regime": "a", "reward": 3.0, "vendi": {"pixels": 4.0}}]
+    cells = [
+        {"regime": "a", "reward": 1.0, "vendi": {"pixels": 2.0}},
+        {"regime": "a", "reward": 3.0, "vendi": {"pixels": 4.0}},
+    ]
     (p,) = summarise(cells, "pixels")
     assert p["reward"] == 2.0 and p["vendi"] == 3.0 and p["reward_err"] == pytest.approx(1.0)
 
@@ -34,10 +36,32 @@ def test_summarise_means_and_standard_errors():
 @pytest.mark.slow
 def test_ablate_tiny_end_to_end(tmp_path):
     model = save_model(tiny_unet(16), celebahq_like_scheduler(), tmp_path / "m")
-    args = ["ablate", "--out", str(tmp_path / "abl"), "--seeds", "0", "1", "--regimes", "early", "later",
-            "--per-window", "1", "--num-eval", "8", "--no-progress",
-            "--set", f"model.path={model}", "--set", "train.references=2", "--set", "train.branches=2",
-            "--set", "train.sample_batch_size=4", "--set", "train.train_batch_size=64"]
+    args = [
+        "ablate",
+        "--out",
+        str(tmp_path / "abl"),
+        "--seeds",
+        "0",
+        "1",
+        "--regimes",
+        "early",
+        "later",
+        "--per-window",
+        "1",
+        "--num-eval",
+        "8",
+        "--no-progress",
+        "--set",
+        f"model.path={model}",
+        "--set",
+        "train.references=2",
+        "--set",
+        "train.branches=2",
+        "--set",
+        "train.sample_batch_size=4",
+        "--set",
+        "train.train_batch_size=64",
+    ]
     assert main(args) == 0
     summary = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert len(summary["cells"]) == 4 and {p["label"] for p in summary["points"]} == {"early", "later"}

@@ -35,8 +35,9 @@ def _load_script(name: str):
 
 
 def _run(script: str, *args: str) -> None:
-    res = subprocess.run([sys.executable, str(BENCH / script), "--quick", *args], capture_output=True, text=True,
-                         timeout=1800)
+    res = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick", *args], capture_output=True, text=True, timeout=1800
+    )
     assert res.returncode == 0, res.stderr[-3000:]
 
 
@@ -52,8 +53,9 @@ def test_perf_quick_writes_finite_json(tmp_path):
         assert {"hrf_vs_floor", "diffusers_vs_floor", "hrf_vs_diffusers"} <= set(model["sampling"])
         lo, hi = model["sampling"]["hrf_vs_diffusers_range"]
         assert lo <= model["sampling"]["hrf_vs_diffusers"] <= hi
-        assert {"ddpo_epoch_vs_floor", "hrf_epoch_vs_floor", "hrf_vs_ddpo_epoch",
-                "hrf_share_of_trained_steps"} <= set(model["epochs"])
+        assert {"ddpo_epoch_vs_floor", "hrf_epoch_vs_floor", "hrf_vs_ddpo_epoch", "hrf_share_of_trained_steps"} <= set(
+            model["epochs"]
+        )
         # the floor mirrors the trainer's calls: DDPO trains every stochastic step (all but the last, and
         # the preset's skip_last_steps before it) of 4 trajectories
         e = model["epochs"]
@@ -81,8 +83,14 @@ def test_pareto_quick_writes_finite_json(tmp_path):
     assert res["cells_done"] == res["cells_planned"] == 4
     assert {r["method"] for r in res["rows"]} == {"ddpo", "hrf", "hrfd", "kl"}
     for row in res["rows"]:
-        assert {"reward_gain", "vendi/pixels/fraction", "vendi/domain/fraction", "is/domain/fraction",
-                "factors/entropy/fraction", "factors/coverage/fraction"} <= set(row)
+        assert {
+            "reward_gain",
+            "vendi/pixels/fraction",
+            "vendi/domain/fraction",
+            "is/domain/fraction",
+            "factors/entropy/fraction",
+            "factors/coverage/fraction",
+        } <= set(row)
         # the gain is the cell's reward minus the base model's, evaluated from the same noise
         assert row["reward_gain"]["mean"] == pytest.approx(row["reward"]["mean"] - row["base_reward"])
     numbers = list(_numbers(res))  # strict JSON: an undefined fraction is null, never NaN

@@ -63,10 +63,31 @@ def scaled_reward(monkeypatch):
 def _ablate(tmp_path, model, *extra):
     from hrf.cli.main import main
 
-    args = ["ablate", "--out", str(tmp_path / "abl"), "--seeds", "0", "--regimes", "early", "--per-window", "1",
-            "--num-eval", "4", "--no-progress", "--set", f"model.path={model}", "--set", "train.references=2",
-            "--set", "train.branches=2", "--set", "train.sample_batch_size=4", "--set", "train.train_batch_size=64",
-            *extra]
+    args = [
+        "ablate",
+        "--out",
+        str(tmp_path / "abl"),
+        "--seeds",
+        "0",
+        "--regimes",
+        "early",
+        "--per-window",
+        "1",
+        "--num-eval",
+        "4",
+        "--no-progress",
+        "--set",
+        f"model.path={model}",
+        "--set",
+        "train.references=2",
+        "--set",
+        "train.branches=2",
+        "--set",
+        "train.sample_batch_size=4",
+        "--set",
+        "train.train_batch_size=64",
+        *extra,
+    ]
     assert main(args) == 0
     return json.loads((tmp_path / "abl" / "cells" / "early-seed0.json").read_text())
 

@@ -12,10 +12,14 @@ PAPER = PRESETS / "paper"
 
 # Tables 4–5: (samples per iteration, lr, method kind)
 TABLES = {
-    ("aesthetic", "ddpo"): (100, 3e-7, "full"), ("aesthetic", "hrf"): (160, 3e-7, "windows"),
+    ("aesthetic", "ddpo"): (100, 3e-7, "full"),
+    ("aesthetic", "hrf"): (160, 3e-7, "windows"),
     ("aesthetic", "hrfd"): (150, 9e-6, "dynamic"),
-    **{(t, m): (150, 9e-7, k) for t in ("compressibility", "incompressibility")
-       for m, k in (("ddpo", "full"), ("hrf", "windows"), ("hrfd", "dynamic"))},
+    **{
+        (t, m): (150, 9e-7, k)
+        for t in ("compressibility", "incompressibility")
+        for m, k in (("ddpo", "full"), ("hrf", "windows"), ("hrfd", "dynamic"))
+    },
 }
 
 
@@ -43,9 +47,10 @@ def test_paper_presets_match_tables(task, method):
 
 
 def test_overrides_and_round_trip(tmp_path):
-    cfg = load_config(PAPER / "celebahq-compressibility-hrf.toml",
-                      ["train.lr=1e-6", "schedule.windows=[[1,2],[3,4]]", "schedule.iterations=[1,1]",
-                       "reward.options.quality=80"])
+    cfg = load_config(
+        PAPER / "celebahq-compressibility-hrf.toml",
+        ["train.lr=1e-6", "schedule.windows=[[1,2],[3,4]]", "schedule.iterations=[1,1]", "reward.options.quality=80"],
+    )
     assert cfg.train.lr == 1e-6 and cfg.schedule.windows == [[1, 2], [3, 4]] and cfg.reward.options == {"quality": 80}
     save_config(cfg, tmp_path / "c.toml")
     again = load_config(tmp_path / "c.toml")
@@ -69,8 +74,16 @@ BAD = [
     (["train.timestep_fraction=1.5"], "timestep_fraction"),
     (["train.skip_last_steps=-1"], "skip_last_steps"),
     (["sampling.num_steps=4", "train.skip_last_steps=3"], "leaves no step to train"),
-    (["sampling.num_steps=10", "train.skip_last_steps=1", "schedule.kind=windows", "schedule.windows=[[7,8]]",
-      "schedule.iterations=[1]"], "outside 0..7"),
+    (
+        [
+            "sampling.num_steps=10",
+            "train.skip_last_steps=1",
+            "schedule.kind=windows",
+            "schedule.windows=[[7,8]]",
+            "schedule.iterations=[1]",
+        ],
+        "outside 0..7",
+    ),
     (["model.mixed_precision=fp8"], "mixed_precision"),
     (["train"], "must look like section.key=value"),
     (["train.references=3"], None),  # valid: 3 references
@@ -108,9 +121,14 @@ def test_every_field_has_a_comment():
 
     import hrf.config as module
 
-
-    for cls in (module.ModelConfig, module.SamplingConfig, module.RewardConfig, module.ScheduleConfig,
-                module.TrainConfig, module.OutputConfig):
+    for cls in (
+        module.ModelConfig,
+        module.SamplingConfig,
+        module.RewardConfig,
+        module.ScheduleConfig,
+        module.TrainConfig,
+        module.OutputConfig,
+    ):
         for line in inspect.getsource(cls).splitlines()[1:]:
             if ":" in line and "=" in line and not line.strip().startswith(("#", '"')):
                 assert "#" in line, f"{cls.__name__}: {line.strip()}"

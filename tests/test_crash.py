@@ -24,7 +24,7 @@ from hrf.training.run_dir import prepare_run
 from tests.helpers import celebahq_like_scheduler, subprocess_env, write_run_config
 
 # Runs `hrf ...` in a child that SIGKILLs itself at the N-th call of a function (fault injection).
-KILLER = r'''
+KILLER = r"""
 import os, signal, sys
 import hrf.training.trainer as trainer
 import hrf.training.checkpoint as checkpoint
@@ -45,12 +45,17 @@ else:  # between the model directory and state.pt of a checkpoint, before its re
     checkpoint.torch.save = killing(checkpoint.torch.save)
 from hrf.cli.main import main
 sys.exit(main(sys.argv[3:]))
-'''
+"""
 
 
 def _config(path: Path, model: Path, epochs: int = 4) -> Path:
-    return write_run_config(path, model, schedule={"windows": [[0, 1], [2, 3]], "iterations": [2, 2]},
-                            train={"max_epochs": epochs}, output={"keep_checkpoints": 2, "grid_every": 0})
+    return write_run_config(
+        path,
+        model,
+        schedule={"windows": [[0, 1], [2, 3]], "iterations": [2, 2]},
+        train={"max_epochs": epochs},
+        output={"keep_checkpoints": 2, "grid_every": 0},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +74,25 @@ def reference_run(tmp_path_factory):
 def test_sigkill_then_resume_is_bit_identical(reference_run, target, nth):
     root, cfg = reference_run
     out = root / f"killed-{target}"
-    child = subprocess.run([sys.executable, "-c", KILLER, target, str(nth), "train", "--config", str(cfg),
-                            "--out", str(out), "--no-progress"], env=subprocess_env(), capture_output=True, text=True,
-                           timeout=300)
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILLER,
+            target,
+            str(nth),
+            "train",
+            "--config",
+            str(cfg),
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
     finished_epochs = len((out / "metrics.jsonl").read_text().splitlines()) if (out / "metrics.jsonl").exists() else 0
     ckpts = checkpoint_dirs(out)
@@ -120,10 +141,33 @@ def failing_on_rank_one(images):
 def test_rank_failure_stops_the_whole_run(tmp_path):
     model = save_model(tiny_unet(8), celebahq_like_scheduler(), tmp_path / "model")
     cfg = _config(tmp_path / "c.toml", model)
-    cfg.write_text(cfg.read_text().replace("tests.test_trainer:brightness", "tests.test_crash:failing_on_rank_one")
-                   .replace("references = 2", "references = 4"))
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          "29533", "-m", "hrf", "train", "--config", str(cfg), "--out", str(tmp_path / "r"),
-                          "--no-progress"], env=subprocess_env(), capture_output=True, text=True, timeout=180)
+    cfg.write_text(
+        cfg.read_text()
+        .replace("tests.test_trainer:brightness", "tests.test_crash:failing_on_rank_one")
+        .replace("references = 2", "references = 4")
+    )
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            "-m",
+            "hrf",
+            "train",
+            "--config",
+            str(cfg),
+            "--out",
+            str(tmp_path / "r"),
+            "--no-progress",
+        ],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert run.returncode != 0
     assert "reward server unreachable on rank 1" in run.stderr

@@ -13,8 +13,7 @@ from hrf.experiments.demo import paired_changes
 
 def test_paired_changes_are_per_sample_differences():
     base = np.array([1.0, 2.0, 3.0, 4.0])
-    deltas = {"DDPO_IS": np.array([0.1, 0.2, 0.3, 0.4]), "HRF": np.array([-1.0, 1.0, -1.0, 1.0]),
-              "HRF-D": np.zeros(4)}
+    deltas = {"DDPO_IS": np.array([0.1, 0.2, 0.3, 0.4]), "HRF": np.array([-1.0, 1.0, -1.0, 1.0]), "HRF-D": np.zeros(4)}
     rewards = {"base": {"r": base}, **{name: {"r": base + d} for name, d in deltas.items()}}
     out = paired_changes(rewards, "r")
     for name, d in deltas.items():

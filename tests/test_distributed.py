@@ -18,8 +18,21 @@ def _run(cmd, tmp_path, timeout=240):
 
 
 def _two_processes(port: int) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-            "-m", "hrf", "train", "--config", "c.toml", "--no-progress"]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        "-m",
+        "hrf",
+        "train",
+        "--config",
+        "c.toml",
+        "--no-progress",
+    ]
 
 
 def nan_on_rank_one(images):
@@ -31,10 +44,12 @@ def nan_on_rank_one(images):
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     model_dir = save_model(tiny_unet(8), celebahq_like_scheduler(), tmp_path / "model")
-    write_run_config(tmp_path / "c.toml", model_dir,
-                     train={"references": 4, "updates_per_epoch": 2, "warmup_epochs": 3})
-    single = _run([sys.executable, "-m", "hrf", "train", "--config", "c.toml", "--out", "one", "--no-progress"],
-                  tmp_path)
+    write_run_config(
+        tmp_path / "c.toml", model_dir, train={"references": 4, "updates_per_epoch": 2, "warmup_epochs": 3}
+    )
+    single = _run(
+        [sys.executable, "-m", "hrf", "train", "--config", "c.toml", "--out", "one", "--no-progress"], tmp_path
+    )
     assert single.returncode == 0, single.stderr[-2000:]
     multi = _run(_two_processes(29517) + ["--out", "two"], tmp_path)
     assert multi.returncode == 0, multi.stderr[-3000:]
@@ -54,8 +69,12 @@ def test_two_processes_match_one(tmp_path):
 def test_an_error_on_one_process_stops_both_with_the_same_line(tmp_path):
     """Rank 1's rewards are NaN: rank 0 must not wait in the gather, and must say why the run stopped."""
     model_dir = save_model(tiny_unet(8), celebahq_like_scheduler(), tmp_path / "model")
-    write_run_config(tmp_path / "c.toml", model_dir, reward={"name": "tests.test_distributed:nan_on_rank_one"},
-                     train={"references": 4})
+    write_run_config(
+        tmp_path / "c.toml",
+        model_dir,
+        reward={"name": "tests.test_distributed:nan_on_rank_one"},
+        train={"references": 4},
+    )
     multi = _run(_two_processes(29518) + ["--out", "run"], tmp_path, timeout=180)
     assert multi.returncode != 0
     lines = [ln for ln in multi.stderr.splitlines() if ln.startswith("hrf train: error:")]

@@ -102,7 +102,8 @@ def test_clip_pixel_values_against_a_float64_computation():
     grey = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
     unit = ((grey.double() + 1) / 2).expand(-1, 3, -1, -1)
     expected = (unit - torch.tensor(CLIP_MEAN, dtype=torch.float64).view(1, 3, 1, 1)) / torch.tensor(
-        CLIP_STD, dtype=torch.float64).view(1, 3, 1, 1)
+        CLIP_STD, dtype=torch.float64
+    ).view(1, 3, 1, 1)
     torch.testing.assert_close(clip_pixel_values(grey, 8).double(), expected, rtol=1e-6, atol=1e-6)  # no resize
     assert clip_pixel_values(grey, 12).shape == (2, 3, 12, 12)
 

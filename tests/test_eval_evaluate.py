@@ -51,9 +51,14 @@ def _collapsed(n: int) -> torch.Tensor:
 
 def test_collapsed_set_scores_lower_diversity(stand_in_classifier):
     diverse, _ = faces_tensor(64, seed=1)
-    report = evaluate_images({"diverse": diverse, "collapsed": _collapsed(64)}, embedders=["pixels"],
-                             rewards=["jpeg_incompressibility"], benchmark=get_benchmark("faces"), n_boot=20,
-                             is_splits=4)
+    report = evaluate_images(
+        {"diverse": diverse, "collapsed": _collapsed(64)},
+        embedders=["pixels"],
+        rewards=["jpeg_incompressibility"],
+        benchmark=get_benchmark("faces"),
+        n_boot=20,
+        is_splits=4,
+    )
     d, c = report["models"]["diverse"], report["models"]["collapsed"]
     for key in ("vendi/pixels", "vendi/domain", "factors/entropy", "factors/coverage", "is/domain"):
         assert c[key]["value"] < d[key]["value"], key
@@ -70,8 +75,9 @@ def test_collapsed_set_scores_lower_diversity(stand_in_classifier):
 def test_reference_distances_and_reference_row(stand_in_classifier):
     reference, _ = faces_tensor(48, seed=2)
     same, _ = faces_tensor(48, seed=3)
-    report = evaluate_images({"same": same, "collapsed": _collapsed(48)}, embedders=["pixels"], reference=reference,
-                             benchmark=None, n_boot=0)
+    report = evaluate_images(
+        {"same": same, "collapsed": _collapsed(48)}, embedders=["pixels"], reference=reference, benchmark=None, n_boot=0
+    )
     assert list(report["models"]) == ["reference", "same", "collapsed"]
     s, c = report["models"]["same"], report["models"]["collapsed"]
     assert s["fd/pixels"]["value"] < c["fd/pixels"]["value"]
@@ -81,10 +87,16 @@ def test_reference_distances_and_reference_row(stand_in_classifier):
     assert report["labels"]["fd/pixels"] == "FD (pixels)"  # a Fréchet distance on pixels is not an FID
     table = metrics_markdown(report)
     own, distances = table.split("## Distance to the reference set")
-    assert [line.split(" | ")[0] for line in own.splitlines() if line.startswith("| ") and "---" not in line] == \
-        ["| model", "| reference", "| same", "| collapsed"]
-    assert [line.split(" | ")[0] for line in distances.splitlines() if line.startswith("| ")][2:] == \
-        ["| same", "| collapsed"]
+    assert [line.split(" | ")[0] for line in own.splitlines() if line.startswith("| ") and "---" not in line] == [
+        "| model",
+        "| reference",
+        "| same",
+        "| collapsed",
+    ]
+    assert [line.split(" | ")[0] for line in distances.splitlines() if line.startswith("| ")][2:] == [
+        "| same",
+        "| collapsed",
+    ]
     assert "FD (pixels)" in distances and "FID" not in table.replace("not FID", "")
     assert "KD/KID" in table and "Factor metrics" not in table
 
@@ -111,8 +123,9 @@ def _save_tiny(tmp_path, name, seed):
 
     from hrf.models import save_model, tiny_unet
 
-    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
-                          clip_sample=True)
+    sched = DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02, clip_sample=True
+    )
     return str(save_model(tiny_unet(sample_size=8, seed=seed), sched, tmp_path / name))
 
 
@@ -121,14 +134,41 @@ def test_cli_evaluate_end_to_end_and_resume(tmp_path, capsys):
 
     a, b = _save_tiny(tmp_path, "base", 0), _save_tiny(tmp_path, "tuned", 1)
     out = tmp_path / "eval"
-    argv = ["evaluate", "--model", a, b, "--num", "12", "--steps", "3", "--seed", "4", "--out", str(out),
-            "--reward", "jpeg_compressibility", "--embedder", "pixels", "--n-boot", "5", "--is-splits", "2"]
+    argv = [
+        "evaluate",
+        "--model",
+        a,
+        b,
+        "--num",
+        "12",
+        "--steps",
+        "3",
+        "--seed",
+        "4",
+        "--out",
+        str(out),
+        "--reward",
+        "jpeg_compressibility",
+        "--embedder",
+        "pixels",
+        "--n-boot",
+        "5",
+        "--is-splits",
+        "2",
+    ]
     assert main(argv) == 0
     report = json.loads((out / "metrics.json").read_text())
     assert list(report["models"]) == ["base", "tuned"]
     assert report["models"]["base"]["reward/jpeg_compressibility"]["err"] > 0
-    for name in ("metrics.md", "evaluate_args.json", "grid_base.png", "figure1_embeddings.png",
-                 "figure5_reward_vs_vendi.png", "figure7_incremental_vendi.png", "samples_tuned.npz"):
+    for name in (
+        "metrics.md",
+        "evaluate_args.json",
+        "grid_base.png",
+        "figure1_embeddings.png",
+        "figure5_reward_vs_vendi.png",
+        "figure7_incremental_vendi.png",
+        "samples_tuned.npz",
+    ):
         assert (out / name).is_file(), name
     with np.load(out / "samples_base.npz") as f:
         first = f["images"].copy()
@@ -146,8 +186,29 @@ def test_cli_evaluate_same_model_twice_gives_identical_samples(tmp_path):
 
     a = _save_tiny(tmp_path, "base", 0)
     out = tmp_path / "eval"
-    assert main(["evaluate", "--model", a, a, "--num", "6", "--steps", "2", "--out", str(out),
-                 "--embedder", "pixels", "--n-boot", "0", "--is-splits", "1"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                a,
+                a,
+                "--num",
+                "6",
+                "--steps",
+                "2",
+                "--out",
+                str(out),
+                "--embedder",
+                "pixels",
+                "--n-boot",
+                "0",
+                "--is-splits",
+                "1",
+            ]
+        )
+        == 0
+    )
     with np.load(out / "samples_base.npz") as x, np.load(out / "samples_base_2.npz") as y:
         np.testing.assert_array_equal(x["images"], y["images"])
 
@@ -158,8 +219,26 @@ def test_cli_evaluate_bad_input_is_one_line(tmp_path, capsys):
     a = _save_tiny(tmp_path, "base", 0)
     assert main(["evaluate", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main(["evaluate", "--model", a, "--num", "4", "--steps", "2", "--out", str(tmp_path / "o"),
-                 "--embedder", "pixels", "--reference", str(tmp_path / "nothing")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                a,
+                "--num",
+                "4",
+                "--steps",
+                "2",
+                "--out",
+                str(tmp_path / "o"),
+                "--embedder",
+                "pixels",
+                "--reference",
+                str(tmp_path / "nothing"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("hrf evaluate: error:") and "reference" in err and err.count("\n") == 1
 
@@ -178,8 +257,13 @@ def _real_classifier_or_skip():
 def test_collapse_is_seen_by_the_real_face_classifier():
     _real_classifier_or_skip()
     diverse, labels = faces_tensor(200, seed=1)
-    report = evaluate_images({"diverse": diverse, "collapsed": _collapsed(200)}, embedders=["pixels"],
-                             benchmark=get_benchmark("faces"), n_boot=0, is_splits=2)
+    report = evaluate_images(
+        {"diverse": diverse, "collapsed": _collapsed(200)},
+        embedders=["pixels"],
+        benchmark=get_benchmark("faces"),
+        n_boot=0,
+        is_splits=2,
+    )
     d, c = report["models"]["diverse"], report["models"]["collapsed"]
     assert c["factors/entropy"]["value"] == pytest.approx(0.0)
     assert c["is/domain"]["value"] == pytest.approx(1.0, abs=0.05)
@@ -204,13 +288,37 @@ def test_cli_evaluate_on_the_benchmark_with_data_reference(tmp_path):
     from hrf.cli.main import main
     from hrf.models import save_model, tiny_unet
 
-    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
-                          clip_sample=True)
+    sched = DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02, clip_sample=True
+    )
     model = save_model(tiny_unet(sample_size=32, seed=0), sched, tmp_path / "m32")
     out = tmp_path / "eval"
-    assert main(["evaluate", "--model", str(model), "--num", "10", "--steps", "2", "--out", str(out),
-                 "--reference", "data", "--embedder", "pixels", "--n-boot", "3", "--is-splits", "2",
-                 "--reward", "faces_smile"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(model),
+                "--num",
+                "10",
+                "--steps",
+                "2",
+                "--out",
+                str(out),
+                "--reference",
+                "data",
+                "--embedder",
+                "pixels",
+                "--n-boot",
+                "3",
+                "--is-splits",
+                "2",
+                "--reward",
+                "faces_smile",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "metrics.json").read_text())
     assert report["config"]["benchmark"] is True
     ref, model_row = report["models"]["reference"], report["models"]["m32"]
@@ -251,8 +359,31 @@ def test_cli_evaluate_with_labels(tmp_path):
 
     a, b = _save_tiny(tmp_path, "a", 0), _save_tiny(tmp_path, "b", 1)
     out = tmp_path / "eval"
-    assert main(["evaluate", "--model", f"base={a}", f"hrf/s0={b}", "--num", "4", "--steps", "2", "--out", str(out),
-                 "--embedder", "pixels", "--n-boot", "0", "--is-splits", "1", "--reward", "jpeg_compressibility"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                f"base={a}",
+                f"hrf/s0={b}",
+                "--num",
+                "4",
+                "--steps",
+                "2",
+                "--out",
+                str(out),
+                "--embedder",
+                "pixels",
+                "--n-boot",
+                "0",
+                "--is-splits",
+                "1",
+                "--reward",
+                "jpeg_compressibility",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "metrics.json").read_text())
     assert list(report["models"]) == ["base", "hrf/s0"]
     assert report["config"]["models"] == {"base": a, "hrf/s0": b}
@@ -270,8 +401,23 @@ def test_cli_evaluate_passes_reward_options(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(REWARDS, "test_scaled_mean", factory)
     a = _save_tiny(tmp_path, "base", 0)
     out = tmp_path / "eval"
-    common = ["evaluate", "--model", a, "--num", "4", "--steps", "2", "--out", str(out), "--embedder", "pixels",
-              "--n-boot", "0", "--is-splits", "1"]
+    common = [
+        "evaluate",
+        "--model",
+        a,
+        "--num",
+        "4",
+        "--steps",
+        "2",
+        "--out",
+        str(out),
+        "--embedder",
+        "pixels",
+        "--n-boot",
+        "0",
+        "--is-splits",
+        "1",
+    ]
     assert main([*common, "--reward", "test_scaled_mean", "--reward-option", "test_scaled_mean.scale=3"]) == 0
     report = json.loads((out / "metrics.json").read_text())
     with np.load(out / "samples_base.npz") as f:

@@ -70,8 +70,27 @@ def test_cli_inject(tmp_path, train_scheduler, capsys):
     tuned = save_model(tiny_unet(8, seed=0), train_scheduler, tmp_path / "tuned")
     base = save_model(tiny_unet(8, seed=1), train_scheduler, tmp_path / "base")
     out = tmp_path / "inj"
-    assert main(["inject", "--model", str(tuned), "--base", str(base), "--inject", "3", "1", "--num", "3",
-                 "--steps", "5", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "inject",
+                "--model",
+                str(tuned),
+                "--base",
+                str(base),
+                "--inject",
+                "3",
+                "1",
+                "--num",
+                "3",
+                "--steps",
+                "5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "inject.json").read_text())
     assert [i["k"] for i in report["inject"]] == [1, 3]
     assert [i["paper_step"] for i in report["inject"]] == [4, 2]
@@ -79,6 +98,8 @@ def test_cli_inject(tmp_path, train_scheduler, capsys):
     assert min(report["inject"][1]["mean_distance"][3:]) > 1e-6
     for name in ("figure6_injection.png", "grid_injection.png", "inject_args.json"):
         assert (out / name).is_file()
-    assert main(["inject", "--model", str(tuned), "--base", str(base), "--inject", "5", "--steps", "5",
-                 "--out", str(out)]) == 2
+    assert (
+        main(["inject", "--model", str(tuned), "--base", str(base), "--inject", "5", "--steps", "5", "--out", str(out)])
+        == 2
+    )
     assert "outside 0..4" in capsys.readouterr().err

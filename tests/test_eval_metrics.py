@@ -26,6 +26,7 @@ def _vendi_nxn(X: np.ndarray) -> float:
 
 # --- Vendi -------------------------------------------------------------------------------------------
 
+
 def test_vendi_identical_rows_is_one():
     X = np.tile(np.random.default_rng(0).normal(size=(1, 16)), (20, 1))
     assert vendi_score(X) == pytest.approx(1.0, abs=1e-9)
@@ -87,6 +88,7 @@ def test_incremental_vendi_equals_prefix_scores():
 
 # --- Inception Score ---------------------------------------------------------------------------------
 
+
 def test_is_of_uniform_classifier_is_one():
     assert inception_score(np.full((40, 7), 1 / 7), splits=4) == pytest.approx((1.0, 0.0))
 
@@ -142,6 +144,7 @@ def test_joint_probs_orders_combinations_as_mixed_radix_codes():
 
 
 # --- FID, KID, precision/recall/density/coverage ------------------------------------------------------
+
 
 def _scipy_fd(a, b):
     mu_a, mu_b = a.mean(0), b.mean(0)
@@ -233,6 +236,7 @@ def test_prdc_hand_computed_example():
 
 # --- ground-truth diversity ----------------------------------------------------------------------------
 
+
 def test_factor_entropy_and_coverage():
     uniform = np.arange(120) % 12
     assert factor_entropy(uniform, 12) == pytest.approx({"nats": math.log(12), "fraction": 1.0})
@@ -257,8 +261,9 @@ def test_an_embedder_joins_the_features_and_probabilities_of_its_batches():
     from hrf.evaluation.embedders import Embedder
 
     x = torch.arange(20.0).reshape(5, 1, 2, 2)
-    with_probs = Embedder("p", "p", lambda b: (b.flatten(1).numpy(), {"h": b.flatten(1)[:, :1].double().numpy()}),
-                          batch_size=2)
+    with_probs = Embedder(
+        "p", "p", lambda b: (b.flatten(1).numpy(), {"h": b.flatten(1)[:, :1].double().numpy()}), batch_size=2
+    )
     feats, probs = with_probs.embed(x)
     np.testing.assert_array_equal(feats, x.flatten(1).numpy())
     np.testing.assert_array_equal(probs["h"][:, 0], [0.0, 4.0, 8.0, 12.0, 16.0])
@@ -280,7 +285,14 @@ def test_factor_metrics_of_a_benchmark_with_one_combination_is_a_clear_error():
     from hrf.errors import HrfError
     from hrf.evaluation.metrics import factor_metrics
 
-    bench = Benchmark(name="single", models=(), presets="", factors={"a": 1}, high_level=("a",),
-                      data=lambda n, seed: (torch.zeros(n, 1, 2, 2), ""), classifier=lambda: None)
+    bench = Benchmark(
+        name="single",
+        models=(),
+        presets="",
+        factors={"a": 1},
+        high_level=("a",),
+        data=lambda n, seed: (torch.zeros(n, 1, 2, 2), ""),
+        classifier=lambda: None,
+    )
     with pytest.raises(HrfError, match="1 high-level combination"):
         factor_metrics({"a": np.ones((4, 1))}, 2, bench)

@@ -38,8 +38,15 @@ def test_reward_values_are_the_mean_of_per_sample_rewards(tmp_path, monkeypatch)
 
     monkeypatch.setitem(REWARDS, "test_offset", lambda offset: lambda x: (x.double().mean(dim=(1, 2, 3)) + offset, {}))
     a = _model(tmp_path, "a", 0)
-    report = evaluate_models({"a": a}, num=5, seed=0, steps=2, cache_dir=tmp_path,
-                             rewards=[RewardConfig("test_offset", options={"offset": 10.0})], return_arrays=True)
+    report = evaluate_models(
+        {"a": a},
+        num=5,
+        seed=0,
+        steps=2,
+        cache_dir=tmp_path,
+        rewards=[RewardConfig("test_offset", options={"offset": 10.0})],
+        return_arrays=True,
+    )
     with np.load(tmp_path / "samples_a.npz") as f:
         per_sample = from_uint8_hwc(f["images"]).double().mean(dim=(1, 2, 3)).numpy() + 10.0
     entry = report["models"]["a"]["reward/test_offset"]

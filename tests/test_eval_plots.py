@@ -28,8 +28,10 @@ def test_every_figure_writes_a_png(tmp_path):
     rng = np.random.default_rng(1)
     feats = {"base": rng.normal(size=(20, 5)), "tuned": rng.normal(size=(20, 5)) + 1}
     assert _png(plots.figure_embeddings(feats, tmp_path / "f1.png", best=("base", 3)))[0] > 100
-    points = [{"label": "a", "group": "g", "reward": 1.0, "reward_err": 0.1, "vendi": 2.0, "vendi_err": 0.2},
-              {"label": "b", "group": "h", "reward": 2.0, "reward_err": 0.1, "vendi": 3.0, "vendi_err": (0.1, 0.3)}]
+    points = [
+        {"label": "a", "group": "g", "reward": 1.0, "reward_err": 0.1, "vendi": 2.0, "vendi_err": 0.2},
+        {"label": "b", "group": "h", "reward": 2.0, "reward_err": 0.1, "vendi": 3.0, "vendi_err": (0.1, 0.3)},
+    ]
     assert _png(plots.figure_reward_vs_vendi(points, tmp_path / "f5.png", "reward", "pixels"))[0] > 100
     curves = {2: (np.linspace(0, 1, 10), np.full(10, 0.1)), 5: (np.zeros(10), np.zeros(10))}
     assert _png(plots.figure_injection(curves, tmp_path / "f6.png"))[0] > 100

@@ -64,8 +64,32 @@ def test_cli_transition_on_pixels(tmp_path, train_scheduler, capsys):
 
     model = save_model(tiny_unet(8, seed=0), train_scheduler, tmp_path / "m")
     out = tmp_path / "transition"
-    assert main(["transition", "--model", str(model), "--out", str(out), "--steps", "6", "--grid", "0", "2", "4", "5",
-                 "--refs", "2", "--branches", "2", "--levels", "0.6", "0.3"]) == 0
+    assert (
+        main(
+            [
+                "transition",
+                "--model",
+                str(model),
+                "--out",
+                str(out),
+                "--steps",
+                "6",
+                "--grid",
+                "0",
+                "2",
+                "4",
+                "5",
+                "--refs",
+                "2",
+                "--branches",
+                "2",
+                "--levels",
+                "0.6",
+                "0.3",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "transition.json").read_text())
     assert report["grid"] == [0, 2, 4, 5] and report["window_curve"] == "cosine distance (pixels)"
     assert report["relative_change"][0] == pytest.approx(1.0)
@@ -91,8 +115,29 @@ def test_cli_transition_on_the_faces_benchmark(tmp_path, train_scheduler, monkey
         pytest.skip(f"face classifier unavailable: {exc}")
     model = save_model(tiny_unet(32, seed=0), train_scheduler, tmp_path / "m")
     out = tmp_path / "transition"
-    assert main(["transition", "--model", str(model), "--out", str(out), "--benchmark", "faces", "--steps", "4",
-                 "--grid", "0", "3", "--refs", "2", "--branches", "2"]) == 0
+    assert (
+        main(
+            [
+                "transition",
+                "--model",
+                str(model),
+                "--out",
+                str(out),
+                "--benchmark",
+                "faces",
+                "--steps",
+                "4",
+                "--grid",
+                "0",
+                "3",
+                "--refs",
+                "2",
+                "--branches",
+                "2",
+            ]
+        )
+        == 0
+    )
     curves = json.loads((out / "transition.json").read_text())["curves"]
     assert {"high-level (any)", "low-level (any)", "flip background"} <= set(curves)
     assert all(0.0 <= v <= 1.0 for values in curves.values() for v in values)

@@ -108,13 +108,16 @@ def test_confidence_and_agreement_known_values():
     np.testing.assert_allclose(sample_confidence(probs), [0.7, 0.5])
     assert evaluator_confidence(probs) == pytest.approx(0.6)
     assert evaluator_confidence({"a": np.full((4, 4), 0.25)}) == pytest.approx(0.25)
-    got = agreement({"a": np.array([0, 1, 1, 2]), "b": np.array([1, 1])}, {"a": np.array([0, 1, 2, 2]),
-                                                                           "b": np.array([0, 1]), "c": np.array([3])})
+    got = agreement(
+        {"a": np.array([0, 1, 1, 2]), "b": np.array([1, 1])},
+        {"a": np.array([0, 1, 2, 2]), "b": np.array([0, 1]), "c": np.array([3])},
+    )
     assert got == {"a": 0.75, "b": 0.5}
 
 
-@pytest.mark.parametrize("probs", [{}, {"a": np.zeros((0, 2))}, {"a": np.ones(3)},
-                                   {"a": np.ones((3, 2)) / 2, "b": np.ones((4, 2)) / 2}])
+@pytest.mark.parametrize(
+    "probs", [{}, {"a": np.zeros((0, 2))}, {"a": np.ones(3)}, {"a": np.ones((3, 2)) / 2, "b": np.ones((4, 2)) / 2}]
+)
 def test_confidence_rejects_malformed_probabilities(probs):
     with pytest.raises(HrfError):
         evaluator_confidence(probs)

@@ -38,8 +38,13 @@ class DrawsOnTheGeneratorsDevice(TorchFunctionMode):
 @pytest.mark.parametrize("kind", ["full", "windows", "dynamic"])
 def test_every_draw_is_made_on_its_generators_device(tmp_path, kind):
     """HRF crashed at epoch 0 on CUDA: the window draw used a CUDA generator for a CPU tensor."""
-    trainer = prepare_run(_cfg(kind, timestep_fraction=0.5), tmp_path / "run", unet=tiny_unet(8),
-                          train_scheduler=celebahq_like_scheduler(), progress=False)
+    trainer = prepare_run(
+        _cfg(kind, timestep_fraction=0.5),
+        tmp_path / "run",
+        unet=tiny_unet(8),
+        train_scheduler=celebahq_like_scheduler(),
+        progress=False,
+    )
     with DrawsOnTheGeneratorsDevice() as mode:
         trainer.run_epoch(0)
     assert mode.violations == []
@@ -57,10 +62,17 @@ def test_start_states_take_start_steps_from_another_device():
     assert xs.device.type == "meta" and xs.shape == refs.shape
 
 
-@pytest.mark.parametrize(("requested", "cuda", "bf16", "expected"), [
-    ("auto", True, True, "bf16"), ("auto", True, False, "fp16"), ("auto", False, False, "no"),
-    ("fp16", True, True, "fp16"), ("no", True, True, "no"), ("bf16", False, False, "bf16"),
-])
+@pytest.mark.parametrize(
+    ("requested", "cuda", "bf16", "expected"),
+    [
+        ("auto", True, True, "bf16"),
+        ("auto", True, False, "fp16"),
+        ("auto", False, False, "no"),
+        ("fp16", True, True, "fp16"),
+        ("no", True, True, "no"),
+        ("bf16", False, False, "bf16"),
+    ],
+)
 def test_auto_precision_is_bf16_where_the_gpu_has_it(requested, cuda, bf16, expected):
     assert resolve_mixed_precision(requested, cuda, bf16) == expected
 

@@ -38,7 +38,6 @@ def test_pretrain_draws_lfw_batches():
     assert (batch[:, None] == pool[None]).flatten(2).all(-1).any(1).all()  # every image is from the set
 
 
-
 @pytest.mark.slow
 def test_lfw_smile_preset_fine_tunes_end_to_end(tmp_path):
     """The HRF smile preset on the shipped LFW model, shrunk to two small epochs, runs and trains."""
@@ -52,9 +51,19 @@ def test_lfw_smile_preset_fine_tunes_end_to_end(tmp_path):
     from hrf.training.run_dir import prepare_run
 
     preset = preset_path("lfw32/smile-hrf")
-    cfg = load_config(preset, ["sampling.num_steps=10", "schedule.windows=[[2, 4], [5, 7]]",
-                               "schedule.iterations=[1, 1]", "train.max_epochs=2", "train.references=4",
-                               "train.branches=4", "train.sample_batch_size=16", "train.train_batch_size=64"])
+    cfg = load_config(
+        preset,
+        [
+            "sampling.num_steps=10",
+            "schedule.windows=[[2, 4], [5, 7]]",
+            "schedule.iterations=[1, 1]",
+            "train.max_epochs=2",
+            "train.references=4",
+            "train.branches=4",
+            "train.sample_batch_size=16",
+            "train.train_batch_size=64",
+        ],
+    )
     assert cfg.model.path == "hrf:lfw32" and cfg.reward.name == "smile"
     history = prepare_run(cfg, tmp_path / "run", progress=False).train()
 
@@ -92,7 +101,15 @@ def test_lfw_hrf_raises_p_happy(tmp_path):
     from tests.helpers import assert_rises, paired_reward_change
 
     preset = preset_path("lfw32/smile-hrf")
-    cfg = load_config(preset, ["sampling.num_steps=10", "schedule.windows=[[1, 3], [3, 5]]",
-                               "schedule.iterations=[3, 3]", "train.max_epochs=6", "output.grid_every=0"])
+    cfg = load_config(
+        preset,
+        [
+            "sampling.num_steps=10",
+            "schedule.windows=[[1, 3], [3, 5]]",
+            "schedule.iterations=[3, 3]",
+            "train.max_epochs=6",
+            "output.grid_every=0",
+        ],
+    )
     assert len(prepare_run(cfg, tmp_path / "run", progress=False).train()) == 6
     assert_rises(paired_reward_change(str(tmp_path / "run" / "final"), "hrf:lfw32", "smile", num=256))

@@ -47,12 +47,14 @@ def test_lora_training_changes_only_adapters_and_resumes(tmp_path):
     # resume: one epoch, then another from the checkpoint, equals two straight epochs
     cfg1 = _cfg("windows", max_epochs=2)
     cfg1.model.lora_rank = 2
-    part = prepare_run(cfg1, tmp_path / "m", unet=tiny_unet(8), train_scheduler=celebahq_like_scheduler(),
-                       progress=False)
+    part = prepare_run(
+        cfg1, tmp_path / "m", unet=tiny_unet(8), train_scheduler=celebahq_like_scheduler(), progress=False
+    )
     part.cfg.train.max_epochs = 1
     part.train()
-    resumed = prepare_run(None, tmp_path / "m", resume=True, unet=tiny_unet(8),
-                          train_scheduler=celebahq_like_scheduler(), progress=False)
+    resumed = prepare_run(
+        None, tmp_path / "m", resume=True, unet=tiny_unet(8), train_scheduler=celebahq_like_scheduler(), progress=False
+    )
     resumed.train()
     for (n, p), q in zip(trainer.model.named_parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(p, q), n

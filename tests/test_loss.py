@@ -44,8 +44,9 @@ def test_a_diverged_log_ratio_stops_the_run():
 
 def test_a_large_log_ratio_below_the_limit_keeps_its_gradient():
     log_prob = torch.tensor([19.0], dtype=torch.float64, requires_grad=True)
-    loss, _ = ppo_clip_loss(log_prob, torch.zeros(1, dtype=torch.float64), torch.tensor([-1.0], dtype=torch.float64),
-                            1e-4)
+    loss, _ = ppo_clip_loss(
+        log_prob, torch.zeros(1, dtype=torch.float64), torch.tensor([-1.0], dtype=torch.float64), 1e-4
+    )
     loss.backward()
     assert float(log_prob.grad) == pytest.approx(math.exp(19.0), rel=1e-12)  # d(−A·e^{log r})/d log r = e^19
 

@@ -22,17 +22,21 @@ def import_benchmark(name: str):
     spec.loader.exec_module(module)
     return module
 
+
 REWARDS = [0.0, 0.1, 0.3, 0.2, 0.5]
 VALUES = [1.0, 0.9, 0.5, 0.6, 0.2]
 
 
-@pytest.mark.parametrize(("level", "expected"), [
-    (0.2, 0.7),  # halfway between the points at 0.1 and 0.3
-    (0.3, 0.5),  # exactly on a point
-    (0.25, 0.6),  # the first crossing (0.1 → 0.3), not the later 0.2 → 0.5 one
-    (0.45, 0.6 + (0.45 - 0.2) / 0.3 * (0.2 - 0.6)),  # only the last point reaches it: from the dip's 0.2 to 0.5
-    (-1.0, 1.0),  # already reached at the start
-])
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        (0.2, 0.7),  # halfway between the points at 0.1 and 0.3
+        (0.3, 0.5),  # exactly on a point
+        (0.25, 0.6),  # the first crossing (0.1 → 0.3), not the later 0.2 → 0.5 one
+        (0.45, 0.6 + (0.45 - 0.2) / 0.3 * (0.2 - 0.6)),  # only the last point reaches it: from the dip's 0.2 to 0.5
+        (-1.0, 1.0),  # already reached at the start
+    ],
+)
 def test_value_at_reward_interpolates_at_first_crossing(level, expected):
     assert value_at_reward(REWARDS, VALUES, level) == pytest.approx(expected, abs=1e-12)
 
@@ -85,16 +89,26 @@ def test_verdict():
 def _cell(collapse, task, method, seed, gains, fracs):
     """A study cell whose reward gains and primary-metric fractions (domain Vendi) are given per checkpoint."""
     base_reward, base_vendi = 1.0, 3.0
-    curve = [{"epoch": 10 * i, f"reward/{collapse.TASKS[task]}": base_reward + g, "vendi/domain": base_vendi * f,
-              "confident/domain": 0.9} for i, (g, f) in enumerate(zip(gains, fracs, strict=True))]
+    curve = [
+        {
+            "epoch": 10 * i,
+            f"reward/{collapse.TASKS[task]}": base_reward + g,
+            "vendi/domain": base_vendi * f,
+            "confident/domain": 0.9,
+        }
+        for i, (g, f) in enumerate(zip(gains, fracs, strict=True))
+    ]
     return {"task": task, "method": method, "seed": seed, "reward": collapse.TASKS[task], "curve": curve}
 
 
 def test_analyse_reads_levels_from_tuning_seeds_and_holm_corrects():
     collapse = import_benchmark("collapse")
     gains = [0.0, 0.1, 0.2, 0.3, 0.4]
-    cells = [_cell(collapse, task, "ddpo", s, [g * k for g in gains], [1.0, 0.9, 0.8, 0.7, 0.6])
-             for task in collapse.TASKS for s, k in ((0, 1.0), (1, 1.0))]  # tuning: mean final gain 0.4
+    cells = [
+        _cell(collapse, task, "ddpo", s, [g * k for g in gains], [1.0, 0.9, 0.8, 0.7, 0.6])
+        for task in collapse.TASKS
+        for s, k in ((0, 1.0), (1, 1.0))
+    ]  # tuning: mean final gain 0.4
     # test seeds: DDPO_IS's fraction falls 1 → 0.6 over gains 0 → 0.4; HRF's falls half as fast, ± seed noise
     for task in collapse.TASKS:
         for s in collapse.SEEDS["test"][:4]:
@@ -109,8 +123,9 @@ def test_analyse_reads_levels_from_tuning_seeds_and_holm_corrects():
     assert primary["level"] == pytest.approx(0.2)  # read exactly at the third checkpoint
     hrf_vals = task["methods"]["hrf"]["at_levels"][1]["values"]
     assert hrf_vals == pytest.approx([0.9 - 0.01 * (s % 3 - 1) for s in collapse.SEEDS["test"][:4]])
-    assert primary["welch"]["diff"] == pytest.approx(np.mean(hrf_vals) - np.mean(
-        [0.8 + 0.01 * (s % 3 - 1) for s in collapse.SEEDS["test"][:4]]))
+    assert primary["welch"]["diff"] == pytest.approx(
+        np.mean(hrf_vals) - np.mean([0.8 + 0.01 * (s % 3 - 1) for s in collapse.SEEDS["test"][:4]])
+    )
     ps = [c["welch"]["p"] for c in report["primary_contrasts"]]
     assert [c["p_holm"] for c in report["primary_contrasts"]] == pytest.approx(holm(ps))
     assert {c["verdict"] for c in report["primary_contrasts"]} == {"confirmed"}
@@ -122,8 +137,12 @@ def test_pareto_contrasts_are_welch_over_seeds_with_holm_over_diversity():
     rng = np.random.default_rng(1)
 
     def row(method, label):
-        return {"task": "t", "method": method, "label": label,
-                **{k: {"values": rng.normal(0, 1, 6).tolist()} for k in contrasts.QUANTITIES}}
+        return {
+            "task": "t",
+            "method": method,
+            "label": label,
+            **{k: {"values": rng.normal(0, 1, 6).tolist()} for k in contrasts.QUANTITIES},
+        }
 
     rows = [row("ddpo", "DDPO_IS"), row("hrf", "HRF"), row("kl", "KL")]
     items = contrasts.contrasts(rows)
@@ -165,8 +184,11 @@ def test_collapse_study_runs_resumes_and_reports(tmp_path, monkeypatch):
 
 def test_collapse_cells_are_reused_only_for_the_same_training():
     collapse = import_benchmark("collapse")
-    cfg = {"train": {"lr": 1e-4, "seed": 100}, "reward": {"name": "r", "options": {"a": 1}},
-           "output": {"checkpoint_every": 10}}
+    cfg = {
+        "train": {"lr": 1e-4, "seed": 100},
+        "reward": {"name": "r", "options": {"a": 1}},
+        "output": {"checkpoint_every": 10},
+    }
     assert collapse.same_training(cfg, cfg)
     assert collapse.same_training(cfg, {**cfg, "output": {"checkpoint_every": 5, "trackers": []}})  # output only
     assert collapse.same_training(cfg, {**cfg, "train": {**cfg["train"], "new_field": 0}})  # added since

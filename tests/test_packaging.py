@@ -50,8 +50,10 @@ def test_hrf_train_takes_a_preset_name(tmp_path, capsys):
     """The CLI resolves the name: a bad --set on a named preset fails on the override, not on the name."""
     from hrf.cli.main import main
 
-    assert main(["train", "--config", "faces32/compressibility-hrf", "--out", str(tmp_path / "r"),
-                 "--set", "train.lr=-1"]) == 2
+    assert (
+        main(["train", "--config", "faces32/compressibility-hrf", "--out", str(tmp_path / "r"), "--set", "train.lr=-1"])
+        == 2
+    )
     assert "train.lr" in capsys.readouterr().err
     assert main(["train", "--config", "faces32/nope", "--out", str(tmp_path / "r")]) == 2
     assert "no preset named 'faces32/nope'" in capsys.readouterr().err
@@ -77,8 +79,18 @@ def test_help_and_argument_errors_import_no_heavy_library():
 
 
 def test_the_cli_benchmark_writes_its_table(tmp_path):
-    res = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "benchmarks" / "cli.py"),
-                          "--quick", "--out", str(tmp_path / "cli.json")], capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve().parents[1] / "benchmarks" / "cli.py"),
+            "--quick",
+            "--out",
+            str(tmp_path / "cli.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     rows = json.loads((tmp_path / "cli.json").read_text())["rows"]
     assert set(rows) == {"hrf --help", "hrf sample --help", "hrf train --help", "hrf train --bogus (argument error)"}
@@ -103,29 +115,66 @@ def test_a_wheel_installed_elsewhere_runs_the_demo(tmp_path):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(root / name, source / name)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}  # no source tree
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index", "--no-build-isolation",
-                            "-q", "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True, env=env,
-                           timeout=600)
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = next((tmp_path / "dist").glob("hrf-*.whl"))
 
     venv.create(tmp_path / "env", with_pip=True)
     python = tmp_path / "env" / "bin" / "python"
-    env_site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+    env_site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     (Path(env_site) / "test_venv.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-                             capture_output=True, text=True, env=env, timeout=600)
+    install = subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert install.returncode == 0, install.stderr[-2000:]
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    where = subprocess.run([python, "-c", "import hrf, importlib.metadata as m; print(hrf.__file__, hrf.__version__, "
-                            "m.version('hrf'))"], capture_output=True, text=True, env=env, cwd=elsewhere, check=True)
+    where = subprocess.run(
+        [python, "-c", "import hrf, importlib.metadata as m; print(hrf.__file__, hrf.__version__, m.version('hrf'))"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=elsewhere,
+        check=True,
+    )
     location, version, installed = where.stdout.split()
     assert Path(location).is_relative_to(tmp_path / "env") and not Path(location).is_relative_to(root)
     assert version == installed
-    demo = subprocess.run([tmp_path / "env" / "bin" / "hrf", "demo", "--quick", "--out", "demo", "--no-progress"],
-                          capture_output=True, text=True, env=env, cwd=elsewhere, timeout=1200)
+    demo = subprocess.run(
+        [tmp_path / "env" / "bin" / "hrf", "demo", "--quick", "--out", "demo", "--no-progress"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=elsewhere,
+        timeout=1200,
+    )
     assert demo.returncode == 0, demo.stderr[-3000:]
     assert (elsewhere / "demo" / "REPORT.md").is_file()

@@ -18,8 +18,15 @@ from hrf.training.run_dir import prepare_run
 from tests.helpers import celebahq_like_scheduler, tiny_clip_dir
 
 PAPER = PRESETS / "paper"
-SMALL = ["train.references=2", "train.sample_batch_size=4", "train.train_batch_size=32", "train.max_epochs=1",
-         "model.mixed_precision=no", "schedule.probe_samples=1", "schedule.candidates=[4,20,36]"]
+SMALL = [
+    "train.references=2",
+    "train.sample_batch_size=4",
+    "train.train_batch_size=32",
+    "train.max_epochs=1",
+    "model.mixed_precision=no",
+    "schedule.probe_samples=1",
+    "schedule.candidates=[4,20,36]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +43,9 @@ def stand_ins(tmp_path_factory):
 def test_preset_runs_one_epoch_on_stand_ins(preset, stand_ins, tmp_path):
     root, model, clip = stand_ins
     cfg0 = load_config(PAPER / f"{preset}.toml")
-    overrides = [f"model.path={model}"] + [o for o in SMALL if o.split("=")[0].split(".")[0] != "schedule"
-                                           or cfg0.schedule.kind == "dynamic"]
+    overrides = [f"model.path={model}"] + [
+        o for o in SMALL if o.split("=")[0].split(".")[0] != "schedule" or cfg0.schedule.kind == "dynamic"
+    ]
     if cfg0.train.branches > 1:
         overrides.append("train.branches=2")
     if cfg0.reward.name == "aesthetic":
@@ -57,8 +65,10 @@ def test_bf16_autocast_keeps_trainable_weights_fp32(stand_ins, tmp_path):
 
     AcceleratorState._reset_state(True)  # accelerate keeps one precision per process; this test needs its own
     _, model, _ = stand_ins
-    cfg = load_config(PAPER / "celebahq-compressibility-hrf.toml",
-                      [f"model.path={model}", "model.mixed_precision=bf16", "train.branches=2", *SMALL[:4]])
+    cfg = load_config(
+        PAPER / "celebahq-compressibility-hrf.toml",
+        [f"model.path={model}", "model.mixed_precision=bf16", "train.branches=2", *SMALL[:4]],
+    )
     trainer = prepare_run(cfg, tmp_path / "run", progress=False)
     history = trainer.train()
     assert torch.isfinite(torch.tensor(history[0]["loss"]))

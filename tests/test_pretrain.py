@@ -42,7 +42,8 @@ def test_lr_warms_up_holds_then_anneals_to_zero():
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == 1.0 and lrs[59] == 1.0  # warm-up, then constant
     assert lrs[60] == 1.0 and lrs[80] == pytest.approx(0.5)  # cosine: half-way down at mid-decay
     assert all(a >= b for a, b in zip(lrs[60:-1], lrs[61:], strict=True)) and lrs[99] == pytest.approx(
-        0.5 * (1 + math.cos(math.pi * 39 / 40)))
+        0.5 * (1 + math.cos(math.pi * 39 / 40))
+    )
     assert _lr_at(_cfg(steps=100, lr=1.0, warmup_steps=10), 99) == 1.0  # decay_steps=0: constant
 
 

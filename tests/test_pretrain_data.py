@@ -119,8 +119,24 @@ def test_a_folder_trains_resumes_and_is_recorded(tmp_path, capsys):
 def test_an_npz_trains_a_grey_model(tmp_path):
     np.savez(tmp_path / "grey.npz", images=np.stack([_pixels(12, 12, 1, s) for s in range(6)]))
     out = tmp_path / "run"
-    assert main(["pretrain", "--data", str(tmp_path / "grey.npz"), "--out", str(out), "--size", "8",
-                 "--batch-size", "4", "--steps", "2"]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                "--data",
+                str(tmp_path / "grey.npz"),
+                "--out",
+                str(out),
+                "--size",
+                "8",
+                "--batch-size",
+                "4",
+                "--steps",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "model" / "config.json").read_text())["in_channels"] == 1
 
 

@@ -22,17 +22,33 @@ from tests.helpers import assert_rises, paired_reward_change
 
 BASE = os.environ.get("HRF_TEST_FACES_MODEL", "hrf:faces32")
 FACES32 = PRESETS / "faces32"
-SMALL = ["sampling.num_steps=10", "train.max_epochs=5", "train.sample_batch_size=64", "train.train_batch_size=128",
-         f"model.path={BASE}", "output.grid_every=0"]
+SMALL = [
+    "sampling.num_steps=10",
+    "train.max_epochs=5",
+    "train.sample_batch_size=64",
+    "train.train_batch_size=128",
+    f"model.path={BASE}",
+    "output.grid_every=0",
+]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset,extra", [
-    ("compressibility-ddpo", ["train.references=64"]),
-    ("compressibility-hrf", ["train.max_epochs=18"]),  # the preset's own budget
-    ("smile-hrf", ["schedule.windows=[[2,4],[4,6],[6,7]]", "schedule.iterations=[2,2,1]", "train.references=8",
-                   "train.lr=1e-3"]),
-])
+@pytest.mark.parametrize(
+    "preset,extra",
+    [
+        ("compressibility-ddpo", ["train.references=64"]),
+        ("compressibility-hrf", ["train.max_epochs=18"]),  # the preset's own budget
+        (
+            "smile-hrf",
+            [
+                "schedule.windows=[[2,4],[4,6],[6,7]]",
+                "schedule.iterations=[2,2,1]",
+                "train.references=8",
+                "train.lr=1e-3",
+            ],
+        ),
+    ],
+)
 def test_fine_tuning_raises_the_reward(preset, extra, tmp_path):
     cfg = load_config(FACES32 / f"{preset}.toml", SMALL + extra)
     trainer = prepare_run(cfg, tmp_path / preset, progress=False)

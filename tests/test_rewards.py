@@ -85,6 +85,7 @@ def test_aesthetic_missing_paths_give_one_line(tmp_path):
 
 # ---------------------------------------------------------------- user rewards: module:function
 
+
 def brightness(images):
     return images.mean(dim=(1, 2, 3))
 
@@ -117,13 +118,16 @@ def _brightness64(images, scale=1.0):
     return images.double().mean(dim=(1, 2, 3)) * scale
 
 
-@pytest.mark.parametrize("spec,options,scale", [
-    ("tests.test_rewards:brightness", {}, 1.0),  # the reward itself: its first parameter takes the images
-    ("tests.test_rewards:brightness_factory", {}, 1.0),  # no parameter: a factory
-    ("tests.test_rewards:scaled", {}, 1.0),  # only defaults: a factory
-    ("tests.test_rewards:scaled", {"scale": 2.0}, 2.0),
-    ("tests.test_rewards:Scaled", {"scale": -3.0}, -3.0),  # a class: a factory of callables
-])
+@pytest.mark.parametrize(
+    "spec,options,scale",
+    [
+        ("tests.test_rewards:brightness", {}, 1.0),  # the reward itself: its first parameter takes the images
+        ("tests.test_rewards:brightness_factory", {}, 1.0),  # no parameter: a factory
+        ("tests.test_rewards:scaled", {}, 1.0),  # only defaults: a factory
+        ("tests.test_rewards:scaled", {"scale": 2.0}, 2.0),
+        ("tests.test_rewards:Scaled", {"scale": -3.0}, -3.0),  # a class: a factory of callables
+    ],
+)
 def test_user_reward_is_the_reward_or_its_factory_by_signature(spec, options, scale):
     images = _images()
     rewards, info = make_reward(spec, **options)(images)
@@ -166,20 +170,30 @@ def _factory_returns_number():
 NOT_A_FUNCTION = 7
 
 
-@pytest.mark.parametrize("attr,options,cause", [
-    ("_raises", {}, "raised RuntimeError: reward server unreachable"),
-    ("_returns_text", {}, "returned str, not numbers"),
-    ("_returns_none", {}, "returned NoneType, not numbers"),
-    ("_bad_info", {}, "returned a list as its info"),
-    ("_triple", {}, "returned a tuple of 3"),
-    ("_per_pixel", {}, "returned shape (4, 3, 8, 8) for 4 images"),
-    ("_factory_raises", {}, "building it raised FileNotFoundError: weights.pt"),
-    ("_factory_returns_number", {}, "the factory returned a float, not a function"),
-    ("scaled", {"scael": 2.0},
-     "do not fit its factory (got an unexpected keyword argument 'scael'); its options: scale"),
-    ("brightness", {"scale": 2.0}, "takes the images as its first parameter, so it takes no reward.options (scale)"),
-    ("NOT_A_FUNCTION", {}, "is not a function (it is of type int)"),
-])
+@pytest.mark.parametrize(
+    "attr,options,cause",
+    [
+        ("_raises", {}, "raised RuntimeError: reward server unreachable"),
+        ("_returns_text", {}, "returned str, not numbers"),
+        ("_returns_none", {}, "returned NoneType, not numbers"),
+        ("_bad_info", {}, "returned a list as its info"),
+        ("_triple", {}, "returned a tuple of 3"),
+        ("_per_pixel", {}, "returned shape (4, 3, 8, 8) for 4 images"),
+        ("_factory_raises", {}, "building it raised FileNotFoundError: weights.pt"),
+        ("_factory_returns_number", {}, "the factory returned a float, not a function"),
+        (
+            "scaled",
+            {"scael": 2.0},
+            "do not fit its factory (got an unexpected keyword argument 'scael'); its options: scale",
+        ),
+        (
+            "brightness",
+            {"scale": 2.0},
+            "takes the images as its first parameter, so it takes no reward.options (scale)",
+        ),
+        ("NOT_A_FUNCTION", {}, "is not a function (it is of type int)"),
+    ],
+)
 def test_user_reward_failures_are_one_line_naming_reward_and_cause(attr, options, cause):
     with pytest.raises(HrfError) as caught:
         make_reward(f"tests.test_rewards:{attr}", **options)(_images())
@@ -209,12 +223,14 @@ def test_failing_user_reward_stops_in_one_line_and_the_run_resumes(tmp_path, mon
     from tests.helpers import celebahq_like_scheduler, write_run_config
 
     model = save_model(tiny_unet(8), celebahq_like_scheduler(), tmp_path / "model")
-    cfg = write_run_config(tmp_path / "c.toml", model, reward={"name": "tests.test_rewards:flaky_factory"},
-                           output={"grid_every": 0})
+    cfg = write_run_config(
+        tmp_path / "c.toml", model, reward={"name": "tests.test_rewards:flaky_factory"}, output={"grid_every": 0}
+    )
     quiet = ["--no-progress"]
     assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "a")] + quiet) == 0
-    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "b"), "--set", "train.max_epochs=1"]
-                + quiet) == 0
+    assert (
+        main(["train", "--config", str(cfg), "--out", str(tmp_path / "b"), "--set", "train.max_epochs=1"] + quiet) == 0
+    )
     for mode, cause in [("raise", "raised ConnectionError: reward server down"), ("nan", "non-finite values")]:
         monkeypatch.setenv("HRF_TEST_REWARD", mode)
         capsys.readouterr()

@@ -44,6 +44,7 @@ SMILING = (1, 18, 19, 31, 37, 45, 52, 53, 91, 94)
 
 # ---------- an independent numpy implementation of the stored Keras graph ----------
 
+
 def _pad_same(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], value: float) -> np.ndarray:
     """Pad NHWC like TensorFlow's 'same': total = max((ceil(n/s) − 1)·s + k − n, 0), the extra pixel after."""
     pads = [(0, 0)]

@@ -26,14 +26,30 @@ def nan_every_third(images):
 
 
 def _cfg(kind="windows", **train):
-    sched = {"full": {"kind": "full"},
-             "windows": {"kind": "windows", "windows": [[1, 2], [3, 4]], "iterations": [1, 2], "after_last": "hold"},
-             "dynamic": {"kind": "dynamic", "candidates": [0, 2, 4], "probe_samples": 2}}[kind]
-    t = {"references": 4, "branches": 1 if kind == "full" else 3, "max_epochs": 3, "sample_batch_size": 8,
-         "train_batch_size": 8, "lr": 1e-3, "advantage_norm": "batch" if kind == "full" else "group"}
+    sched = {
+        "full": {"kind": "full"},
+        "windows": {"kind": "windows", "windows": [[1, 2], [3, 4]], "iterations": [1, 2], "after_last": "hold"},
+        "dynamic": {"kind": "dynamic", "candidates": [0, 2, 4], "probe_samples": 2},
+    }[kind]
+    t = {
+        "references": 4,
+        "branches": 1 if kind == "full" else 3,
+        "max_epochs": 3,
+        "sample_batch_size": 8,
+        "train_batch_size": 8,
+        "lr": 1e-3,
+        "advantage_norm": "batch" if kind == "full" else "group",
+    }
     t.update(train)
-    return config_from_dict({"sampling": {"num_steps": 6}, "reward": {"name": "tests.test_trainer:brightness"},
-                             "schedule": sched, "train": t, "output": {"grid_every": 1}})
+    return config_from_dict(
+        {
+            "sampling": {"num_steps": 6},
+            "reward": {"name": "tests.test_trainer:brightness"},
+            "schedule": sched,
+            "train": t,
+            "output": {"grid_every": 1},
+        }
+    )
 
 
 def _run(cfg, out, **kw):
@@ -88,8 +104,9 @@ def test_resume_is_bit_identical(tmp_path, kind):
     first = _run(interrupted_cfg, tmp_path / "b")
     first.cfg.train.max_epochs = 1  # stop after one epoch, as if killed after its checkpoint
     first.train()
-    resumed = prepare_run(None, tmp_path / "b", resume=True, unet=tiny_unet(8),
-                          train_scheduler=celebahq_like_scheduler(), progress=False)
+    resumed = prepare_run(
+        None, tmp_path / "b", resume=True, unet=tiny_unet(8), train_scheduler=celebahq_like_scheduler(), progress=False
+    )
     assert resumed.epoch == 1
     resumed.train()
     for p, q in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
@@ -192,8 +209,11 @@ def test_skip_last_steps_is_counted_and_trained(tmp_path, monkeypatch):
     assert trainer.derived["trained_steps_per_trajectory"] == {"full (k=0)": 4}  # T = 6: steps 0..3
     seen = []
     original = trainer._pair_loss
-    monkeypatch.setattr(trainer, "_pair_loss", lambda traj, adv, rows, steps: (seen.append(steps.clone()),
-                                                                                original(traj, adv, rows, steps))[1])
+    monkeypatch.setattr(
+        trainer,
+        "_pair_loss",
+        lambda traj, adv, rows, steps: (seen.append(steps.clone()), original(traj, adv, rows, steps))[1],
+    )
     metrics = trainer.run_epoch(0)
     steps = torch.cat(seen)
     assert steps.max() == 3 and metrics["trained_pairs"] == len(steps) == 4 * 4

@@ -57,9 +57,15 @@ def _faces_classifier():
 def _faces() -> Benchmark:
     from hrf.data.faces import FACTORS, HIGH_LEVEL
 
-    return Benchmark(name="faces", models=("hrf:faces32",), presets="faces32",
-                     factors={name: len(values) for name, values in FACTORS.items()}, high_level=tuple(HIGH_LEVEL),
-                     data=_faces_data, classifier=_faces_classifier)
+    return Benchmark(
+        name="faces",
+        models=("hrf:faces32",),
+        presets="faces32",
+        factors={name: len(values) for name, values in FACTORS.items()},
+        high_level=tuple(HIGH_LEVEL),
+        data=_faces_data,
+        classifier=_faces_classifier,
+    )
 
 
 # name → a builder, so importing the registry loads no data module.

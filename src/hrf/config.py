@@ -153,8 +153,9 @@ def _renamed_keys(data: dict) -> dict:
         return data
     import warnings
 
-    warnings.warn("output.tensorboard is deprecated: use output.trackers = [\"tensorboard\"]", FutureWarning,
-                  stacklevel=3)
+    warnings.warn(
+        'output.tensorboard is deprecated: use output.trackers = ["tensorboard"]', FutureWarning, stacklevel=3
+    )
     output = {k: v for k, v in output.items() if k != "tensorboard"}
     if data["output"]["tensorboard"] is True:
         output["trackers"] = sorted({*output.get("trackers", []), "tensorboard"})
@@ -265,8 +266,15 @@ def _positive(path: str, value, allow_zero: bool = False):
 def validate(cfg: Config) -> None:
     """Reject impossible configs with one line each (called by every loader)."""
     t, s, sch = cfg.train, cfg.sampling, cfg.schedule
-    for name in ("max_epochs", "references", "branches", "sample_batch_size", "train_batch_size",
-                 "updates_per_epoch", "inner_epochs"):
+    for name in (
+        "max_epochs",
+        "references",
+        "branches",
+        "sample_batch_size",
+        "train_batch_size",
+        "updates_per_epoch",
+        "inner_epochs",
+    ):
         _positive(f"train.{name}", getattr(t, name))
     for name in ("lr", "clip_range", "adv_clip", "grad_clip", "adam_eps"):
         _positive(f"train.{name}", getattr(t, name))
@@ -280,19 +288,24 @@ def validate(cfg: Config) -> None:
     if t.advantage_norm not in ("group", "group_std", "batch"):
         raise ConfigError(f"train.advantage_norm must be 'group', 'group_std' or 'batch', got '{t.advantage_norm}'")
     if t.advantage_norm != "batch" and t.branches < 2:
-        raise ConfigError(f"train.advantage_norm='{t.advantage_norm}' needs train.branches ≥ 2 (one branch has no "
-                          "group statistics); use advantage_norm='batch' for DDPO")
+        raise ConfigError(
+            f"train.advantage_norm='{t.advantage_norm}' needs train.branches ≥ 2 (one branch has no "
+            "group statistics); use advantage_norm='batch' for DDPO"
+        )
     _positive("sampling.num_steps", s.num_steps)
     if s.num_steps < 2:
         raise ConfigError("sampling.num_steps must be ≥ 2 (the last step is deterministic and never trained)")
     if t.skip_last_steps > s.num_steps - 2:
-        raise ConfigError(f"train.skip_last_steps={t.skip_last_steps} leaves no step to train at "
-                          f"sampling.num_steps={s.num_steps} (at most {s.num_steps - 2})")
+        raise ConfigError(
+            f"train.skip_last_steps={t.skip_last_steps} leaves no step to train at "
+            f"sampling.num_steps={s.num_steps} (at most {s.num_steps - 2})"
+        )
     if not 0 < s.eta <= 1:
         raise ConfigError(f"sampling.eta must be in (0, 1] (eta = 0 makes every step deterministic), got {s.eta}")
     if cfg.model.mixed_precision not in ("no", "fp16", "bf16", "auto"):
-        raise ConfigError("model.mixed_precision must be 'no', 'fp16', 'bf16' or 'auto', got "
-                          f"'{cfg.model.mixed_precision}'")
+        raise ConfigError(
+            f"model.mixed_precision must be 'no', 'fp16', 'bf16' or 'auto', got '{cfg.model.mixed_precision}'"
+        )
     _positive("model.lora_rank", cfg.model.lora_rank, allow_zero=True)
     if cfg.reward.nonfinite not in ("error", "drop"):
         raise ConfigError(f"reward.nonfinite must be 'error' or 'drop', got '{cfg.reward.nonfinite}'")
@@ -300,7 +313,7 @@ def validate(cfg: Config) -> None:
     _positive("output.keep_checkpoints", cfg.output.keep_checkpoints)
     _positive("output.grid_every", cfg.output.grid_every, allow_zero=True)
     if not all(isinstance(name, str) for name in cfg.output.trackers):
-        raise ConfigError(f"output.trackers must be tracker names, e.g. [\"tensorboard\"], got {cfg.output.trackers!r}")
+        raise ConfigError(f'output.trackers must be tracker names, e.g. ["tensorboard"], got {cfg.output.trackers!r}')
     last = last_trainable_start(s.num_steps, t.skip_last_steps)
     if sch.kind == "full":
         if sch.windows or sch.candidates:
@@ -314,8 +327,10 @@ def validate(cfg: Config) -> None:
             if w[0] > w[1]:
                 raise ConfigError(f"schedule.windows entry {w} is reversed (lo > hi)")
             if w[0] < 0 or w[1] > last:
-                raise ConfigError(f"schedule.windows entry {w} is outside 0..{last} (T={s.num_steps}; step "
-                                  f"{s.num_steps - 1} is deterministic and {t.skip_last_steps} before it untrained)")
+                raise ConfigError(
+                    f"schedule.windows entry {w} is outside 0..{last} (T={s.num_steps}; step "
+                    f"{s.num_steps - 1} is deterministic and {t.skip_last_steps} before it untrained)"
+                )
         if len(sch.iterations) != len(sch.windows):
             raise ConfigError(f"schedule.iterations has {len(sch.iterations)} entries for {len(sch.windows)} windows")
         if not all(isinstance(i, int) and i > 0 for i in sch.iterations):
@@ -362,13 +377,17 @@ def derived_quantities(cfg: Config, world_size: int = 1) -> dict:
         ranges = {f"window [{lo},{hi}]": list(range(lo, hi + 1)) for lo, hi in sch.windows}
     else:
         ranges = {f"candidates {sch.candidates[0]}..{sch.candidates[-1]}": sch.candidates}
-    steps = {name: sum(trained_steps(k, s.num_steps, t.timestep_fraction, t.skip_last_steps) for k in ks) / len(ks)
-             for name, ks in ranges.items()}
+    steps = {
+        name: sum(trained_steps(k, s.num_steps, t.timestep_fraction, t.skip_last_steps) for k in ks) / len(ks)
+        for name, ks in ranges.items()
+    }
     trajectories = t.references * t.branches
     fewest = min(steps.values()) * trajectories
     if fewest < t.updates_per_epoch:
-        raise ConfigError(f"only {fewest:.0f} trained steps per epoch for {t.updates_per_epoch} updates; "
-                          "lower train.updates_per_epoch or raise train.references")
+        raise ConfigError(
+            f"only {fewest:.0f} trained steps per epoch for {t.updates_per_epoch} updates; "
+            "lower train.updates_per_epoch or raise train.references"
+        )
     out = {
         "references_per_epoch": t.references,
         "trajectories_per_epoch": trajectories,

@@ -9,11 +9,14 @@ def register(sub) -> None:
     from hrf.experiments.ablate import REGIMES
 
     p = sub.add_parser(
-        "ablate", help="window-regime ablation of HRF (paper §5.3, Figure 5)",
+        "ablate",
+        help="window-regime ablation of HRF (paper §5.3, Figure 5)",
         description="Trains an HRF preset under each window regime and seed, evaluates every cell and draws "
         "reward vs Vendi (mean of seeds, standard-error bars). Regimes (k: 0 = noise, 40 = clean): "
-        + "; ".join(f"{k} {v}" for k, v in REGIMES.items()) + ". A finished cell is reused while its training "
-        "config, base model and evaluation are unchanged.")
+        + "; ".join(f"{k} {v}" for k, v in REGIMES.items())
+        + ". A finished cell is reused while its training "
+        "config, base model and evaluation are unchanged.",
+    )
     p.add_argument("--preset", default="faces32/compressibility-hrf", help="HRF preset name (hrf/configs/, no .toml)")
     p.add_argument("--regimes", nargs="+", choices=tuple(REGIMES), default=list(REGIMES))
     p.add_argument("--seeds", nargs="+", type=nonneg_int, default=[0, 1, 2])
@@ -29,8 +32,16 @@ def run(args) -> int:
     from hrf.experiments.ablate import run_ablation
 
     out = writable_dir(args.out)
-    summary = run_ablation(out, args.preset, args.regimes, args.seeds, args.per_window, args.num_eval,
-                           overrides=args.overrides, progress=not args.no_progress)
+    summary = run_ablation(
+        out,
+        args.preset,
+        args.regimes,
+        args.seeds,
+        args.per_window,
+        args.num_eval,
+        overrides=args.overrides,
+        progress=not args.no_progress,
+    )
     print((out / "ablation.md").read_text())
     print(f"hrf ablate: {len(summary['cells'])} cells; figure {out / summary['figure']}")
     return 0

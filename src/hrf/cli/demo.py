@@ -7,17 +7,22 @@ from hrf.cli.common import add_run_options, nonneg_int, positive_int
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "demo", help="fine-tune the shipped faces model with DDPO_IS, HRF, HRF-D and compare them",
+        "demo",
+        help="fine-tune the shipped faces model with DDPO_IS, HRF, HRF-D and compare them",
         description="Runs the embedded default end to end: three fine-tuning runs of hrf:faces32 (presets "
         "configs/faces32/TASK-*.toml) and an evaluation of all four models from the same noise. Resumable: "
-        "rerun the same command after an interruption.")
+        "rerun the same command after an interruption.",
+    )
     p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
     p.add_argument("--task", choices=("compressibility", "incompressibility", "smile"), default="compressibility")
     p.add_argument("--quick", action="store_true", help="tiny sizes (CI): checks the pipeline, not the method")
     p.add_argument("--num-eval", type=positive_int, default=512, help="samples per model for the evaluation")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the evaluation noise")
-    p.add_argument("--match-reward", action="store_true",
-                   help="the paper's protocol: HRF and HRF-D stop once they reach DDPO_IS's last training reward")
+    p.add_argument(
+        "--match-reward",
+        action="store_true",
+        help="the paper's protocol: HRF and HRF-D stop once they reach DDPO_IS's last training reward",
+    )
     add_run_options(p, "override a field of all three configs, e.g. --set train.seed=1")
     p.set_defaults(func=run)
 
@@ -27,8 +32,9 @@ def run(args) -> int:
     from hrf.experiments.demo import run_demo
 
     out = writable_dir(args.out)
-    run_demo(out, args.task, args.quick, args.num_eval, args.seed, args.overrides, not args.no_progress,
-             args.match_reward)
+    run_demo(
+        out, args.task, args.quick, args.num_eval, args.seed, args.overrides, not args.no_progress, args.match_reward
+    )
     print((out / "REPORT.md").read_text())
     print(f"hrf demo: report in {out / 'REPORT.md'}")
     return 0

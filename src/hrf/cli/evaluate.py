@@ -52,25 +52,49 @@ def register(sub) -> None:
         "faces benchmark the factor classifier adds its IS over high-level factor combinations (its heads "
         "multiplied), the entropy of the predicted combinations and their coverage of all 576.",
     )
-    p.add_argument("--model", nargs="+", required=True, metavar="[LABEL=]SPEC",
-                   help="models to compare: diffusers directories or hrf:NAME, optionally labelled (first = the "
-                   "base model); labels GROUP/NAME share a colour per GROUP in Figure 5, e.g. early/seed0=DIR")
+    p.add_argument(
+        "--model",
+        nargs="+",
+        required=True,
+        metavar="[LABEL=]SPEC",
+        help="models to compare: diffusers directories or hrf:NAME, optionally labelled (first = the "
+        "base model); labels GROUP/NAME share a colour per GROUP in Figure 5, e.g. early/seed0=DIR",
+    )
     p.add_argument("--num", type=positive_int, default=512, help="samples per model (the paper used 2,142)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the noise shared by all models")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--reward", nargs="+", default=[], metavar="NAME", help="rewards to report: registered names or "
-                   "module:function")
-    p.add_argument("--reward-option", action="append", default=[], metavar="NAME.KEY=VALUE",
-                   help="an option of a --reward (value read as TOML), e.g. aesthetic.clip_path=DIR; repeatable")
-    p.add_argument("--embedder", nargs="+", default=None, metavar="NAME",
-                   help="feature extractors: pixels, domain, efficientnet_lite0, fid_inception, clip:DIR "
-                   "(default: pixels, plus efficientnet_lite0 when installed)")
-    p.add_argument("--reference", default=None, metavar="data|PATH",
-                   help="reference set for FD/KID/precision/recall: 'data' (the faces benchmark generator) "
-                   "or a .npz with an 'images' array, or a directory of samples.npz or PNG images")
-    p.add_argument("--benchmark", choices=("auto", *BENCHMARKS, "none"), default="auto",
-                   help="add the benchmark's factor classifier metrics (IS, factor entropy and coverage); auto = the "
-                   "benchmark a model belongs to (e.g. hrf:faces32 → faces), or the first with --reference data")
+    p.add_argument(
+        "--reward", nargs="+", default=[], metavar="NAME", help="rewards to report: registered names or module:function"
+    )
+    p.add_argument(
+        "--reward-option",
+        action="append",
+        default=[],
+        metavar="NAME.KEY=VALUE",
+        help="an option of a --reward (value read as TOML), e.g. aesthetic.clip_path=DIR; repeatable",
+    )
+    p.add_argument(
+        "--embedder",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="feature extractors: pixels, domain, efficientnet_lite0, fid_inception, clip:DIR "
+        "(default: pixels, plus efficientnet_lite0 when installed)",
+    )
+    p.add_argument(
+        "--reference",
+        default=None,
+        metavar="data|PATH",
+        help="reference set for FD/KID/precision/recall: 'data' (the faces benchmark generator) "
+        "or a .npz with an 'images' array, or a directory of samples.npz or PNG images",
+    )
+    p.add_argument(
+        "--benchmark",
+        choices=("auto", *BENCHMARKS, "none"),
+        default="auto",
+        help="add the benchmark's factor classifier metrics (IS, factor entropy and coverage); auto = the "
+        "benchmark a model belongs to (e.g. hrf:faces32 → faces), or the first with --reference data",
+    )
     p.add_argument("--steps", type=positive_int, default=40, help="DDIM steps T (eta = 1)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per UNet batch")
     p.add_argument("--n-boot", type=nonneg_int, default=100, help="bootstrap resamples for the Vendi intervals")
@@ -95,14 +119,19 @@ def run(args) -> int:
     for _, spec in labelled:
         resolve_model_path(spec)
     benchmark = choose_benchmark(args.benchmark, [spec for _, spec in labelled], args.reference)
-    config = {k: v for k, v in vars(args).items() if k != "func"} | {"embedders_used": embedders,
-                                                                     "benchmark_used": benchmark is not None}
+    config = {k: v for k, v in vars(args).items() if k != "func"} | {
+        "embedders_used": embedders,
+        "benchmark_used": benchmark is not None,
+    }
     (out / "evaluate_args.json").write_text(json.dumps(config, indent=2))
 
     embs = [make_embedder(e) for e in embedders]
     rewards = {r.name: make_reward(r.name, **r.options) for r in reward_options(args.reward, args.reward_option)}
-    reference, ref_text = (load_reference(args.reference, args.num, args.seed, benchmark.data if benchmark else None)
-                           if args.reference else (None, None))
+    reference, ref_text = (
+        load_reference(args.reference, args.num, args.seed, benchmark.data if benchmark else None)
+        if args.reference
+        else (None, None)
+    )
     taken: set[str] = set()
     specs: dict[str, str] = {}
     for label, spec in labelled:
@@ -110,14 +139,32 @@ def run(args) -> int:
         name = label if label and label not in specs else slug
         print(f"model {spec} → {name}")
         specs[name] = spec
-    report = evaluate_models(specs, num=args.num, seed=args.seed, steps=args.steps, cache_dir=out, rewards=rewards,
-                             embedders=embs, benchmark=benchmark, reference=reference, n_boot=args.n_boot,
-                             is_splits=args.is_splits, batch_size=args.batch_size, progress=True, return_arrays=True)
+    report = evaluate_models(
+        specs,
+        num=args.num,
+        seed=args.seed,
+        steps=args.steps,
+        cache_dir=out,
+        rewards=rewards,
+        embedders=embs,
+        benchmark=benchmark,
+        reference=reference,
+        n_boot=args.n_boot,
+        is_splits=args.is_splits,
+        batch_size=args.batch_size,
+        progress=True,
+        return_arrays=True,
+    )
     images = report.pop("images")
     figures = report_figures(report, ({REFERENCE: reference} if reference is not None else {}) | images, out)
     report.pop("arrays")
-    report["config"] |= {"models": specs, "reference_source": ref_text,
-                         "num": args.num, "seed": args.seed, "steps": args.steps}
+    report["config"] |= {
+        "models": specs,
+        "reference_source": ref_text,
+        "num": args.num,
+        "seed": args.seed,
+        "steps": args.steps,
+    }
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     table = metrics_markdown(report)
     (out / "metrics.md").write_text(table)

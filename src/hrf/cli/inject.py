@@ -20,10 +20,16 @@ def register(sub) -> None:
     )
     p.add_argument("--model", required=True, help="the fine-tuned model (directory or hrf:NAME)")
     p.add_argument("--base", required=True, help="the base model it was fine-tuned from")
-    p.add_argument("--inject", type=nonneg_int, nargs="+", default=list(DEFAULT_INJECT), metavar="K",
-                   help="step indices k where the base model takes over (k = steps taken, 0 = pure noise). "
-                   "The paper's [38, 35, 30, 25, 20, 10] count from the clean end (40 = noisiest): "
-                   "k = 40 − t = [2, 5, 10, 15, 20, 30], the default")
+    p.add_argument(
+        "--inject",
+        type=nonneg_int,
+        nargs="+",
+        default=list(DEFAULT_INJECT),
+        metavar="K",
+        help="step indices k where the base model takes over (k = steps taken, 0 = pure noise). "
+        "The paper's [38, 35, 30, 25, 20, 10] count from the clean end (40 = noisiest): "
+        "k = 40 − t = [2, 5, 10, 15, 20, 30], the default",
+    )
     p.add_argument("--num", type=positive_int, default=15, help="trajectories (the paper: 15)")
     p.add_argument("--steps", type=positive_int, default=40, help="DDIM steps T (eta = 1)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the initial and per-step noise")
@@ -46,30 +52,45 @@ def run(args) -> int:
     base = load_unet(args.base)
     shape = lambda u: (u.config.in_channels, u.config.sample_size)  # noqa: E731
     if shape(finetuned) != shape(base):
-        raise HrfError(f"--model makes {shape(finetuned)} (channels, size) images but --base {shape(base)}; "
-                       "pass the base model the fine-tuned one started from")
+        raise HrfError(
+            f"--model makes {shape(finetuned)} (channels, size) images but --base {shape(base)}; "
+            "pass the base model the fine-tuned one started from"
+        )
     inject_at = sorted(set(args.inject))
-    result = injection_distances(finetuned.eval(), base.eval(), scheduler, args.num, args.seed, inject_at,
-                                 progress=True)
+    result = injection_distances(
+        finetuned.eval(), base.eval(), scheduler, args.num, args.seed, inject_at, progress=True
+    )
 
     T = args.steps
     curves = {k: (d.mean(1).numpy(), d.std(1).numpy()) for k, d in result["distance"].items()}
     report = {
         "config": {k: v for k, v in vars(args).items() if k != "func"},
         "convention": "k = denoising steps taken (0 = pure noise); paper step t = T - k",
-        "inject": [{"k": k, "paper_step": T - k, "mean_distance": curves[k][0].tolist(),
-                    "std_distance": curves[k][1].tolist(),
-                    "final_image_distance": float(result["final_distance"][k].mean())} for k in inject_at],
+        "inject": [
+            {
+                "k": k,
+                "paper_step": T - k,
+                "mean_distance": curves[k][0].tolist(),
+                "std_distance": curves[k][1].tolist(),
+                "final_image_distance": float(result["final_distance"][k].mean()),
+            }
+            for k in inject_at
+        ],
     }
     (out / "inject.json").write_text(json.dumps(report, indent=2))
-    figure_injection(curves, out / "figure6_injection.png",
-                     title=f"Injection sampling: {args.model} → base, {args.num} samples")
+    figure_injection(
+        curves, out / "figure6_injection.png", title=f"Injection sampling: {args.model} → base, {args.num} samples"
+    )
     ncols = min(args.num, 8)
     rows = [result["original"].images[:ncols]] + [result["switched"][k][:ncols] for k in inject_at]
     save_grid(torch.cat(rows), out / "grid_injection.png", ncols=ncols, scale=max(1, 64 // rows[0].shape[-1]))
     for item in report["inject"]:
-        print(f"switch at k={item['k']:>3} (paper {item['paper_step']:>3}): "
-              f"final-image cosine distance {item['final_image_distance']:.4f}")
-    print(f"wrote {out / 'inject.json'} and {out / 'figure6_injection.png'} "
-          "(grid rows: fine-tuned, then one row per switch step)")
+        print(
+            f"switch at k={item['k']:>3} (paper {item['paper_step']:>3}): "
+            f"final-image cosine distance {item['final_image_distance']:.4f}"
+        )
+    print(
+        f"wrote {out / 'inject.json'} and {out / 'figure6_injection.png'} "
+        "(grid rows: fine-tuned, then one row per switch step)"
+    )
     return 0

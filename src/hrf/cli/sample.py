@@ -28,11 +28,11 @@ def run(args) -> int:
 
     out = writable_dir(args.out)
     unet, scheduler = load_pipeline_parts(args.model, args.steps)
-    images = sample_images(unet.eval(), scheduler, args.num, torch.Generator().manual_seed(args.seed),
-                           args.batch_size, progress=True)
+    images = sample_images(
+        unet.eval(), scheduler, args.num, torch.Generator().manual_seed(args.seed), args.batch_size, progress=True
+    )
     np.savez_compressed(out / "samples.npz", images=to_uint8_hwc(images))
     save_grid(images[:256], out / "grid.png", scale=max(1, 128 // images.shape[-1]))
-    (out / "sample_args.json").write_text(json.dumps(
-        {k: v for k, v in vars(args).items() if k != "func"}, indent=2))
+    (out / "sample_args.json").write_text(json.dumps({k: v for k, v in vars(args).items() if k != "func"}, indent=2))
     print(f"wrote {args.num} images to {out / 'samples.npz'} and {out / 'grid.png'}")
     return 0

@@ -9,20 +9,29 @@ from hrf.cli.common import add_run_options
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "train", help="fine-tune with DDPO_IS / HRF / HRF-D from a config",
+        "train",
+        help="fine-tune with DDPO_IS / HRF / HRF-D from a config",
         description="Fine-tune a diffusion model with RL. schedule.kind picks the method: full = DDPO_IS, "
         "windows = HRF, dynamic = HRF-D. Step index k: 0 = pure noise, T = clean image (windows like "
         "[[3,7],[18,22],[28,32]] are near noise, mid-way, near the end). Multi-process: "
-        "accelerate launch --num_processes N -m hrf train ...")
+        "accelerate launch --num_processes N -m hrf train ...",
+    )
     p.add_argument("--config", help="a TOML file, or a shipped preset by name, e.g. faces32/compressibility-hrf")
     p.add_argument("--out", help="run directory (config.toml, metrics.jsonl, checkpoints/, final/)")
     add_run_options(p, "override a config field, e.g. --set train.lr=1e-6 (repeatable)")
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint, with its saved "
-                   "config and any --set overrides (e.g. --set train.max_epochs=30)")
+    p.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the run in DIR from its last checkpoint, with its saved "
+        "config and any --set overrides (e.g. --set train.max_epochs=30)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite a run directory that holds another run")
-    p.add_argument("--allow-config-change", action="store_true",
-                   help="with --resume: accept changes beyond max_epochs, target_reward, batch sizes and output.* "
-                   "(model.lora_rank and schedule.kind never change)")
+    p.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="with --resume: accept changes beyond max_epochs, target_reward, batch sizes and output.* "
+        "(model.lora_rank and schedule.kind never change)",
+    )
     p.set_defaults(func=run)
 
 
@@ -39,18 +48,28 @@ def run(args) -> int:
         raise HrfError("pass --out DIR for a new run, or --resume DIR")
     cfg = load_config(config_source(args.config), args.overrides) if args.config else None
     # without --config the overrides apply to the saved config (--resume) or the defaults (a new run)
-    trainer = prepare_run(cfg, out, resume=bool(args.resume), force=args.force,
-                          overrides=[] if cfg is not None else args.overrides,
-                          allow_config_change=args.allow_config_change, progress=not args.no_progress)
+    trainer = prepare_run(
+        cfg,
+        out,
+        resume=bool(args.resume),
+        force=args.force,
+        overrides=[] if cfg is not None else args.overrides,
+        allow_config_change=args.allow_config_change,
+        progress=not args.no_progress,
+    )
     if trainer.acc.is_main_process:
-        print(f"hrf train: {trainer.cfg.schedule.kind} schedule, reward '{trainer.cfg.reward.name}', "
-              f"starting at epoch {trainer.epoch + 1}; derived quantities:")
+        print(
+            f"hrf train: {trainer.cfg.schedule.kind} schedule, reward '{trainer.cfg.reward.name}', "
+            f"starting at epoch {trainer.epoch + 1}; derived quantities:"
+        )
         print(json.dumps(trainer.derived, indent=2))
     history = trainer.train()
     if trainer.acc.is_main_process:
         last = history[-1]["reward_mean"] if history else float("nan")
-        print(f"hrf train: done after {trainer.epoch} epochs ({trainer.stopped_reason}); last mean reward "
-              f"{last:.4g}; model in {out}/final")
+        print(
+            f"hrf train: done after {trainer.epoch} epochs ({trainer.stopped_reason}); last mean reward "
+            f"{last:.4g}; model in {out}/final"
+        )
     # A process group left to interpreter exit can abort a rank ("terminate called without an active
     # exception"); the barrier first, so no rank tears it down while another still uses it.
     trainer.acc.wait_for_everyone()

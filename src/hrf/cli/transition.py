@@ -34,16 +34,31 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, help="diffusers model directory or hrf:NAME")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--steps", type=positive_int, default=40, help="DDIM steps T (eta = 1)")
-    p.add_argument("--grid", type=nonneg_int, nargs="+", default=None, metavar="K",
-                   help="start step indices to measure (default: every 2nd step, 0..T-2)")
+    p.add_argument(
+        "--grid",
+        type=nonneg_int,
+        nargs="+",
+        default=None,
+        metavar="K",
+        help="start step indices to measure (default: every 2nd step, 0..T-2)",
+    )
     p.add_argument("--refs", type=positive_int, default=16, help="reference images")
     p.add_argument("--branches", type=positive_int, default=4, help="regenerations per reference and step")
-    p.add_argument("--levels", type=_level, nargs="+", default=[0.75, 0.5, 0.25],
-                   help="relative change levels whose crossing steps centre the suggested windows")
+    p.add_argument(
+        "--levels",
+        type=_level,
+        nargs="+",
+        default=[0.75, 0.5, 0.25],
+        help="relative change levels whose crossing steps centre the suggested windows",
+    )
     p.add_argument("--half-width", type=nonneg_int, default=2, help="suggested windows are [c - w, c + w]")
-    p.add_argument("--benchmark", choices=("auto", *BENCHMARKS, "none"), default="auto",
-                   help="factor flip rates from the benchmark's classifier (auto: the benchmark the model belongs "
-                   "to, e.g. hrf:faces32 → faces)")
+    p.add_argument(
+        "--benchmark",
+        choices=("auto", *BENCHMARKS, "none"),
+        default="auto",
+        help="factor flip rates from the benchmark's classifier (auto: the benchmark the model belongs "
+        "to, e.g. hrf:faces32 → faces)",
+    )
     p.add_argument("--embedder", default="pixels", help="embedder for the cosine distance when not on the benchmark")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of references and branches")
     p.set_defaults(func=run)
@@ -67,17 +82,30 @@ def run(args) -> int:
     measure = factor_measure(bench) if benchmark else embedding_measure(make_embedder(args.embedder))
     unet, scheduler = load_pipeline_parts(args.model, args.steps)
     grid = sorted(set(args.grid if args.grid else range(0, args.steps - 1, 2)))
-    result = transition_curves(unet.eval(), scheduler, grid, refs=args.refs, branches=args.branches, seed=args.seed,
-                       measure=measure, progress=True)
+    result = transition_curves(
+        unet.eval(),
+        scheduler,
+        grid,
+        refs=args.refs,
+        branches=args.branches,
+        seed=args.seed,
+        measure=measure,
+        progress=True,
+    )
 
     curves = {k: np.asarray(v) for k, v in result["curves"].items()}
     key = "high-level (any)" if benchmark else next(iter(curves))
     relative = curves[key] / curves[key][0] if curves[key][0] > 0 else curves[key]
     windows = suggest_windows(grid, relative, args.levels, args.steps, args.half_width)
-    report = {"config": config | {"benchmark_used": benchmark},
-              "convention": "k = denoising steps taken (0 = pure noise, T = clean)",
-              "grid": grid, "curves": {k: v.tolist() for k, v in curves.items()},
-              "window_curve": key, "relative_change": relative.tolist(), "suggested_windows": windows}
+    report = {
+        "config": config | {"benchmark_used": benchmark},
+        "convention": "k = denoising steps taken (0 = pure noise, T = clean)",
+        "grid": grid,
+        "curves": {k: v.tolist() for k, v in curves.items()},
+        "window_curve": key,
+        "relative_change": relative.tolist(),
+        "suggested_windows": windows,
+    }
     (out / "transition.json").write_text(json.dumps(report, indent=2))
     shown = {k: v for k, v in curves.items() if not k.startswith("flip ")}
     figure_transition(grid, shown, out / "transition.png", "flip rate" if benchmark else "cosine distance", ())

@@ -70,8 +70,9 @@ def faceness_report(images: torch.Tensor, labels_reference: dict[str, np.ndarray
     ref = {k: np.asarray(v) for k, v in labels_reference.items()}
     ids_samples = combo_ids(pred)
     ids_data = combo_ids({k: ref[k][:n] for k in HIGH_LEVEL})
-    js = {k: js_divergence(_histogram(pred[k], len(FACTORS[k])), _histogram(ref[k], len(FACTORS[k])))
-          for k in HIGH_LEVEL}
+    js = {
+        k: js_divergence(_histogram(pred[k], len(FACTORS[k])), _histogram(ref[k], len(FACTORS[k]))) for k in HIGH_LEVEL
+    }
     cov_s, cov_d = len(np.unique(ids_samples)), len(np.unique(ids_data))
 
     def marginals(labels: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
@@ -97,27 +98,42 @@ def faceness_report(images: torch.Tensor, labels_reference: dict[str, np.ndarray
     }
 
 
-def measure_model(model: str = "hrf:faces32", num: int = 1000, seed: int = 0, steps: int = 40,
-                  batch_size: int = 125, progress: bool = True) -> dict:
+def measure_model(
+    model: str = "hrf:faces32",
+    num: int = 1000,
+    seed: int = 0,
+    steps: int = 40,
+    batch_size: int = 125,
+    progress: bool = True,
+) -> dict:
     """Sample ``num`` images (DDIM, ``steps`` steps, eta = 1, noise seed ``seed``) and report on them."""
     from hrf.models import load_pipeline_parts
     from hrf.sampling import sample_images
 
     unet, scheduler = load_pipeline_parts(model, steps)
     started = time.monotonic()
-    images = sample_images(unet.eval(), scheduler, num, torch.Generator().manual_seed(seed), batch_size,
-                           progress=progress)
+    images = sample_images(
+        unet.eval(), scheduler, num, torch.Generator().manual_seed(seed), batch_size, progress=progress
+    )
     report = faceness_report(images, generate_faces(num, seed)[1])
-    report["sampling"] = {"model": model, "num": num, "seed": seed, "ddim_steps": steps, "eta": 1.0,
-                          "data_seed": seed, "wall_seconds": round(time.monotonic() - started, 1)}
+    report["sampling"] = {
+        "model": model,
+        "num": num,
+        "seed": seed,
+        "ddim_steps": steps,
+        "eta": 1.0,
+        "data_seed": seed,
+        "wall_seconds": round(time.monotonic() - started, 1),
+    }
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
     from hrf.models import resolve_model_path
 
-    parser = argparse.ArgumentParser(prog="python -m hrf.data.benchmark",
-                                     description="measure a faces model's faceness and coverage")
+    parser = argparse.ArgumentParser(
+        prog="python -m hrf.data.benchmark", description="measure a faces model's faceness and coverage"
+    )
     parser.add_argument("--model", default="hrf:faces32")
     parser.add_argument("--num", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)

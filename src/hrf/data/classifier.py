@@ -76,10 +76,16 @@ class FaceClassifier(FactorReader):
         self.config = {"width": width, "feature_dim": feature_dim}
         w = width
         self.trunk = nn.Sequential(
-            _block(3, w), _block(w, 2 * w), nn.MaxPool2d(2),  # 16×16
-            _block(2 * w, 4 * w), nn.MaxPool2d(2),  # 8×8
-            _block(4 * w, 4 * w), nn.MaxPool2d(2),  # 4×4: positions still matter (mouth curve, hair length)
-            nn.Flatten(), nn.Linear(4 * w * 16, feature_dim), nn.ReLU(),
+            _block(3, w),
+            _block(w, 2 * w),
+            nn.MaxPool2d(2),  # 16×16
+            _block(2 * w, 4 * w),
+            nn.MaxPool2d(2),  # 8×8
+            _block(4 * w, 4 * w),
+            nn.MaxPool2d(2),  # 4×4: positions still matter (mouth curve, hair length)
+            nn.Flatten(),
+            nn.Linear(4 * w * 16, feature_dim),
+            nn.ReLU(),
         )
         self.heads = nn.ModuleDict({name: nn.Linear(feature_dim, len(values)) for name, values in FACTORS.items()})
 
@@ -105,8 +111,9 @@ def augment(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (out + sigma * torch.randn(images.shape, generator=gen)).clamp(-1.0, 1.0)
 
 
-def accuracy(model: FactorReader, n: int = 2000, seed: int = HELD_OUT_SEED,
-             augment_seed: int | None = None) -> dict[str, float]:
+def accuracy(
+    model: FactorReader, n: int = 2000, seed: int = HELD_OUT_SEED, augment_seed: int | None = None
+) -> dict[str, float]:
     """Per-factor accuracy on ``n`` fresh faces drawn with ``seed``: clean, or through :func:`augment` with
     a generator seeded by ``augment_seed``."""
     images, labels = faces_tensor(n, seed)
@@ -116,15 +123,23 @@ def accuracy(model: FactorReader, n: int = 2000, seed: int = HELD_OUT_SEED,
     return {name: float((pred[name].numpy() == labels[name]).mean()) for name in FACTORS}
 
 
-def train_face_classifier(steps: int = 1500, batch_size: int = 64, lr: float = 2e-3, seed: int = 0,
-                          width: int = 16, feature_dim: int = 128, progress: bool = True) -> FaceClassifier:
+def train_face_classifier(
+    steps: int = 1500,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    seed: int = 0,
+    width: int = 16,
+    feature_dim: int = 128,
+    progress: bool = True,
+) -> FaceClassifier:
     """Train a :class:`FaceClassifier` initialised from ``seed`` on faces of data seed ``seed``."""
     torch.manual_seed(seed)
     return fit_factor_classifier(FaceClassifier(width, feature_dim), steps, batch_size, lr, seed, progress)
 
 
-def fit_factor_classifier(model: FactorReader, steps: int, batch_size: int, lr: float, data_seed: int,
-                          progress: bool = True) -> FactorReader:
+def fit_factor_classifier(
+    model: FactorReader, steps: int, batch_size: int, lr: float, data_seed: int, progress: bool = True
+) -> FactorReader:
     """Train ``model`` on fresh augmented faces each step (faces and augmentation seeded by
     ``data_seed``·10⁶ + step; Adam, one-cycle cosine lr), the summed cross-entropy over the factors."""
     from tqdm.auto import tqdm
@@ -181,8 +196,10 @@ def load_face_classifier() -> FaceClassifier:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hrf.data.classifier",
-                                     description="retrain the face-factor classifier and rewrite its shipped weights")
+    parser = argparse.ArgumentParser(
+        prog="python -m hrf.data.classifier",
+        description="retrain the face-factor classifier and rewrite its shipped weights",
+    )
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -195,9 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     model = train_face_classifier(args.steps, args.batch_size, args.lr, args.seed)
     acc = accuracy(model)
     info = {
-        "training": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-                     "augmentation": "blur (p=0.5, random strength), colour shift ±0.06, Gaussian noise σ≤0.15",
-                     "wall_seconds": round(time.monotonic() - started, 1)},
+        "training": {
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "seed": args.seed,
+            "augmentation": "blur (p=0.5, random strength), colour shift ±0.06, Gaussian noise σ≤0.15",
+            "wall_seconds": round(time.monotonic() - started, 1),
+        },
         "held_out": {"seed": HELD_OUT_SEED, "num_images": 2000, "accuracy": acc},
         "high_level": list(HIGH_LEVEL),
         "low_level": list(LOW_LEVEL),

@@ -73,13 +73,19 @@ class MixerClassifier(FactorReader):
 
     retrain = "python -m hrf.data.classifier_b"
 
-    def __init__(self, patch: int = 4, dim: int = 64, depth: int = 4, token_hidden: int = 128,
-                 channel_hidden: int = 128):
+    def __init__(
+        self, patch: int = 4, dim: int = 64, depth: int = 4, token_hidden: int = 128, channel_hidden: int = 128
+    ):
         super().__init__()
         if 32 % patch:
             raise HrfError(f"the patch size must divide 32; got {patch}")
-        self.config = {"patch": patch, "dim": dim, "depth": depth, "token_hidden": token_hidden,
-                       "channel_hidden": channel_hidden}
+        self.config = {
+            "patch": patch,
+            "dim": dim,
+            "depth": depth,
+            "token_hidden": token_hidden,
+            "channel_hidden": channel_hidden,
+        }
         tokens = (32 // patch) ** 2
         self.embed = nn.Conv2d(3, dim, patch, stride=patch)  # a linear map of each patch, nothing wider
         self.blocks = nn.Sequential(*(_MixerBlock(tokens, dim, token_hidden, channel_hidden) for _ in range(depth)))
@@ -92,8 +98,14 @@ class MixerClassifier(FactorReader):
         return feats, {name: head(feats) for name, head in self.heads.items()}
 
 
-def train_evaluator_classifier(steps: int = 4000, batch_size: int = 64, lr: float = 2e-3, seed: int = INIT_SEED,
-                               data_seed: int = DATA_SEED, progress: bool = True) -> MixerClassifier:
+def train_evaluator_classifier(
+    steps: int = 4000,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    seed: int = INIT_SEED,
+    data_seed: int = DATA_SEED,
+    progress: bool = True,
+) -> MixerClassifier:
     """A :class:`MixerClassifier` initialised from ``seed`` and trained on faces of ``data_seed``."""
     torch.manual_seed(seed)
     return fit_factor_classifier(MixerClassifier(), steps, batch_size, lr, data_seed, progress)
@@ -116,8 +128,10 @@ def sample_confidence(probs: dict[str, np.ndarray]) -> np.ndarray:
     arrays = {name: np.asarray(p, dtype=np.float64) for name, p in probs.items()}
     sizes = {p.shape[0] if p.ndim == 2 else -1 for p in arrays.values()}
     if len(sizes) != 1 or -1 in sizes or 0 in sizes:
-        raise HrfError("factor probabilities must be non-empty (N, num_values) arrays with one N for every factor; "
-                       f"got shapes {[p.shape for p in arrays.values()]}")
+        raise HrfError(
+            "factor probabilities must be non-empty (N, num_values) arrays with one N for every factor; "
+            f"got shapes {[p.shape for p in arrays.values()]}"
+        )
     return np.min(np.stack([p.max(axis=1) for p in arrays.values()]), axis=0)
 
 
@@ -137,18 +151,22 @@ def agreement(pred_a: dict[str, np.ndarray], pred_b: dict[str, np.ndarray]) -> d
     for name, a in pred_a.items():
         a, b = np.asarray(a), np.asarray(pred_b[name])
         if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
-            raise HrfError(f"'{name}': predictions must be two non-empty 1-D arrays of one length; "
-                           f"got {a.shape} and {b.shape}")
+            raise HrfError(
+                f"'{name}': predictions must be two non-empty 1-D arrays of one length; got {a.shape} and {b.shape}"
+            )
         out[name] = float(np.mean(a == b))
     return out
 
 
-def compare_classifiers(evaluator: FactorReader, domain: FactorReader, images: torch.Tensor,
-                        labels: dict[str, np.ndarray] | None = None) -> dict:
+def compare_classifiers(
+    evaluator: FactorReader, domain: FactorReader, images: torch.Tensor, labels: dict[str, np.ndarray] | None = None
+) -> dict:
     """The ``evaluator``'s confidence and its agreement with the ``domain`` classifier on ``images`` (and,
     given the true ``labels``, both classifiers' accuracy)."""
-    probs = {who: {k: p.numpy() for k, p in model.probs(images).items()}
-             for who, model in (("evaluator", evaluator), ("domain", domain))}
+    probs = {
+        who: {k: p.numpy() for k, p in model.probs(images).items()}
+        for who, model in (("evaluator", evaluator), ("domain", domain))
+    }
     pred = {who: {k: p.argmax(1) for k, p in ps.items()} for who, ps in probs.items()}
     agrees = agreement(pred["evaluator"], pred["domain"])
     report: dict[str, object] = {
@@ -173,18 +191,31 @@ def measure(evaluator: FactorReader, num: int = 1000, progress: bool = True) -> 
 
     started = time.monotonic()
     unet, scheduler = load_pipeline_parts(EVAL_MODEL, EVAL_STEPS)
-    samples = sample_images(unet.eval(), scheduler, num, torch.Generator().manual_seed(EVAL_NOISE_SEED),
-                            EVAL_BATCH, eta=1.0, progress=progress)
+    samples = sample_images(
+        unet.eval(),
+        scheduler,
+        num,
+        torch.Generator().manual_seed(EVAL_NOISE_SEED),
+        EVAL_BATCH,
+        eta=1.0,
+        progress=progress,
+    )
     data, labels = faces_tensor(num, EVAL_DATA_SEED)
     domain = load_face_classifier()
     return {
-        "base_samples": {"model": EVAL_MODEL, "ddim_steps": EVAL_STEPS, "eta": 1.0, "noise_seed": EVAL_NOISE_SEED,
-                         "batch_size": EVAL_BATCH, **compare_classifiers(evaluator, domain, samples)},
+        "base_samples": {
+            "model": EVAL_MODEL,
+            "ddim_steps": EVAL_STEPS,
+            "eta": 1.0,
+            "noise_seed": EVAL_NOISE_SEED,
+            "batch_size": EVAL_BATCH,
+            **compare_classifiers(evaluator, domain, samples),
+        },
         "data_faces": {"seed": EVAL_DATA_SEED, **compare_classifiers(evaluator, domain, data, labels)},
         "confidence_definition": "mean over images of (min over all factors of the top class probability); "
-                                 "confident_fraction: share of images with that minimum >= "
-                                 f"{CONFIDENCE}; "
-                                 "top_probability: per factor, the mean over images of the top class probability",
+        "confident_fraction: share of images with that minimum >= "
+        f"{CONFIDENCE}; "
+        "top_probability: per factor, the mean over images of the top class probability",
         "wall_seconds": round(time.monotonic() - started, 1),
     }
 
@@ -194,17 +225,29 @@ def training_report(model: MixerClassifier, settings: dict, wall_seconds: float)
     lr, seed, data_seed, threads), the command that retrains it, and its held-out accuracy, clean and
     through the training augmentation."""
     command = "python -m hrf.data.classifier_b " + " ".join(
-        f"--{k.replace('_', '-')} {settings[k]}" for k in ("steps", "batch_size", "lr", "seed", "data_seed", "threads"))
+        f"--{k.replace('_', '-')} {settings[k]}" for k in ("steps", "batch_size", "lr", "seed", "data_seed", "threads")
+    )
     return {
         "architecture": "MLP-mixer: 4×4 patches linearly embedded, mixer blocks (token MLP, channel MLP, "
-                        "pre-LayerNorm, GELU), mean over tokens → features → one linear head per factor",
-        "training": {"steps": settings["steps"], "batch_size": settings["batch_size"], "lr": settings["lr"],
-                     "init_seed": settings["seed"], "data_seed": settings["data_seed"],
-                     "threads": settings["threads"], "command": command,
-                     "augmentation": "hrf.data.classifier.augment, as for the domain classifier",
-                     "wall_seconds": round(wall_seconds, 1)},
-        "held_out": {"seed": HELD_OUT_SEED, "num_images": 2000, "accuracy": accuracy(model),
-                     "augment_seed": AUGMENT_SEED, "accuracy_augmented": accuracy(model, augment_seed=AUGMENT_SEED)},
+        "pre-LayerNorm, GELU), mean over tokens → features → one linear head per factor",
+        "training": {
+            "steps": settings["steps"],
+            "batch_size": settings["batch_size"],
+            "lr": settings["lr"],
+            "init_seed": settings["seed"],
+            "data_seed": settings["data_seed"],
+            "threads": settings["threads"],
+            "command": command,
+            "augmentation": "hrf.data.classifier.augment, as for the domain classifier",
+            "wall_seconds": round(wall_seconds, 1),
+        },
+        "held_out": {
+            "seed": HELD_OUT_SEED,
+            "num_images": 2000,
+            "accuracy": accuracy(model),
+            "augment_seed": AUGMENT_SEED,
+            "accuracy_augmented": accuracy(model, augment_seed=AUGMENT_SEED),
+        },
         "high_level": list(HIGH_LEVEL),
         "low_level": list(LOW_LEVEL),
         "factors": {k: list(v) for k, v in FACTORS.items()},
@@ -213,9 +256,11 @@ def training_report(model: MixerClassifier, settings: dict, wall_seconds: float)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hrf.data.classifier_b",
-                                     description="retrain the independent evaluator classifier, rewrite its shipped "
-                                                 "weights and measure it on base-model samples and data faces")
+    parser = argparse.ArgumentParser(
+        prog="python -m hrf.data.classifier_b",
+        description="retrain the independent evaluator classifier, rewrite its shipped "
+        "weights and measure it on base-model samples and data faces",
+    )
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)

@@ -26,8 +26,9 @@ def resize_square(images: torch.Tensor, size: int, mode: str = "bilinear") -> to
     """Resize float NCHW images to ``size``×``size`` (antialiased when shrinking; unchanged at that size)."""
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
-    return F.interpolate(images, size=(size, size), mode=mode, align_corners=False,
-                         antialias=size < max(images.shape[-2:]))
+    return F.interpolate(
+        images, size=(size, size), mode=mode, align_corners=False, antialias=size < max(images.shape[-2:])
+    )
 
 
 def center_square(images: np.ndarray) -> np.ndarray:
@@ -35,7 +36,7 @@ def center_square(images: np.ndarray) -> np.ndarray:
     h, w = images.shape[-3:-1]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    return images[..., top:top + side, left:left + side, :]
+    return images[..., top : top + side, left : left + side, :]
 
 
 def to_size(images: np.ndarray, size: int) -> torch.Tensor:
@@ -60,8 +61,13 @@ def _read_image(path: Path) -> np.ndarray:
 
 def image_files(folder: Path) -> list[Path]:
     """The PNG/JPEG files under ``folder`` (recursively, hidden files skipped), in a fixed order."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def load_folder(folder: Path, size: int) -> torch.Tensor:
@@ -77,8 +83,7 @@ def load_folder(folder: Path, size: int) -> torch.Tensor:
         first.setdefault(channels, path)
         if len(first) > 1:
             grey, colour = first[1], first[3]
-            raise HrfError(f"'{folder}' mixes grey ('{grey}') and colour ('{colour}') images; convert them to one "
-                           "kind")
+            raise HrfError(f"'{folder}' mixes grey ('{grey}') and colour ('{colour}') images; convert them to one kind")
         images.append(to_size(pixels[None], size))
     return torch.cat(images)
 
@@ -93,8 +98,10 @@ def load_npz(path: Path, size: int) -> torch.Tensor:
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise HrfError(f"cannot read '{path}' as a .npz file: {exc}") from None
     if images.ndim != 4 or images.shape[-1] not in (1, 3) or images.dtype != np.uint8 or not images.size:
-        raise HrfError(f"'{path}': 'images' must be a non-empty (N, H, W, C) uint8 array with C = 1 or 3, got shape "
-                       f"{images.shape} and dtype {images.dtype}")
+        raise HrfError(
+            f"'{path}': 'images' must be a non-empty (N, H, W, C) uint8 array with C = 1 or 3, got shape "
+            f"{images.shape} and dtype {images.dtype}"
+        )
     return to_size(images, size)
 
 

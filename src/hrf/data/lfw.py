@@ -23,8 +23,9 @@ def _lfw_array() -> np.ndarray:
     try:
         from skimage.data import lfw_subset
     except ImportError:
-        raise HrfError("the LFW faces need scikit-image; run: pip install 'hrf[real]' "
-                       "(or pip install scikit-image)") from None
+        raise HrfError(
+            "the LFW faces need scikit-image; run: pip install 'hrf[real]' (or pip install scikit-image)"
+        ) from None
     return lfw_subset()[:NUM_FACES]
 
 

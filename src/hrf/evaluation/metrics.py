@@ -32,8 +32,12 @@ PRDC_K = 5
 
 
 def _entry(value: float, err: float | None = None, ci: tuple[float, float] | None = None, detail: bool = False):
-    return {"value": float(value), "err": None if err is None else float(err),
-            "ci": None if ci is None else [float(ci[0]), float(ci[1])], "detail": detail}
+    return {
+        "value": float(value),
+        "err": None if err is None else float(err),
+        "ci": None if ci is None else [float(ci[0]), float(ci[1])],
+        "detail": detail,
+    }
 
 
 def build_rewards(rewards: Sequence | Mapping) -> dict:
@@ -54,9 +58,17 @@ def reward_values(images: torch.Tensor, reward_fns: dict, batch_size: int = 256)
     """Each reward of every image (float64), computed in batches."""
     from hrf.rewards import validate_rewards
 
-    return {name: torch.cat([validate_rewards(fn(images[i : i + batch_size]), len(images[i : i + batch_size]), name)
-                             for i in range(0, len(images), batch_size)]).double().numpy()
-            for name, fn in reward_fns.items()}
+    return {
+        name: torch.cat(
+            [
+                validate_rewards(fn(images[i : i + batch_size]), len(images[i : i + batch_size]), name)
+                for i in range(0, len(images), batch_size)
+            ]
+        )
+        .double()
+        .numpy()
+        for name, fn in reward_fns.items()
+    }
 
 
 def mean_sem(values: np.ndarray) -> tuple[float, float]:
@@ -86,8 +98,10 @@ def factor_metrics(probs: dict[str, np.ndarray], is_splits: int, bench: Benchmar
     codes = mixed_radix_codes(predicted, {f: bench.factors[f] for f in high})
     ent = factor_entropy(codes, bench.n_combos)
     if ent["fraction"] is None:
-        raise HrfError(f"benchmark '{bench.name}' has {bench.n_combos} high-level combination(s); the factor metrics "
-                       "need at least 2")
+        raise HrfError(
+            f"benchmark '{bench.name}' has {bench.n_combos} high-level combination(s); the factor metrics "
+            "need at least 2"
+        )
     out["factors/entropy"] = _entry(ent["nats"])
     out["factors/entropy_fraction"] = _entry(ent["fraction"])
     out["factors/coverage"] = _entry(combo_coverage(codes, bench.n_combos))
@@ -171,7 +185,8 @@ def evaluate_images(
             if return_arrays:
                 arrays["features"][emb.name][name] = feats
             results[name][f"vendi/{emb.name}"] = _entry(
-                vendi_score(feats), ci=bootstrap_ci(vendi_score, feats, n_boot, 0.05, seed) if n_boot else None)
+                vendi_score(feats), ci=bootstrap_ci(vendi_score, feats, n_boot, 0.05, seed) if n_boot else None
+            )
             if emb.name == "efficientnet_lite0":
                 imagenet_is = inception_score(probs["imagenet"], min(is_splits, len(feats)))
                 results[name]["is/efficientnet_lite0"] = _entry(*imagenet_is)
@@ -186,19 +201,26 @@ def evaluate_images(
             bar.update()
     bar.close()
     labels = _labels(embs, list(reward_fns), benchmark)
-    config = {"rewards": list(reward_fns), "embedders": specs, "embedder_labels": {e.name: e.label for e in embs},
-              "benchmark": benchmark is not None, "n_boot": n_boot,
-              "is_splits": is_splits, "seed": seed, "reference": reference is not None}
+    config = {
+        "rewards": list(reward_fns),
+        "embedders": specs,
+        "embedder_labels": {e.name: e.label for e in embs},
+        "benchmark": benchmark is not None,
+        "n_boot": n_boot,
+        "is_splits": is_splits,
+        "seed": seed,
+        "reference": reference is not None,
+    }
     report = {"models": results, "labels": labels, "extra": extra, "config": config}
     return report | ({"arrays": arrays} if return_arrays else {})
 
 
 def _distances(emb: Embedder, real: np.ndarray, fake: np.ndarray, seed: int) -> dict[str, dict]:
-    out = {f"fd/{emb.name}": _entry(frechet_distance(real, fake)),
-           f"kid/{emb.name}": _entry(*kernel_distance(real, fake, seed=seed))}
+    out = {
+        f"fd/{emb.name}": _entry(frechet_distance(real, fake)),
+        f"kid/{emb.name}": _entry(*kernel_distance(real, fake, seed=seed)),
+    }
     if min(len(real), len(fake)) > PRDC_K:
         for m, v in prdc(real, fake, PRDC_K).items():
             out[f"{m}/{emb.name}"] = _entry(v)
     return out
-
-

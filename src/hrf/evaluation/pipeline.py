@@ -22,8 +22,15 @@ if TYPE_CHECKING:
     from hrf.benchmarks import Benchmark
 
 
-def sample_models(models: Mapping[str, str], cache_dir: Path, num: int, seed: int, steps: int, batch_size: int = 64,
-                  progress: bool = False) -> dict[str, torch.Tensor]:
+def sample_models(
+    models: Mapping[str, str],
+    cache_dir: Path,
+    num: int,
+    seed: int,
+    steps: int,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> dict[str, torch.Tensor]:
     """``num`` images of every model ``{name: spec}`` from the noise seeded with ``seed``, each cached as
     ``cache_dir/samples_NAME.npz``; models of different image shapes are refused."""
     cache_dir = Path(cache_dir)
@@ -67,11 +74,22 @@ def evaluate_models(
     """
     images = sample_models(models, cache_dir, num, seed, steps, batch_size, progress)
     if reference is not None and tuple(reference.shape[1:]) != tuple(next(iter(images.values())).shape[1:]):
-        raise HrfError(f"reference images have shape {tuple(reference.shape[1:])}, the models' "
-                       f"{tuple(next(iter(images.values())).shape[1:])}")
-    report = evaluate_images(images, rewards=rewards, embedders=embedders, reference=reference, benchmark=benchmark,
-                             n_boot=n_boot, is_splits=is_splits, seed=seed, progress=progress,
-                             return_arrays=return_arrays)
+        raise HrfError(
+            f"reference images have shape {tuple(reference.shape[1:])}, the models' "
+            f"{tuple(next(iter(images.values())).shape[1:])}"
+        )
+    report = evaluate_images(
+        images,
+        rewards=rewards,
+        embedders=embedders,
+        reference=reference,
+        benchmark=benchmark,
+        n_boot=n_boot,
+        is_splits=is_splits,
+        seed=seed,
+        progress=progress,
+        return_arrays=return_arrays,
+    )
     return report | ({"images": images} if return_arrays else {})
 
 

@@ -40,8 +40,9 @@ def figure_embeddings(
     for name in names:
         pts = proj[start : start + len(features[name])]
         if best is not None and name == best[0]:
-            ax.scatter(*pts[best[1]], marker="*", s=250, c="red", edgecolors="k", zorder=3,
-                       label=f"reward-best of {name}")
+            ax.scatter(
+                *pts[best[1]], marker="*", s=250, c="red", edgecolors="k", zorder=3, label=f"reward-best of {name}"
+            )
         ax.scatter(pts[:, 0], pts[:, 1], s=8, alpha=0.6, label=name)
         start += len(features[name])
     ax.set_xlabel("PC 1")
@@ -63,9 +64,16 @@ def figure_reward_vs_vendi(points: Sequence[dict], path: str | Path, reward_labe
     for g, group in enumerate(groups):
         pts = [p for p in points if p["group"] == group]
         xerr = np.array([np.broadcast_to(p["vendi_err"], 2) for p in pts]).T
-        ax.errorbar([p["vendi"] for p in pts], [p["reward"] for p in pts], xerr=xerr,
-                    yerr=[p["reward_err"] for p in pts], fmt="o", capsize=3, color=colours[g % len(colours)],
-                    label=group)
+        ax.errorbar(
+            [p["vendi"] for p in pts],
+            [p["reward"] for p in pts],
+            xerr=xerr,
+            yerr=[p["reward_err"] for p in pts],
+            fmt="o",
+            capsize=3,
+            color=colours[g % len(colours)],
+            label=group,
+        )
         for p in pts:
             ax.annotate(p["label"], (p["vendi"], p["reward"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
     ax.set_xlabel(f"Vendi score ({vendi_label})")
@@ -83,7 +91,7 @@ def figure_injection(curves: dict[int, tuple[np.ndarray, np.ndarray]], path: str
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for k, (mean, std) in sorted(curves.items()):
         steps = np.arange(len(mean))
-        line, = ax.plot(steps, mean, label=f"switch at k={k}")
+        (line,) = ax.plot(steps, mean, label=f"switch at k={k}")
         ax.fill_between(steps, mean - std, mean + std, alpha=0.15, color=line.get_color())
     ax.set_xlabel("step index k (0 = pure noise)")
     ax.set_ylabel("cosine distance of predicted x̂0")
@@ -93,8 +101,11 @@ def figure_injection(curves: dict[int, tuple[np.ndarray, np.ndarray]], path: str
 
 
 def figure_incremental_vendi(
-    sizes: Sequence[int] | np.ndarray, curves: Mapping[str, Sequence[float] | np.ndarray], path: str | Path,
-    mark: int | None = None, label: str = "",
+    sizes: Sequence[int] | np.ndarray,
+    curves: Mapping[str, Sequence[float] | np.ndarray],
+    path: str | Path,
+    mark: int | None = None,
+    label: str = "",
 ) -> Path:
     """Figure 7: Vendi score vs number of samples, one line per set, optional vertical line at ``mark``."""
     fig, ax = plt.subplots(figsize=(6, 4))

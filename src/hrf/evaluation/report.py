@@ -10,11 +10,14 @@ import torch
 
 from hrf.evaluation.metrics import REFERENCE
 
-LEGEND = ("Rewards: mean ± standard error. Vendi: score [95% bootstrap interval, centred on the score]. IS: mean ± std "
-          "over splits.")
+LEGEND = (
+    "Rewards: mean ± standard error. Vendi: score [95% bootstrap interval, centred on the score]. IS: mean ± std "
+    "over splits."
+)
 # Said only under a table that has such columns.
-LEGEND_DISTANCE = (" KD/KID: mean ± std over random subsets. FD/KD on features other than Inception pool3 are not "
-                   "FID/KID values.")
+LEGEND_DISTANCE = (
+    " KD/KID: mean ± std over random subsets. FD/KD on features other than Inception pool3 are not FID/KID values."
+)
 LEGEND_FACTORS = " Factor metrics use the domain classifier's predicted high-level factors."
 
 
@@ -34,8 +37,10 @@ DISTANCE_PREFIXES = ("fd/", "kid/", "precision/", "recall/", "density/", "covera
 
 
 def _table(report: dict, keys: list[str], rows: list[str]) -> list[str]:
-    lines = ["| model | n | " + " | ".join(report["labels"][k] for k in keys) + " |",
-             "| --- | --- |" + " --- |" * len(keys)]
+    lines = [
+        "| model | n | " + " | ".join(report["labels"][k] for k in keys) + " |",
+        "| --- | --- |" + " --- |" * len(keys),
+    ]
     for name in rows:
         cells = " | ".join(_cell(report["models"][name].get(k)) for k in keys)
         lines.append(f"| {name} | {report['extra'][name]['n']} | {cells} |")
@@ -44,8 +49,11 @@ def _table(report: dict, keys: list[str], rows: list[str]) -> list[str]:
 
 def metrics_markdown(report: dict, include_detail: bool = False) -> str:
     """The report as markdown, one row per image set: rewards and diversity, then distances to the reference."""
-    present = [k for k in report["labels"]
-               if any(k in m and (include_detail or not m[k]["detail"]) for m in report["models"].values())]
+    present = [
+        k
+        for k in report["labels"]
+        if any(k in m and (include_detail or not m[k]["detail"]) for m in report["models"].values())
+    ]
     own = [k for k in present if not k.startswith(DISTANCE_PREFIXES)]
     lines = ["## Rewards and diversity", "", *_table(report, own, list(report["models"]))]
     distance = [k for k in present if k.startswith(DISTANCE_PREFIXES)]
@@ -85,15 +93,28 @@ def report_figures(report: dict, images_by_set: dict[str, torch.Tensor], out_dir
         first, last = models[0], models[-1]
         best = int(np.argmax(arrays["rewards"][first][rewards[0]]))
         chosen = {first: feats[first]} | ({last: feats[last]} if last != first else {})
-        paths.append(figure_embeddings(chosen, out_dir / "figure1_embeddings.png", best=(first, best),
-                                       title=f"PCA of {emb_label} features; star: best {rewards[0]}"))
+        paths.append(
+            figure_embeddings(
+                chosen,
+                out_dir / "figure1_embeddings.png",
+                best=(first, best),
+                title=f"PCA of {emb_label} features; star: best {rewards[0]}",
+            )
+        )
         points = []
         for m in with_reference:
             entry_r, entry_v = report["models"][m][f"reward/{rewards[0]}"], report["models"][m][f"vendi/{emb}"]
             ci = entry_v["ci"] or [entry_v["value"]] * 2
-            points.append({"label": m, "group": m.split("/")[0], "reward": entry_r["value"],
-                           "reward_err": entry_r["err"], "vendi": entry_v["value"],
-                           "vendi_err": (max(entry_v["value"] - ci[0], 0.0), max(ci[1] - entry_v["value"], 0.0))})
+            points.append(
+                {
+                    "label": m,
+                    "group": m.split("/")[0],
+                    "reward": entry_r["value"],
+                    "reward_err": entry_r["err"],
+                    "vendi": entry_v["value"],
+                    "vendi_err": (max(entry_v["value"] - ci[0], 0.0), max(ci[1] - entry_v["value"], 0.0)),
+                }
+            )
         paths.append(figure_reward_vs_vendi(points, out_dir / "figure5_reward_vs_vendi.png", rewards[0], emb_label))
     n = min(len(f) for f in feats.values())
     sizes = np.unique(np.linspace(min(2, n), n, num=min(n - 1, 40) if n > 2 else 1).astype(int))

@@ -23,8 +23,9 @@ def weights_fingerprint(spec: str) -> str:
 
     path, subfolder = resolve_model_path(spec)
     folder = Path(path) / (subfolder or "")
-    files = (sorted(folder.glob("diffusion_pytorch_model*.safetensors"))
-             or sorted(folder.glob("diffusion_pytorch_model*.bin")))
+    files = sorted(folder.glob("diffusion_pytorch_model*.safetensors")) or sorted(
+        folder.glob("diffusion_pytorch_model*.bin")
+    )
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.read_bytes())
@@ -53,15 +54,21 @@ def sample_or_load(
     from hrf.models import load_pipeline_parts
     from hrf.sampling import sample_images
 
-    meta: dict[str, str | int] = {"spec": spec, "num": num, "seed": seed, "steps": steps,
-                                  "weights": weights_fingerprint(spec)}
+    meta: dict[str, str | int] = {
+        "spec": spec,
+        "num": num,
+        "seed": seed,
+        "steps": steps,
+        "weights": weights_fingerprint(spec),
+    }
     if path.is_file():
         with np.load(path) as cached:
             if all(k in cached and str(cached[k]) == str(v) for k, v in meta.items()):
                 return from_uint8_hwc(cached["images"])
     unet, scheduler = load_pipeline_parts(spec, steps)
-    images = sample_images(unet.eval(), scheduler, num, torch.Generator().manual_seed(seed), batch_size,
-                           progress=progress)
+    images = sample_images(
+        unet.eval(), scheduler, num, torch.Generator().manual_seed(seed), batch_size, progress=progress
+    )
     pixels = to_uint8_hwc(images)
     tmp = path.with_suffix(".tmp.npz")
     # allow_pickle named: mypy matches **meta against it otherwise; str and int arrays never pickle
@@ -87,8 +94,9 @@ def load_reference(spec: str, num: int, seed: int, data=None) -> tuple[torch.Ten
     if path.is_file() and path.suffix == ".npz":
         with np.load(path) as arrays:
             if "images" not in arrays:
-                raise HrfError(f"reference '{spec}' has no 'images' array "
-                               "(expected uint8 N×H×W×C, as hrf sample writes)")
+                raise HrfError(
+                    f"reference '{spec}' has no 'images' array (expected uint8 N×H×W×C, as hrf sample writes)"
+                )
             return from_uint8_hwc(arrays["images"][:num]), f"{path} (first {min(num, len(arrays['images']))} images)"
     if path.is_dir():
         from PIL import Image

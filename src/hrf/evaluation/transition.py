@@ -34,8 +34,10 @@ def flip_rates(ref_labels: dict[str, np.ndarray], branch_labels: dict[str, np.nd
 
 def any_flip_rate(ref_labels: dict[str, np.ndarray], branch_labels: dict[str, np.ndarray], factors) -> float:
     """Share of branches where at least one of ``factors`` differs from the reference."""
-    changed = [np.asarray(branch_labels[f]).reshape(len(ref_labels[f]), -1) != np.asarray(ref_labels[f])[:, None]
-               for f in factors]
+    changed = [
+        np.asarray(branch_labels[f]).reshape(len(ref_labels[f]), -1) != np.asarray(ref_labels[f])[:, None]
+        for f in factors
+    ]
     return float(np.logical_or.reduce(changed).mean())
 
 
@@ -54,7 +56,10 @@ def crossing(grid: Sequence[int] | np.ndarray, curve: Sequence[float] | np.ndarr
 
 
 def suggest_windows(
-    grid: Sequence[int] | np.ndarray, curve: Sequence[float] | np.ndarray, levels: Sequence[float], num_steps: int,
+    grid: Sequence[int] | np.ndarray,
+    curve: Sequence[float] | np.ndarray,
+    levels: Sequence[float],
+    num_steps: int,
     half_width: int = 2,
 ) -> list[dict]:
     """One inclusive window ``[c − w, c + w]`` around each level's crossing step c, within 0..T−2.
@@ -111,9 +116,11 @@ def factor_measure(bench) -> Callable[[torch.Tensor, torch.Tensor], dict[str, fl
 
     def measure(refs, branches):
         ref, br = labels(refs), labels(branches.flatten(0, 1))
-        return {"high-level (any)": any_flip_rate(ref, br, bench.high_level),
-                "low-level (any)": any_flip_rate(ref, br, low),
-                **{f"flip {f}": v for f, v in flip_rates(ref, br).items()}}
+        return {
+            "high-level (any)": any_flip_rate(ref, br, bench.high_level),
+            "low-level (any)": any_flip_rate(ref, br, low),
+            **{f"flip {f}": v for f, v in flip_rates(ref, br).items()},
+        }
 
     return measure
 

@@ -51,13 +51,30 @@ def cell_config(preset: str, regime: str, seed: int, per_window: int, overrides:
     iters = regime_iterations(regime, per_window)
     base = load_config(preset_path(preset), list(overrides))
     windows = scaled_windows(regime, base.sampling.num_steps, base.train.skip_last_steps)
-    return load_config(preset_path(preset), [
-        f"schedule.windows={windows}", f"schedule.iterations={iters}", "schedule.after_last=stop",
-        f"train.max_epochs={sum(iters)}", f"train.seed={seed}", *overrides])
+    return load_config(
+        preset_path(preset),
+        [
+            f"schedule.windows={windows}",
+            f"schedule.iterations={iters}",
+            "schedule.after_last=stop",
+            f"train.max_epochs={sum(iters)}",
+            f"train.seed={seed}",
+            *overrides,
+        ],
+    )
 
 
-def run_cell(out: Path, preset: str, regime: str, seed: int, per_window: int, num_eval: int, eval_seed: int,
-             overrides: Sequence[str], progress: bool) -> dict:
+def run_cell(
+    out: Path,
+    preset: str,
+    regime: str,
+    seed: int,
+    per_window: int,
+    num_eval: int,
+    eval_seed: int,
+    overrides: Sequence[str],
+    progress: bool,
+) -> dict:
     """Train and evaluate one (regime, seed) cell, or read its stored result if computed with the same key."""
     from hrf.benchmarks import benchmark_of_model
 
@@ -66,12 +83,19 @@ def run_cell(out: Path, preset: str, regime: str, seed: int, per_window: int, nu
     key = cell_key(cfg, num_eval, eval_seed)
     if (stored := stored_cell(out / "cells" / f"{name}.json", key)) is not None:
         return stored
-    metrics = train_and_evaluate(cfg, out / "runs" / name, num_eval, eval_seed, benchmark_of_model(cfg.model.path),
-                                 progress=progress)
-    cell = {"regime": regime, "seed": seed, "windows": cfg.schedule.windows, "iterations": cfg.schedule.iterations,
-            "reward": metrics[f"reward/{cfg.reward.name}"],
-            "vendi": {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith("vendi/")},
-            "metrics": metrics, **key}
+    metrics = train_and_evaluate(
+        cfg, out / "runs" / name, num_eval, eval_seed, benchmark_of_model(cfg.model.path), progress=progress
+    )
+    cell = {
+        "regime": regime,
+        "seed": seed,
+        "windows": cfg.schedule.windows,
+        "iterations": cfg.schedule.iterations,
+        "reward": metrics[f"reward/{cfg.reward.name}"],
+        "vendi": {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith("vendi/")},
+        "metrics": metrics,
+        **key,
+    }
     write_json(out / "cells" / f"{name}.json", cell)
     return cell
 
@@ -83,14 +107,31 @@ def summarise(cells: list[dict], vendi_key: str) -> list[dict]:
         group = [c for c in cells if c["regime"] == regime]
         r = seed_summary([c["reward"] for c in group])
         v = seed_summary([c["vendi"][vendi_key] for c in group])
-        points.append({"label": regime, "group": regime, "reward": r["mean"], "reward_err": r["se"] or 0.0,
-                       "vendi": v["mean"], "vendi_err": v["se"] or 0.0, "seeds": len(group)})
+        points.append(
+            {
+                "label": regime,
+                "group": regime,
+                "reward": r["mean"],
+                "reward_err": r["se"] or 0.0,
+                "vendi": v["mean"],
+                "vendi_err": v["se"] or 0.0,
+                "seeds": len(group),
+            }
+        )
     return points
 
 
-def run_ablation(out: Path, preset: str = "faces32/compressibility-hrf", regimes=tuple(REGIMES),
-                 seeds=(0, 1, 2), per_window: int = 4, num_eval: int = 256, eval_seed: int = 1234,
-                 overrides: Sequence[str] = (), progress: bool = True) -> dict:
+def run_ablation(
+    out: Path,
+    preset: str = "faces32/compressibility-hrf",
+    regimes=tuple(REGIMES),
+    seeds=(0, 1, 2),
+    per_window: int = 4,
+    num_eval: int = 256,
+    eval_seed: int = 1234,
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+) -> dict:
     """All cells, then ``ablation.json``, ``ablation.md`` and ``figure5_windows.png`` in ``out``."""
     from tqdm.auto import tqdm
 
@@ -99,20 +140,35 @@ def run_ablation(out: Path, preset: str = "faces32/compressibility-hrf", regimes
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     todo = [(r, s) for r in regimes for s in seeds]
-    cells = [run_cell(out, preset, r, s, per_window, num_eval, eval_seed, list(overrides), False)
-             for r, s in tqdm(todo, desc="ablation cells", disable=not progress, unit="cell")]
+    cells = [
+        run_cell(out, preset, r, s, per_window, num_eval, eval_seed, list(overrides), False)
+        for r, s in tqdm(todo, desc="ablation cells", disable=not progress, unit="cell")
+    ]
     vendi_key = "pixels"
     points = summarise(cells, vendi_key)
     reward_name = load_config(preset_path(preset)).reward.name
-    figure = figure_reward_vs_vendi(points, out / "figure5_windows.png", f"reward ({reward_name}), mean over seeds",
-                                    "raw pixels, cosine")
-    summary = {"preset": preset, "per_window": per_window, "seeds": list(seeds), "num_eval": num_eval,
-               "points": points, "cells": cells, "figure": figure.name}
+    figure = figure_reward_vs_vendi(
+        points, out / "figure5_windows.png", f"reward ({reward_name}), mean over seeds", "raw pixels, cosine"
+    )
+    summary = {
+        "preset": preset,
+        "per_window": per_window,
+        "seeds": list(seeds),
+        "num_eval": num_eval,
+        "points": points,
+        "cells": cells,
+        "figure": figure.name,
+    }
     (out / "ablation.json").write_text(json.dumps(summary, indent=2))
-    rows = ["| regime | windows | seeds | reward (mean ± SE) | Vendi pixels (mean ± SE) |",
-            "| --- | --- | --- | --- | --- |"]
+    rows = [
+        "| regime | windows | seeds | reward (mean ± SE) | Vendi pixels (mean ± SE) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     windows = {c["regime"]: c["windows"] for c in cells}
-    rows += [f"| {p['label']} | {windows[p['label']]} | {p['seeds']} | {p['reward']:.4g} ± {p['reward_err']:.2g} | "
-             f"{p['vendi']:.4g} ± {p['vendi_err']:.2g} |" for p in points]
+    rows += [
+        f"| {p['label']} | {windows[p['label']]} | {p['seeds']} | {p['reward']:.4g} ± {p['reward_err']:.2g} | "
+        f"{p['vendi']:.4g} ± {p['vendi_err']:.2g} |"
+        for p in points
+    ]
     (out / "ablation.md").write_text("\n".join(rows) + "\n")
     return summary

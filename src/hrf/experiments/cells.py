@@ -30,8 +30,12 @@ def cell_key(cfg: Config, num_eval: int, eval_seed: int) -> dict:
     """What a stored cell must have been computed with to be reused."""
     from hrf.evaluation.samples import weights_fingerprint  # imports torch; `hrf ablate --help` reaches this module
 
-    return {"config": config_fingerprint(cfg), "weights": weights_fingerprint(cfg.model.path), "num_eval": num_eval,
-            "eval_seed": eval_seed}
+    return {
+        "config": config_fingerprint(cfg),
+        "weights": weights_fingerprint(cfg.model.path),
+        "num_eval": num_eval,
+        "eval_seed": eval_seed,
+    }
 
 
 def stored_cell(path: Path, key: dict) -> dict | None:
@@ -64,8 +68,15 @@ def write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
-def train_and_evaluate(cfg: Config, run_dir: Path, num_eval: int, eval_seed: int, benchmark=None,
-                       rewards: Sequence | None = None, progress: bool = False) -> dict[str, float]:
+def train_and_evaluate(
+    cfg: Config,
+    run_dir: Path,
+    num_eval: int,
+    eval_seed: int,
+    benchmark=None,
+    rewards: Sequence | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
     """Train ``cfg`` to completion in ``run_dir`` (resuming or reusing a finished run) and evaluate its final model
     on ``num_eval`` samples from the shared evaluation noise; returns ``{metric key: value}``.
 
@@ -75,9 +86,16 @@ def train_and_evaluate(cfg: Config, run_dir: Path, num_eval: int, eval_seed: int
     from hrf.training.run_dir import train_to_completion
 
     final = train_to_completion(cfg, run_dir, progress=progress)
-    report = evaluate_models({"model": str(final)}, num=num_eval, seed=eval_seed, steps=cfg.sampling.num_steps,
-                             cache_dir=run_dir, rewards=[cfg.reward] if rewards is None else rewards,
-                             benchmark=benchmark, progress=progress)
+    report = evaluate_models(
+        {"model": str(final)},
+        num=num_eval,
+        seed=eval_seed,
+        steps=cfg.sampling.num_steps,
+        cache_dir=run_dir,
+        rewards=[cfg.reward] if rewards is None else rewards,
+        benchmark=benchmark,
+        progress=progress,
+    )
     return metric_values(report, "model")
 
 

@@ -29,4 +29,3 @@ def config_source(spec: str | Path) -> Path:
     if path.is_file() or (path.suffix == ".toml" and not (PRESETS / path).is_file()):
         return path  # a missing *.toml that names no preset: load_config reports the missing file
     return preset_path(str(spec))
-

@@ -15,13 +15,24 @@ UNET_SIZES: dict[str, dict] = {
 # google/ddpm-celebahq-256 (the paper's base model): its UNet2DModel architecture (113.7 M parameters) and its
 # DDPMScheduler, for stand-ins of that model without its weights (benchmarks, the GPU self-check).
 CELEBAHQ_UNET = dict(
-    block_out_channels=(128, 128, 256, 256, 512, 512), layers_per_block=2,
+    block_out_channels=(128, 128, 256, 256, 512, 512),
+    layers_per_block=2,
     down_block_types=("DownBlock2D",) * 4 + ("AttnDownBlock2D", "DownBlock2D"),
     up_block_types=("UpBlock2D", "AttnUpBlock2D") + ("UpBlock2D",) * 4,
-    downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6, norm_num_groups=32,
+    downsample_padding=0,
+    flip_sin_to_cos=False,
+    freq_shift=1,
+    norm_eps=1e-6,
+    norm_num_groups=32,
 )
-CELEBAHQ_SCHEDULER = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
-                          clip_sample=True, variance_type="fixed_small")
+CELEBAHQ_SCHEDULER = dict(
+    num_train_timesteps=1000,
+    beta_start=1e-4,
+    beta_end=0.02,
+    beta_schedule="linear",
+    clip_sample=True,
+    variance_type="fixed_small",
+)
 
 
 def unet_from_preset(preset: str, sample_size: int, channels: int = 3) -> UNet2DModel:

@@ -23,8 +23,14 @@ class AestheticMLP(nn.Module):
     def __init__(self, dim: int = 768):
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Linear(dim, 1024), nn.Dropout(0.2), nn.Linear(1024, 128), nn.Dropout(0.2),
-            nn.Linear(128, 64), nn.Dropout(0.1), nn.Linear(64, 16), nn.Linear(16, 1),
+            nn.Linear(dim, 1024),
+            nn.Dropout(0.2),
+            nn.Linear(1024, 128),
+            nn.Dropout(0.2),
+            nn.Linear(128, 64),
+            nn.Dropout(0.1),
+            nn.Linear(64, 16),
+            nn.Linear(16, 1),
         )
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
@@ -67,8 +73,9 @@ def load_aesthetic_scorer(clip_path: str | None, mlp_path: str | None) -> Aesthe
     try:
         mlp.load_state_dict(state)
     except RuntimeError as exc:
-        raise HrfError(f"'{mlp_path}' is not a LAION aesthetic MLP state dict for dim "
-                       f"{clip.config.projection_dim}") from exc
+        raise HrfError(
+            f"'{mlp_path}' is not a LAION aesthetic MLP state dict for dim {clip.config.projection_dim}"
+        ) from exc
     return AestheticScorer(clip, mlp)
 
 
@@ -79,8 +86,9 @@ def aesthetic(clip_path: str | None = None, mlp_path: str | None = None, batch_s
 
     @torch.no_grad()
     def fn(images: torch.Tensor):
-        scores = torch.cat([scorer(images[i : i + batch_size].to(device)).float().cpu()
-                            for i in range(0, len(images), batch_size)])
+        scores = torch.cat(
+            [scorer(images[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
+        )
         return scores, {}
 
     return fn

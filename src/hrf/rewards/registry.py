@@ -72,8 +72,11 @@ def takes_images(fn: Callable, options: dict) -> bool:
     first = params[0]
     if first.kind is inspect.Parameter.VAR_POSITIONAL:
         return True
-    return (first.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-            and first.default is inspect.Parameter.empty and first.name not in options)
+    return (
+        first.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        and first.default is inspect.Parameter.empty
+        and first.name not in options
+    )
 
 
 def _build(name: str, factory: Callable, options: dict) -> Callable:
@@ -87,8 +90,9 @@ def _build(name: str, factory: Callable, options: dict) -> Callable:
             signature.bind(**options)
         except TypeError as exc:
             accepted = ", ".join(signature.parameters) or "none"
-            raise HrfError(f"reward '{name}': reward.options do not fit its factory ({exc}); its options: "
-                           f"{accepted}") from exc
+            raise HrfError(
+                f"reward '{name}': reward.options do not fit its factory ({exc}); its options: {accepted}"
+            ) from exc
     try:
         fn = factory(**options)
     except HrfError:
@@ -106,9 +110,11 @@ def make_reward(name: str, **options) -> RewardFn:
         obj = _import_user_reward(name)
         if takes_images(obj, options):
             if options:
-                raise HrfError(f"reward '{name}' takes the images as its first parameter, so it takes no "
-                               f"reward.options ({', '.join(options)}); to take options, make it a factory "
-                               "def f(**options) that returns the reward")
+                raise HrfError(
+                    f"reward '{name}' takes the images as its first parameter, so it takes no "
+                    f"reward.options ({', '.join(options)}); to take options, make it a factory "
+                    "def f(**options) that returns the reward"
+                )
             fn = obj
         else:
             fn = _build(name, obj, options)
@@ -150,8 +156,9 @@ def validate_rewards(rewards, n: int, name: str = "reward") -> torch.Tensor:
     try:
         rewards = torch.as_tensor(rewards, dtype=torch.float32)
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise HrfError(f"{name} returned {type(rewards).__name__}, not numbers; it must return a float tensor of "
-                       f"shape ({n},)") from exc
+        raise HrfError(
+            f"{name} returned {type(rewards).__name__}, not numbers; it must return a float tensor of shape ({n},)"
+        ) from exc
     if rewards.shape != (n,):
         raise HrfError(f"{name} returned shape {tuple(rewards.shape)} for {n} images; it must return shape ({n},)")
     return rewards.detach().cpu()

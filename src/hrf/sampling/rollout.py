@@ -145,6 +145,10 @@ def branch_images(
     x0 = refs.repeat_interleave(branches, dim=0)
     start = torch.full((len(x0),), k, dtype=torch.long, device=x0.device)
     xs = start_states(x0, start, scheduler, tuple(x0.shape), generator, x0.device)
-    images = [rollout(unet, scheduler, xs[i:i + batch_size], start[i:i + batch_size], eta, generator,
-                      keep_states=False).images.float().cpu() for i in range(0, len(xs), batch_size)]
+    images = [
+        rollout(unet, scheduler, xs[i : i + batch_size], start[i : i + batch_size], eta, generator, keep_states=False)
+        .images.float()
+        .cpu()
+        for i in range(0, len(xs), batch_size)
+    ]
     return torch.cat(images).reshape(len(refs), branches, *refs.shape[1:])

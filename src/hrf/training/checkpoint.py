@@ -25,7 +25,7 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     if not root.is_dir():
         return []
     found = [p for p in root.iterdir() if p.name.startswith(PREFIX) and (p / "state.pt").is_file()]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
 
 
 def save_checkpoint(run_dir: Path, epoch: int, unet, train_scheduler, state: dict, keep: int) -> Path:
@@ -51,8 +51,9 @@ def load_checkpoint_state(path: Path) -> dict:
     try:
         return torch.load(Path(path) / "state.pt", map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise HrfError(f"checkpoint '{path}' is unreadable ({type(exc).__name__}); delete it to resume "
-                       "from the one before") from exc
+        raise HrfError(
+            f"checkpoint '{path}' is unreadable ({type(exc).__name__}); delete it to resume from the one before"
+        ) from exc
 
 
 def apply_optimizer_settings(optimizer, lr_scheduler, lr: float, betas, eps: float, weight_decay: float) -> None:
@@ -66,6 +67,7 @@ def apply_optimizer_settings(optimizer, lr_scheduler, lr: float, betas, eps: flo
     sched = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate wraps the scheduler
     sched.base_lrs = [lr] * len(optimizer.param_groups)
     for group, factor in zip(optimizer.param_groups, sched.lr_lambdas, strict=True):
-        group.update(initial_lr=lr, lr=lr * factor(sched.last_epoch), betas=tuple(betas), eps=eps,
-                     weight_decay=weight_decay)
+        group.update(
+            initial_lr=lr, lr=lr * factor(sched.last_epoch), betas=tuple(betas), eps=eps, weight_decay=weight_decay
+        )
     sched._last_lr = [group["lr"] for group in optimizer.param_groups]

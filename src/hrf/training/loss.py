@@ -51,8 +51,10 @@ def ppo_clip_loss(
     log_ratio = log_prob - old_log_prob
     largest = float(log_ratio.detach().abs().max()) if log_ratio.numel() else 0.0
     if largest > MAX_LOG_RATIO:
-        raise HrfError(f"the policy has diverged from its samples: |log p_new − log p_old| = {largest:.3g} > "
-                       f"{MAX_LOG_RATIO:g} at a trained step; lower train.lr (or raise train.skip_last_steps)")
+        raise HrfError(
+            f"the policy has diverged from its samples: |log p_new − log p_old| = {largest:.3g} > "
+            f"{MAX_LOG_RATIO:g} at a trained step; lower train.lr (or raise train.skip_last_steps)"
+        )
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * ratio.clamp(1.0 - clip_range, 1.0 + clip_range)

@@ -63,12 +63,19 @@ PREDICTIONS = ("epsilon", "v_prediction")
 
 def ddpm_train_scheduler(prediction: str = "epsilon") -> DDPMScheduler:
     """The training noise schedule of google/ddpm-celebahq-256 (linear betas, 1000 steps, clip_sample)."""
-    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
-                         clip_sample=True, prediction_type=prediction)
+    return DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        beta_start=1e-4,
+        beta_end=0.02,
+        clip_sample=True,
+        prediction_type=prediction,
+    )
 
 
-def training_target(scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
-                    prediction: str) -> torch.Tensor:
+def training_target(
+    scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, prediction: str
+) -> torch.Tensor:
     """What the UNet learns to output: ε, or v = sqrt(ᾱ)·ε − sqrt(1−ᾱ)·x0 (Salimans & Ho, 2022)."""
     return noise if prediction == "epsilon" else scheduler.get_velocity(x0, noise, t)
 
@@ -81,8 +88,9 @@ def _digits() -> torch.Tensor:
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise HrfError("--data digits needs scikit-learn; run: pip install 'hrf[real]' "
-                       "(or pip install scikit-learn)") from None
+        raise HrfError(
+            "--data digits needs scikit-learn; run: pip install 'hrf[real]' (or pip install scikit-learn)"
+        ) from None
     pixels = load_digits().images.astype(np.float32) / 16.0  # 0..16 grey levels
     return torch.from_numpy(pixels)[:, None] * 2.0 - 1.0
 
@@ -101,7 +109,10 @@ def _mnist(size: int) -> torch.Tensor:
 
 # Fixed 1-channel image sets, sampled uniformly with replacement: name -> loader(size) -> (N, 1, size, size).
 POOLS: dict[str, Callable[[int], torch.Tensor]] = {
-    "digits": lambda size: resize_square(_digits(), size), "lfw": _lfw, "mnist": _mnist}
+    "digits": lambda size: resize_square(_digits(), size),
+    "lfw": _lfw,
+    "mnist": _mnist,
+}
 DATASETS = ("faces", *POOLS)
 
 
@@ -157,8 +168,9 @@ def _check_out_dir(out: Path, cfg: PretrainConfig, resume: bool) -> dict | None:
     ckpt_path, cfg_path = out / CHECKPOINT, out / RUN_CONFIG
     if not resume:
         if ckpt_path.exists() or cfg_path.exists() or (out / MODEL_DIR).exists():
-            raise HrfError(f"'{out}' already holds a pretraining run; pass --resume to continue it "
-                           "or choose another --out")
+            raise HrfError(
+                f"'{out}' already holds a pretraining run; pass --resume to continue it or choose another --out"
+            )
         return None
     if not ckpt_path.exists():
         return None
@@ -197,8 +209,11 @@ def _ema_state(saved: dict, ema: EMAModel, model, step: int) -> dict:
     """The EMA part of a checkpoint; those written before diffusers' EMAModel held the averaged UNet's state."""
     if "shadow_params" in saved:
         return saved
-    return {**ema.state_dict(), "optimization_step": step,
-            "shadow_params": [saved[name] for name, _ in model.named_parameters()]}
+    return {
+        **ema.state_dict(),
+        "optimization_step": step,
+        "shadow_params": [saved[name] for name, _ in model.named_parameters()],
+    }
 
 
 def check_config(cfg: PretrainConfig) -> None:
@@ -213,8 +228,14 @@ def check_config(cfg: PretrainConfig) -> None:
         raise HrfError(f"--size {cfg.size} must be a multiple of 4 and at least 8")
 
 
-def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
-             command: str | None = None, pool: torch.Tensor | None = None) -> dict:
+def pretrain(
+    cfg: PretrainConfig,
+    out: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+    pool: torch.Tensor | None = None,
+) -> dict:
     """Train (or continue) a DDPM in ``out``; returns the info written beside the final EMA model.
 
     ``pool`` is ``data_pool(cfg.data, cfg.size)`` when the caller has loaded it already. Files in ``out``:
@@ -233,8 +254,10 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False, progres
     out.mkdir(parents=True, exist_ok=True)
     state = _check_out_dir(out, cfg, resume)
     if state is not None and state.get("data", record) != record:
-        raise HrfError(f"--resume: the images in '{cfg.data}' changed since the run in '{out}' started "
-                       f"({state['data']} then, {record} now)")
+        raise HrfError(
+            f"--resume: the images in '{cfg.data}' changed since the run in '{out}' started "
+            f"({state['data']} then, {record} now)"
+        )
     (out / RUN_CONFIG).write_text(json.dumps(asdict(cfg), indent=2))
 
     torch.manual_seed(cfg.seed)
@@ -256,9 +279,19 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False, progres
     model.train()
 
     def checkpoint() -> None:
-        _atomic_save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                      "step": step, "losses": losses, "wall_seconds": wall, "history": history, "data": record},
-                     out / CHECKPOINT)
+        _atomic_save(
+            {
+                "model": model.state_dict(),
+                "ema": ema.state_dict(),
+                "optimizer": opt.state_dict(),
+                "step": step,
+                "losses": losses,
+                "wall_seconds": wall,
+                "history": history,
+                "data": record,
+            },
+            out / CHECKPOINT,
+        )
         (out / "losses.json").write_text(json.dumps(_loss_curve(losses)))
 
     def info() -> dict:
@@ -298,8 +331,10 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False, progres
 
 
 def _loss_curve(losses: list[float], every: int = 100) -> list[dict]:
-    return [{"step": i + min(every, len(losses) - i), "loss": float(np.mean(losses[i:i + every]))}
-            for i in range(0, len(losses), every)]
+    return [
+        {"step": i + min(every, len(losses) - i), "loss": float(np.mean(losses[i : i + every]))}
+        for i in range(0, len(losses), every)
+    ]
 
 
 def _info(cfg: PretrainConfig, step: int, losses: list[float], wall: float, history: list[dict]) -> dict:

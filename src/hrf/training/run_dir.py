@@ -34,8 +34,14 @@ def writable_dir(path: str | Path) -> Path:
 
 # Fields a resumed run may change without --allow-config-change: when to stop, what to write, and memory knobs
 # (the batch sizes regroup the same rollouts and gradient sums, so only noise draws and rounding differ).
-FREE_ON_RESUME = ("train.max_epochs", "train.target_reward", "train.sample_batch_size", "train.train_batch_size",
-                  "model.gradient_checkpointing", "output.*")
+FREE_ON_RESUME = (
+    "train.max_epochs",
+    "train.target_reward",
+    "train.sample_batch_size",
+    "train.train_batch_size",
+    "model.gradient_checkpointing",
+    "output.*",
+)
 # Fields a checkpoint is bound to: a change could not take effect, so it is refused even with the flag.
 FIXED_ON_RESUME = {
     "model.lora_rank": "the checkpoint's adapters and optimizer state have this rank",
@@ -55,18 +61,29 @@ def resume_changes(saved: Config, cfg: Config, allow_config_change: bool = False
     changes = config_changes(saved, cfg)
     for key, (old, new) in changes.items():
         if key in FIXED_ON_RESUME:
-            raise HrfError(f"{key} cannot change when resuming ({old!r} -> {new!r}): {FIXED_ON_RESUME[key]}; "
-                           "start a new run instead")
+            raise HrfError(
+                f"{key} cannot change when resuming ({old!r} -> {new!r}): {FIXED_ON_RESUME[key]}; "
+                "start a new run instead"
+            )
     lines = {k: f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items()}
     guarded = [line for k, line in lines.items() if not _free(k)]
     if guarded and not allow_config_change:
-        raise HrfError("the config differs from the run's saved one (" + "; ".join(guarded) + "); pass "
-                       f"--allow-config-change to resume anyway (free to change: {', '.join(FREE_ON_RESUME)})")
+        raise HrfError(
+            "the config differs from the run's saved one (" + "; ".join(guarded) + "); pass "
+            f"--allow-config-change to resume anyway (free to change: {', '.join(FREE_ON_RESUME)})"
+        )
     return list(lines.values())
 
 
-def prepare_run(cfg: Config | None, out: str | Path, resume: bool = False, force: bool = False,
-                allow_config_change: bool = False, overrides: list[str] | tuple = (), **trainer_kwargs) -> Trainer:
+def prepare_run(
+    cfg: Config | None,
+    out: str | Path,
+    resume: bool = False,
+    force: bool = False,
+    allow_config_change: bool = False,
+    overrides: list[str] | tuple = (),
+    **trainer_kwargs,
+) -> Trainer:
     """Create (or reopen, with ``resume``) a run directory and the trainer for it.
 
     A directory holding another run is refused unless ``resume`` or ``force``. A new run uses ``cfg`` (None:
@@ -103,8 +120,9 @@ def prepare_run(cfg: Config | None, out: str | Path, resume: bool = False, force
             trainer.resume_from(ckpts[-1])
         except (RuntimeError, ValueError, KeyError) as exc:  # state of another model or optimizer shape
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise HrfError(f"checkpoint '{ckpts[-1]}' does not fit the model of model.path="
-                           f"'{cfg.model.path}' ({first})") from exc
+            raise HrfError(
+                f"checkpoint '{ckpts[-1]}' does not fit the model of model.path='{cfg.model.path}' ({first})"
+            ) from exc
         t = cfg.train
         apply_optimizer_settings(trainer.optimizer, trainer.lr_sched, t.lr, t.adam_betas, t.adam_eps, t.weight_decay)
     if trainer.acc.is_main_process:  # the directory changes only once the trainer and checkpoint have loaded
@@ -148,8 +166,9 @@ def train_to_completion(cfg: Config, out: Path, progress: bool = True, **trainer
     if same and (out / "summary.json").is_file():
         return out / "final"
     resume = same and bool(checkpoint_dirs(out))
-    trainer = prepare_run(None if resume else cfg, out, resume=resume, force=not resume, progress=progress,
-                          **trainer_kwargs)
+    trainer = prepare_run(
+        None if resume else cfg, out, resume=resume, force=not resume, progress=progress, **trainer_kwargs
+    )
     trainer.train()
     if trainer.acc.is_main_process:
         summary = {**run_totals(out), "epochs": trainer.epoch, "stopped": trainer.stopped_reason}
@@ -162,7 +181,9 @@ def run_totals(out: Path) -> dict:
     trained (trajectory, step) pairs, and the last epoch's mean reward."""
     path = Path(out) / "metrics.jsonl"
     history = [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
-    return {"epochs": len(history),
-            "last_reward_mean": history[-1]["reward_mean"] if history else None,
-            "trajectories": sum(h["trajectories"] for h in history),
-            "trained_pairs": sum(h["trained_pairs"] for h in history)}
+    return {
+        "epochs": len(history),
+        "last_reward_mean": history[-1]["reward_mean"] if history else None,
+        "trajectories": sum(h["trajectories"] for h in history),
+        "trained_pairs": sum(h["trained_pairs"] for h in history),
+    }

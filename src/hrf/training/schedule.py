@@ -29,8 +29,9 @@ def select_start_step(candidates, rewards, distances, beta: float) -> int:
     rewards = np.asarray(rewards, dtype=np.float64)
     kept = ~np.isnan(rewards)
     if not kept.any():
-        raise HrfError("no HRF-D candidate start step has a finite probe reward; fix the reward or raise "
-                       "schedule.probe_samples")
+        raise HrfError(
+            "no HRF-D candidate start step has a finite probe reward; fix the reward or raise schedule.probe_samples"
+        )
     r = _minmax(rewards[kept])
     d = _minmax(np.asarray(distances, dtype=np.float64)[kept])
     gain = np.diff(r, prepend=r[0])
@@ -130,8 +131,11 @@ class DynamicSchedule(StartSchedule):
         if probe is None:
             raise ValueError("the dynamic schedule needs a probe function")
         rewards, distances = probe(self.candidates)
-        return torch.tensor([select_start_step(self.candidates, rewards[i], distances[i], self.beta)
-                             for i in range(n)], dtype=torch.long, device=generator.device)
+        return torch.tensor(
+            [select_start_step(self.candidates, rewards[i], distances[i], self.beta) for i in range(n)],
+            dtype=torch.long,
+            device=generator.device,
+        )
 
 
 def make_schedule(cfg: ScheduleConfig) -> StartSchedule:

@@ -23,11 +23,14 @@ def tracker_kwargs(names: list[str], run_dir: Path) -> dict:
             raise HrfError(f"output.trackers: unknown tracker '{name}'; choose from {', '.join(LOGGER_TYPE_TO_CLASS)}")
         if name not in installed:
             raise HrfError(f"output.trackers: the '{name}' tracker is not installed; pip install {name}")
-    return {"log_with": list(names),
-            "project_config": ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "trackers"))}
+    return {
+        "log_with": list(names),
+        "project_config": ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "trackers")),
+    }
 
 
 def scalars(metrics: dict) -> dict[str, float]:
     """The numbers of one epoch's metrics that trackers plot (the epoch itself is the step)."""
-    return {k: v for k, v in metrics.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"}
+    return {
+        k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"
+    }

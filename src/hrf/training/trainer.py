@@ -107,16 +107,26 @@ def agree_on_errors(acc, error: HrfError | None) -> None:
 class Trainer:
     """Composes model, schedule, rollout, reward, loss and checkpoints into a resumable run."""
 
-    def __init__(self, cfg: Config, run_dir: str | Path, *, unet=None, train_scheduler=None, reward_fn=None,
-                 accelerator=None, progress: bool = True):
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: str | Path,
+        *,
+        unet=None,
+        train_scheduler=None,
+        reward_fn=None,
+        accelerator=None,
+        progress: bool = True,
+    ):
         from accelerate import Accelerator
 
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         cuda = torch.cuda.is_available()
         precision = resolve_mixed_precision(cfg.model.mixed_precision, cuda, cuda and torch.cuda.is_bf16_supported())
-        self.acc = accelerator or Accelerator(mixed_precision=precision, cpu=not cuda,
-                                              **tracker_kwargs(cfg.output.trackers, self.run_dir))
+        self.acc = accelerator or Accelerator(
+            mixed_precision=precision, cpu=not cuda, **tracker_kwargs(cfg.output.trackers, self.run_dir)
+        )
         if cfg.output.trackers:
             self.acc.init_trackers(PROJECT)
         self.progress = progress and self.acc.is_main_process
@@ -134,13 +144,15 @@ class Trainer:
         unet.train()
         params = [p for p in unet.parameters() if p.requires_grad]
         t = cfg.train
-        optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.adam_betas), eps=t.adam_eps,
-                                      weight_decay=t.weight_decay)
+        optimizer = torch.optim.AdamW(
+            params, lr=t.lr, betas=tuple(t.adam_betas), eps=t.adam_eps, weight_decay=t.weight_decay
+        )
         warmup = t.warmup_epochs * t.updates_per_epoch * t.inner_epochs
         # Not passed to acc.prepare: accelerate would step it once per process for every optimizer step, ending
         # the warm-up N times too early with N processes. It is stepped once per update that was not skipped.
         self.lr_sched = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+            optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
+        )
         self.unet, self.optimizer = self.acc.prepare(unet, optimizer)
         self.params = params
         self.reward_fn = reward_fn if reward_fn is not None else make_reward(cfg.reward.name, **cfg.reward.options)
@@ -173,12 +185,14 @@ class Trainer:
     def _rewards(self, images: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Rewards of ``images`` and a keep-mask; non-finite rewards raise or are dropped per config."""
         out = self.reward_fn(images)
-        raw, info = (out if isinstance(out, tuple) else (out, {}))
+        raw, info = out if isinstance(out, tuple) else (out, {})
         rewards = validate_rewards(raw, len(images), f"reward '{self.cfg.reward.name}'")
         finite = torch.isfinite(rewards)
         if not bool(finite.all()) and self.cfg.reward.nonfinite == "error":
-            raise HrfError(f"reward '{self.cfg.reward.name}' returned {int((~finite).sum())} non-finite values "
-                           f"at epoch {epoch}; fix the reward or set reward.nonfinite='drop'")
+            raise HrfError(
+                f"reward '{self.cfg.reward.name}' returned {int((~finite).sum())} non-finite values "
+                f"at epoch {epoch}; fix the reward or set reward.nonfinite='drop'"
+            )
         return rewards, finite, info
 
     # ------------------------------------------------------------ HRF-D probe
@@ -194,8 +208,16 @@ class Trainer:
         R, D = np.zeros((n, len(candidates))), np.zeros((n, len(candidates)))
         for j, k in enumerate(candidates):
             with self.acc.autocast():
-                images = branch_images(self.model, self.ddim, refs, k, m, generator,
-                                       self.cfg.train.sample_batch_size, self.cfg.sampling.eta).flatten(0, 1)
+                images = branch_images(
+                    self.model,
+                    self.ddim,
+                    refs,
+                    k,
+                    m,
+                    generator,
+                    self.cfg.train.sample_batch_size,
+                    self.cfg.sampling.eta,
+                ).flatten(0, 1)
             rewards, finite, _ = self._rewards(images, self.epoch)
             rewards = torch.where(finite, rewards, torch.nan).view(n, m).numpy()
             some = finite.view(n, m).any(1).numpy()
@@ -212,10 +234,23 @@ class Trainer:
         parts = []
         with self.acc.autocast():
             for i in range(0, len(x_start), b):
-                tr = rollout(self.model, self.ddim, x_start[i:i + b], start[i:i + b].to(x_start.device),
-                             self.cfg.sampling.eta, generator)
-                parts.append(Trajectory(tr.states.float().cpu(), tr.log_probs.cpu(), tr.trainable.cpu(),
-                                        tr.timesteps.cpu(), tr.start.cpu()))
+                tr = rollout(
+                    self.model,
+                    self.ddim,
+                    x_start[i : i + b],
+                    start[i : i + b].to(x_start.device),
+                    self.cfg.sampling.eta,
+                    generator,
+                )
+                parts.append(
+                    Trajectory(
+                        tr.states.float().cpu(),
+                        tr.log_probs.cpu(),
+                        tr.trainable.cpu(),
+                        tr.timesteps.cpu(),
+                        tr.start.cpu(),
+                    )
+                )
         return Trajectory.cat(parts)
 
     @torch.no_grad()
@@ -231,8 +266,9 @@ class Trainer:
         self.model.eval()
         refs = None
         if self.schedule.needs_references:
-            refs = sample_images(self.model, self.ddim, n_refs, gen, cfg.train.sample_batch_size,
-                                 cfg.sampling.eta).to(acc.device)
+            refs = sample_images(self.model, self.ddim, n_refs, gen, cfg.train.sample_batch_size, cfg.sampling.eta).to(
+                acc.device
+            )
         probed: list[np.ndarray] = []
 
         def probe(candidates):
@@ -261,10 +297,11 @@ class Trainer:
         all_r = torch.tensor([r for p in parts for r in p[1]])
         all_g = torch.tensor([g for p in parts for g in p[2]], dtype=torch.long)
         mode = self.cfg.train.advantage_norm
-        adv = compute_advantages(all_r, None if mode == "batch" else all_g, self.cfg.train.adv_clip,
-                                 group_scale=mode == "group_std")
+        adv = compute_advantages(
+            all_r, None if mode == "batch" else all_g, self.cfg.train.adv_clip, group_scale=mode == "group_std"
+        )
         offset = sum(len(p[1]) for p in parts if p[0] < self.acc.process_index)
-        return adv[offset:offset + len(rewards)], all_r
+        return adv[offset : offset + len(rewards)], all_r
 
     def _pair_loss(self, traj: Trajectory, adv: torch.Tensor, rows: torch.Tensor, steps: torch.Tensor):
         """PPO loss (+ optional KL to base) of a micro-batch of (trajectory, step) pairs."""
@@ -274,22 +311,33 @@ class Trainer:
         t = traj.timesteps[steps].to(dev)
         with self.acc.autocast():
             eps = self.unet(x, t).sample
-        _, log_prob, mean = ddim_step_with_logprob(self.ddim, eps.float(), t, x, self.cfg.sampling.eta,
-                                                   prev_sample=nxt, return_mean=True)
-        loss, info = ppo_clip_loss(log_prob, traj.log_probs[rows, steps].to(dev), adv[rows].to(dev),
-                                   self.cfg.train.clip_range)
+        _, log_prob, mean = ddim_step_with_logprob(
+            self.ddim, eps.float(), t, x, self.cfg.sampling.eta, prev_sample=nxt, return_mean=True
+        )
+        loss, info = ppo_clip_loss(
+            log_prob, traj.log_probs[rows, steps].to(dev), adv[rows].to(dev), self.cfg.train.clip_range
+        )
         if self.base is not None:
             with torch.no_grad(), self.acc.autocast():
                 eps_base = self.base(x, t).sample
-            _, _, mean_base = ddim_step_with_logprob(self.ddim, eps_base.float(), t, x, self.cfg.sampling.eta,
-                                                     prev_sample=nxt, return_mean=True)
+            _, _, mean_base = ddim_step_with_logprob(
+                self.ddim, eps_base.float(), t, x, self.cfg.sampling.eta, prev_sample=nxt, return_mean=True
+            )
             kl = gaussian_step_kl(mean, mean_base, step_sigmas(self.ddim, t, self.cfg.sampling.eta))
             loss = loss + self.cfg.train.kl_coef * kl.mean()
             info["kl_to_base"] = kl.mean().detach()
         return loss, info
 
-    def _update(self, epoch: int, traj: Trajectory, adv: torch.Tensor, rows: torch.Tensor, steps: torch.Tensor,
-                total: int, stats: dict[str, list[float]]) -> bool:
+    def _update(
+        self,
+        epoch: int,
+        traj: Trajectory,
+        adv: torch.Tensor,
+        rows: torch.Tensor,
+        steps: torch.Tensor,
+        total: int,
+        stats: dict[str, list[float]],
+    ) -> bool:
         """One optimizer update over ``rows, steps`` in micro-batches; False if a GradScaler overflow skipped it.
 
         Each micro-batch's loss is weighted by its share of the ``total`` pairs of this update over all
@@ -303,8 +351,10 @@ class Trainer:
             for i, mb in enumerate(micro):
                 loss, info = self._pair_loss(traj, adv, rows[mb], steps[mb])
                 if not torch.isfinite(loss):
-                    raise HrfError(f"non-finite loss at epoch {epoch}; the last good checkpoint is kept. "
-                                   "Lower train.lr or check the reward")
+                    raise HrfError(
+                        f"non-finite loss at epoch {epoch}; the last good checkpoint is kept. "
+                        "Lower train.lr or check the reward"
+                    )
                 stats["loss"].append(loss.item())
                 stats["approx_kl"].append(float(info["approx_kl"]))
                 stats["clipfrac"].append(float(info["clipfrac"]))
@@ -319,8 +369,10 @@ class Trainer:
         grad_norm = acc.clip_grad_norm_(self.params, cfg.train.grad_clip)
         finite = bool(torch.isfinite(torch.as_tensor(grad_norm)))
         if not finite and acc.scaler is None:  # with a GradScaler, an overflow is its business: the step skips
-            raise HrfError(f"non-finite gradient at epoch {epoch}; the last good checkpoint is kept. "
-                           "Lower train.lr, or use mixed_precision='no'")
+            raise HrfError(
+                f"non-finite gradient at epoch {epoch}; the last good checkpoint is kept. "
+                "Lower train.lr, or use mixed_precision='no'"
+            )
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if acc.optimizer_step_was_skipped:
@@ -344,11 +396,14 @@ class Trainer:
         updates = skipped = 0
         for _ in range(cfg.train.inner_epochs):
             with self._all_processes():
-                rows, steps = trainable_pairs(traj.trainable, cfg.train.timestep_fraction, gen,
-                                              cfg.train.skip_last_steps)
+                rows, steps = trainable_pairs(
+                    traj.trainable, cfg.train.timestep_fraction, gen, cfg.train.skip_last_steps
+                )
                 if len(rows) < U:
-                    raise HrfError(f"only {len(rows)} trained steps on process {acc.process_index} for {U} updates; "
-                                   "lower train.updates_per_epoch")
+                    raise HrfError(
+                        f"only {len(rows)} trained steps on process {acc.process_index} for {U} updates; "
+                        "lower train.updates_per_epoch"
+                    )
             perm = torch.randperm(len(rows), generator=gen, device=gen.device)
             chunks = torch.tensor_split(perm, U)
             local = [len(c) for c in chunks]
@@ -381,8 +436,9 @@ class Trainer:
         dropped = int((~finite).sum())
         if dropped:
             keep = finite.nonzero().squeeze(1)
-            traj = Trajectory(traj.states[keep], traj.log_probs[keep], traj.trainable[keep], traj.timesteps,
-                              traj.start[keep])
+            traj = Trajectory(
+                traj.states[keep], traj.log_probs[keep], traj.trainable[keep], traj.timesteps, traj.start[keep]
+            )
             rewards, groups = rewards[keep], groups[keep]
         adv, all_r = self._gather_rewards(rewards, groups)
         t0 = time.perf_counter()
@@ -417,8 +473,12 @@ class Trainer:
     # ------------------------------------------------------------ the run
 
     def state_dict(self) -> dict:
-        state = {"epoch": self.epoch, "optimizer": self.optimizer.state_dict(),
-                 "lr_scheduler": self.lr_sched.state_dict(), "schedule": self.schedule.state_dict()}
+        state = {
+            "epoch": self.epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_sched.state_dict(),
+            "schedule": self.schedule.state_dict(),
+        }
         if self.acc.scaler is not None:
             state["grad_scaler"] = self.acc.scaler.state_dict()
         if self.cfg.model.lora_rank:
@@ -453,16 +513,23 @@ class Trainer:
 
     def _checkpoint(self) -> None:
         if self.acc.is_main_process:
-            save_checkpoint(self.run_dir, self.epoch, self.model, self.train_scheduler, self.state_dict(),
-                            self.cfg.output.keep_checkpoints)
+            save_checkpoint(
+                self.run_dir,
+                self.epoch,
+                self.model,
+                self.train_scheduler,
+                self.state_dict(),
+                self.cfg.output.keep_checkpoints,
+            )
         self.acc.wait_for_everyone()
 
     def train(self) -> list[dict]:
         """Run epochs until max_epochs, the schedule's end or the target reward; checkpoint as configured."""
         cfg, out = self.cfg, self.cfg.output
         history = []
-        bar = tqdm(total=cfg.train.max_epochs, initial=self.epoch, desc="epochs", disable=not self.progress,
-                   unit="epoch")
+        bar = tqdm(
+            total=cfg.train.max_epochs, initial=self.epoch, desc="epochs", disable=not self.progress, unit="epoch"
+        )
         while self.epoch < cfg.train.max_epochs:
             if self.schedule.finished(self.epoch):
                 self.stopped_reason = "schedule finished"
@@ -476,11 +543,15 @@ class Trainer:
                     from hrf.images import save_grid
 
                     (self.run_dir / "samples").mkdir(exist_ok=True)
-                    save_grid(images[:64], self.run_dir / "samples" / f"epoch_{self.epoch:04d}.png",
-                              scale=max(1, 64 // self._image_shape()[-1]))
+                    save_grid(
+                        images[:64],
+                        self.run_dir / "samples" / f"epoch_{self.epoch:04d}.png",
+                        scale=max(1, 64 // self._image_shape()[-1]),
+                    )
             bar.update(1)
-            bar.set_postfix(reward=f"{metrics['reward_mean']:.4g}", loss=f"{metrics['loss']:.3g}",
-                            sched=metrics["schedule"])
+            bar.set_postfix(
+                reward=f"{metrics['reward_mean']:.4g}", loss=f"{metrics['loss']:.3g}", sched=metrics["schedule"]
+            )
             target = cfg.train.target_reward
             reached = target is not None and metrics["reward_mean"] >= target
             if self.epoch % out.checkpoint_every == 0 or reached or self.epoch == cfg.train.max_epochs:
@@ -495,7 +566,11 @@ class Trainer:
         if self.acc.is_main_process:
             from hrf.models import save_model
 
-            save_model(self.model, self.train_scheduler, self.run_dir / "final",
-                       extra={"epochs": self.epoch, "stopped": self.stopped_reason, "config": "../config.toml"})
+            save_model(
+                self.model,
+                self.train_scheduler,
+                self.run_dir / "final",
+                extra={"epochs": self.epoch, "stopped": self.stopped_reason, "config": "../config.toml"},
+            )
         self.acc.wait_for_everyone()
         return history
