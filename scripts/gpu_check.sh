@@ -3,7 +3,7 @@
 #
 #   scripts/gpu_check.sh [--keep DIR]          (PYTHON=/path/to/python to pick the interpreter)
 #
-# Every configs/paper/* preset trains one tiny epoch (2 references, T = 4, one or two probe candidates) with
+# Every paper preset (src/hrf/configs/paper/*) trains one tiny epoch (2 references, T = 4, one or two probe candidates) with
 # `hrf train`, as a user would run it:
 #   - on CUDA in bf16 and in fp16, and with 2 processes (torchrun), on a randomly initialised UNet of
 #     google/ddpm-celebahq-256's architecture at 256×256 (113.7 M parameters; no download);
@@ -33,10 +33,11 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from hrf.config import load_config
+from hrf.experiments.runs import PRESETS as PRESET_DIR
 from hrf.models import save_model, tiny_unet
 from hrf.models.configs import CELEBAHQ_SCHEDULER, CELEBAHQ_UNET
 
-PRESETS = sorted(Path("configs/paper").glob("*.toml"))
+PRESETS = sorted((PRESET_DIR / "paper").glob("*.toml"))  # the installed package's presets
 
 
 @dataclass
