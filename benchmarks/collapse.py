@@ -513,6 +513,28 @@ def figure(cells: list[dict], metric: str, path: Path) -> Path:
     return path
 
 
+def sample_grids(out: Path, seed: int, epochs: tuple[int, ...] = (30, 60)) -> list[Path]:
+    """Sample grids (the first 64 evaluation noises) of the base model and of DDPO_IS and HRF on test seed
+    ``seed`` at ``epochs``, from the study's cached samples; nothing is drawn when they are gone."""
+    from hrf.images import from_uint8_hwc, save_grid
+
+    made = []
+    sources = {"base": out / "work" / "base" / "T10" / "samples.npz"}
+    for task in TASKS:
+        for m in PRIMARY_METHODS:
+            for e in epochs:
+                path = out / "work" / task / m / f"seed{seed}" / "evals" / f"epoch_{e:06d}" / "samples.npz"
+                sources[f"{task}_{m}_seed{seed}_epoch{e}"] = path
+    for name, path in sources.items():
+        if path.is_file():
+            images = from_uint8_hwc(np.load(path)["images"][:64])
+            target = out / "grids" / f"{name}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            save_grid(images, target, scale=2)
+            made.append(target)
+    return made
+
+
 MARKERS = ("<!-- collapse-report:start -->", "<!-- collapse-report:end -->")
 
 
@@ -590,6 +612,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "report.md").write_text(text)
         if args.results is not None:
             insert_report(args.results, text)
+        sample_grids(args.out, SEEDS["test"][0])
         print(text)
         return 0
     except HrfError as e:
