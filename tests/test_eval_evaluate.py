@@ -60,8 +60,12 @@ def test_collapsed_set_scores_lower_diversity(stand_in_classifier):
         is_splits=4,
     )
     d, c = report["models"]["diverse"], report["models"]["collapsed"]
-    for key in ("vendi/pixels", "vendi/domain", "factors/entropy", "factors/coverage", "is/domain"):
+    keys = ("vendi/pixels", "vendi/domain", "vendi/evaluator", "factors/entropy", "factors/coverage", "is/domain")
+    for key in keys:
         assert c[key]["value"] < d[key]["value"], key
+    # the benchmark's independent evaluator reads data faces surely
+    assert 0.9 < d["confidence/evaluator"]["value"] <= 1.0
+    assert report["labels"]["vendi/evaluator"] == "Vendi (independent evaluator classifier)"
     assert c["factors/entropy"]["value"] == pytest.approx(0.0)
     assert c["factors/coverage"]["value"] == pytest.approx(1 / 576)
     assert c["vendi/pixels"]["value"] < 1.01

@@ -3,8 +3,8 @@
 A :class:`Benchmark` names the models that belong to it, their training presets, the data they were
 trained on (the reference set of ``--reference data``), the domain classifier (rewards, the ``domain``
 embedding, factor metrics) and the factors that classifier predicts. ``evaluator`` is a second,
-independently trained classifier used only to measure diversity, so that a reward built on the domain
-classifier is not also its own judge; ``None`` until one ships.
+independently trained classifier (another architecture, seed and data draw) used only to measure
+diversity, so that a reward built on the domain classifier is not also its own judge.
 """
 
 from __future__ import annotations
@@ -54,6 +54,12 @@ def _faces_classifier():
     return load_face_classifier()
 
 
+def _faces_evaluator():
+    from hrf.data.classifier_b import load_evaluator_classifier
+
+    return load_evaluator_classifier()
+
+
 def _faces() -> Benchmark:
     from hrf.data.faces import FACTORS, HIGH_LEVEL
 
@@ -65,6 +71,7 @@ def _faces() -> Benchmark:
         high_level=tuple(HIGH_LEVEL),
         data=_faces_data,
         classifier=_faces_classifier,
+        evaluator=_faces_evaluator,
     )
 
 

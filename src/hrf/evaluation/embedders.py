@@ -84,16 +84,16 @@ def pixels_embedder(option: str | None = None, device: str = "cpu") -> Embedder:
     return Embedder("pixels", "pixels", fn, device)
 
 
-def classifier_embedder(clf, device: str = "cpu") -> Embedder:
-    """A benchmark's factor classifier as the ``domain`` embedder: penultimate features, one probability head
-    per factor."""
+def classifier_embedder(clf, device: str = "cpu", name: str = "domain", label: str = "domain classifier") -> Embedder:
+    """A benchmark's factor classifier as an embedder (by default the ``domain`` one): penultimate features,
+    one probability head per factor."""
     clf = clf.to(device) if hasattr(clf, "to") else clf
 
     def fn(x):
         probs = {k: v.float().cpu().numpy() for k, v in clf.probs(x).items()}
         return clf.features(x).float().cpu().numpy(), probs
 
-    return Embedder("domain", "domain classifier", fn, device)
+    return Embedder(name, label, fn, device)
 
 
 def domain_embedder(option: str | None = None, device: str = "cpu") -> Embedder:

@@ -4,7 +4,9 @@ Every metric is stored as ``{"value", "err", "ci"}`` under a key such as ``vendi
 gives each key the honest name used in reports (which network computed it). On a benchmark with a
 factor classifier (:mod:`hrf.benchmarks`) the classifier also gives the Inception Score over high-level
 factor combinations (the classifier's heads multiplied, treated as independent), one IS per high-level
-factor, and the entropy and coverage of the predicted high-level combinations.
+factor, and the entropy and coverage of the predicted high-level combinations; its independent evaluator
+classifier, where it has one, gives ``vendi/evaluator`` (diversity judged by a network no reward is built
+on) and ``confidence/evaluator`` (how surely it reads every factor: low off the face manifold).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from hrf.data.classifier_b import evaluator_confidence
 from hrf.data.faces import mixed_radix_codes
 from hrf.errors import HrfError
 from hrf.evaluation.diversity import combo_coverage, factor_entropy
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 
 REFERENCE = "reference"
 PRDC_K = 5
+EVALUATOR = "evaluator"  # the embedder name of a benchmark's independent evaluator classifier
 
 
 def _entry(value: float, err: float | None = None, ci: tuple[float, float] | None = None, detail: bool = False):
@@ -116,6 +120,8 @@ def _labels(embs: Sequence[Embedder], rewards: Sequence[str], benchmark: Benchma
     for emb in embs:
         if emb.name == "efficientnet_lite0":
             labels["is/efficientnet_lite0"] = "IS (EfficientNet-Lite0, ImageNet)"
+    if any(e.name == EVALUATOR for e in embs):
+        labels[f"confidence/{EVALUATOR}"] = "evaluator confidence (least-sure factor)"
     if benchmark is not None:
         labels["is/domain"] = "IS (domain classifier, high-level combos)"
         labels["factors/entropy"] = "factor entropy (nats)"
@@ -161,6 +167,8 @@ def evaluate_images(
     embs = [e if isinstance(e, Embedder) else make_embedder(e, device) for e in embedders]
     if benchmark is not None and "domain" not in {e.name for e in embs}:
         embs.append(classifier_embedder(benchmark.classifier(), device))
+    if benchmark is not None and benchmark.evaluator is not None and EVALUATOR not in {e.name for e in embs}:
+        embs.append(classifier_embedder(benchmark.evaluator(), device, EVALUATOR, "independent evaluator classifier"))
     if len({e.name for e in embs}) < len(embs):
         raise HrfError("each embedder may be named once (one clip:DIR at a time)")
     specs = [e.name for e in embs]
@@ -194,6 +202,9 @@ def evaluate_images(
                 metrics, info = factor_metrics(probs, is_splits, benchmark)
                 results[name].update(metrics)
                 extra[name].update(info)
+            if emb.name == EVALUATOR:
+                # reward hacking leaves the face manifold, where the independent evaluator grows unsure
+                results[name][f"confidence/{EVALUATOR}"] = _entry(evaluator_confidence(probs))
             if name == REFERENCE:
                 ref_feats = feats
             elif ref_feats is not None:
