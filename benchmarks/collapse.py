@@ -31,48 +31,18 @@ import numpy as np
 from hrf.config import Config, load_config
 from hrf.evaluation.matched import holm, t_interval, value_at_reward, verdict, welch
 from hrf.experiments.cells import config_fingerprint, write_json
-from hrf.experiments.runs import preset_path
+from hrf.experiments.collapse import EPOCHS, EVAL_EVERY, METHODS, MODEL, collapse_config
 
-MODEL = "hrf:faces32"
-EPOCHS = 60  # the collapse budget (protocol §1): 5× the demo presets' 12 epochs
-EVAL_EVERY = 10  # epochs between evaluated checkpoints
 NUM_EVAL = 1000  # evaluation samples per checkpoint
 EVAL_SEED = 2_026_113_001  # the evaluation noise; training draws derive from (train.seed, epoch, rank, purpose)
 TASKS = {"compressibility": "jpeg_compressibility", "smile": "faces_smile"}
-PAPER_WINDOWS = "[[2, 3], [4, 6], [6, 7]]"  # the paper's (8,12),(18,22),(28,32) of 40 at T = 10; 7 = last trained start
-PAPER_WINDOWS_T40 = "[[8, 12], [18, 22], [28, 32]]"  # the paper's own windows
-NOISE_WINDOWS = "[[1, 2], [2, 3], [3, 4]]"  # the compressibility preset's windows, near noise
-THIRDS = "[20, 20, 20]"  # epochs per window: EPOCHS in three equal parts
-# key: (label, preset suffix, overrides on top of the preset, the seed and the budget)
-METHODS: dict[str, tuple[str, str, list[str]]] = {
-    "ddpo": ("DDPO_IS", "ddpo", []),
-    "hrf": ("HRF", "hrf", [f"schedule.windows={PAPER_WINDOWS}", f"schedule.iterations={THIRDS}"]),
-    "hrf_noise": (
-        "HRF (windows near noise)",
-        "hrf",
-        [f"schedule.windows={NOISE_WINDOWS}", f"schedule.iterations={THIRDS}"],
-    ),
-    "hrf_batchnorm": (
-        "HRF (batch advantages)",
-        "hrf",
-        [f"schedule.windows={PAPER_WINDOWS}", f"schedule.iterations={THIRDS}", 'train.advantage_norm="batch"'],
-    ),
-    "hrfd": ("HRF-D", "hrfd", []),
-    "kl0.03": ("DDPO_IS+KL(0.03)", "ddpo", ["train.kl_coef=0.03"]),
-    "kl0.1": ("DDPO_IS+KL(0.1)", "ddpo", ["train.kl_coef=0.1"]),
-    "kl0.3": ("DDPO_IS+KL(0.3)", "ddpo", ["train.kl_coef=0.3"]),
-    "ddpo_T40": ("DDPO_IS (T = 40)", "ddpo", ["sampling.num_steps=40"]),
-    "hrf_T40": (
-        "HRF (T = 40)",
-        "hrf",
-        ["sampling.num_steps=40", f"schedule.windows={PAPER_WINDOWS_T40}", f"schedule.iterations={THIRDS}"],
-    ),
-}
 PRIMARY_METHODS = ("ddpo", "hrf")
 SEEDS = {"tuning": [0, 1], "test": list(range(100, 110))}
+# cells record whether the independent evaluator measured them (cells from before it shipped did not)
+EVALUATOR_SHIPPED = True
 METRICS_VERSION = 2  # bump when checkpoint_metrics changes: cached metrics are recomputed from the samples
 # Diversity metrics of a checkpoint, reported as a fraction of the base model's. The primary one is fixed by
-# the protocol; the evaluator's keys exist once the independent classifier ships.
+# the protocol; cells measured before the evaluator shipped lack its keys.
 DIVERSITY = {
     "vendi/evaluator": "Vendi (independent evaluator features)",
     "vendi/domain": "Vendi (domain classifier features)",
@@ -93,17 +63,7 @@ BROKEN_CONFIDENCE = 0.5  # a checkpoint whose confident fraction falls below thi
 
 def cell_config(task: str, method: str, seed: int) -> Config:
     """The training config of one cell: the task's preset for the method, the study's budget and seed."""
-    _, suffix, extra = METHODS[method]
-    overrides = [
-        f"model.path={json.dumps(MODEL)}",
-        f"train.seed={seed}",
-        f"train.max_epochs={EPOCHS}",
-        f"output.checkpoint_every={EVAL_EVERY}",
-        f"output.keep_checkpoints={EPOCHS // EVAL_EVERY}",
-        "output.grid_every=0",
-        *extra,
-    ]
-    return load_config(preset_path(f"faces32/{task}-{suffix}"), overrides)
+    return collapse_config(task, method, seed, EVAL_EVERY, epochs=EPOCHS)
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -121,18 +81,10 @@ def same_training(stored: dict, current: dict) -> bool:
     return all(k in b and json.dumps(a[k]) == json.dumps(b[k]) for k in a if not k.startswith("output."))
 
 
-def _evaluator():
-    """The independent evaluator classifier, or None while it is not shipped."""
-    try:
-        from hrf.data.classifier_b import load_evaluator_classifier  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    return load_evaluator_classifier()
-
-
 def checkpoint_metrics(images) -> dict[str, float]:
     """Rewards and diversity of one checkpoint's evaluation samples (model space, [-1, 1] NCHW)."""
     from hrf.data.classifier import load_face_classifier
+    from hrf.data.classifier_b import evaluator_confidence, load_evaluator_classifier
     from hrf.data.faces import HIGH_LEVEL, combo_ids, num_combos
     from hrf.evaluation.diversity import combo_coverage, factor_entropy
     from hrf.evaluation.metrics import reward_values
@@ -145,9 +97,7 @@ def checkpoint_metrics(images) -> dict[str, float]:
         out[f"reward/{name}"] = float(values.mean())
         out[f"reward_sem/{name}"] = float(values.std(ddof=1) / math.sqrt(len(values)))
     out["vendi/pixels"] = vendi_score(to_unit(images).flatten(1).double().numpy())  # the paper's raw pixels in [0, 1]
-    for tag, clf in (("domain", load_face_classifier()), ("evaluator", _evaluator())):
-        if clf is None:
-            continue
+    for tag, clf in (("domain", load_face_classifier()), ("evaluator", load_evaluator_classifier())):
         probs = {k: v.float().numpy() for k, v in clf.probs(images).items()}
         out[f"vendi/{tag}"] = vendi_score(clf.features(images).double().numpy())
         codes = combo_ids({k: probs[k].argmax(-1) for k in HIGH_LEVEL})
@@ -156,13 +106,10 @@ def checkpoint_metrics(images) -> dict[str, float]:
         # share of samples the classifier reads confidently on every high-level factor: falls on noise images
         confident = np.min(np.stack([probs[k].max(-1) for k in HIGH_LEVEL]), axis=0) >= 0.9
         out[f"confident/{tag}"] = float(confident.mean())
-    if (evaluator := _evaluator()) is not None:
-        from hrf.data.classifier_b import evaluator_confidence
-
-        # reward hacking leaves the face manifold: the independent evaluator grows unsure of what it sees
-        out["confidence/evaluator"] = evaluator_confidence(
-            {k: v.float().numpy() for k, v in evaluator.probs(images).items()}
-        )
+    # reward hacking leaves the face manifold: the independent evaluator grows unsure of what it sees
+    out["confidence/evaluator"] = evaluator_confidence(
+        {k: v.float().numpy() for k, v in load_evaluator_classifier().probs(images).items()}
+    )
     return out
 
 
@@ -177,7 +124,7 @@ def measured(spec: str, work: Path, steps: int) -> dict[str, float]:
         "seed": EVAL_SEED,
         "steps": steps,
         "metrics_version": METRICS_VERSION,
-        "evaluator": _evaluator() is not None,
+        "evaluator": EVALUATOR_SHIPPED,
     }
     cache = work / "metrics.json"
     if cache.is_file() and (stored := json.loads(cache.read_text())).get("key") == key:
@@ -212,7 +159,7 @@ def stored_cell(out: Path, task: str, method: str, seed: int) -> dict | None:
     if not path.is_file():
         return None
     cell = json.loads(path.read_text())
-    key = (weights_fingerprint(MODEL), NUM_EVAL, EVAL_SEED, METRICS_VERSION, _evaluator() is not None)
+    key = (weights_fingerprint(MODEL), NUM_EVAL, EVAL_SEED, METRICS_VERSION, EVALUATOR_SHIPPED)
     stored = (cell["base_weights"], cell["num_eval"], cell["eval_seed"], cell["metrics_version"], cell["evaluator"])
     same = same_training(cell["config"], dataclasses.asdict(cell_config(task, method, seed)))
     return cell if stored == key and same else None
@@ -257,7 +204,7 @@ def run_cell(out: Path, task: str, method: str, seed: int) -> dict:
         "num_eval": NUM_EVAL,
         "eval_seed": EVAL_SEED,
         "metrics_version": METRICS_VERSION,
-        "evaluator": _evaluator() is not None,
+        "evaluator": EVALUATOR_SHIPPED,
         "totals": run_totals(work / "run"),
         "seconds_train_this_session": round(train_s, 1),
         "seconds_eval_this_session": round(time.perf_counter() - t0, 1),

@@ -1,0 +1,71 @@
+"""The collapse regime on the faces benchmark: the budget, windows and conditions of the mode-collapse study.
+
+``benchmarks/collapse.py`` (the study: curves per method × seed, compared at pre-declared reward levels) and
+``hrf demo`` (the same regime, one seed) both build their runs here, so the demo shows the regime the study
+measured. A run is a task's shipped preset (``configs/faces32/TASK-{ddpo,hrf,hrfd}.toml``) trained for
+``EPOCHS`` epochs, five times the presets' own 12, with a checkpoint every ``EVAL_EVERY``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from hrf.config import Config, load_config
+from hrf.experiments.runs import preset_path
+
+MODEL = "hrf:faces32"
+EPOCHS = 60  # the collapse budget: 5× the presets' 12 epochs, where DDPO_IS loses most of its diversity
+EVAL_EVERY = 10  # epochs between checkpoints
+PAPER_WINDOWS = "[[2, 3], [4, 6], [6, 7]]"  # the paper's (8,12),(18,22),(28,32) of 40 at T = 10; 7 = last trained start
+PAPER_WINDOWS_T40 = "[[8, 12], [18, 22], [28, 32]]"  # the paper's own windows
+NOISE_WINDOWS = "[[1, 2], [2, 3], [3, 4]]"  # the compressibility preset's windows, near noise
+THIRDS = "[20, 20, 20]"  # epochs per window: EPOCHS in three equal parts
+# key: (label, preset suffix, overrides on top of the preset, the seed and the budget)
+METHODS: dict[str, tuple[str, str, list[str]]] = {
+    "ddpo": ("DDPO_IS", "ddpo", []),
+    "hrf": ("HRF", "hrf", [f"schedule.windows={PAPER_WINDOWS}", f"schedule.iterations={THIRDS}"]),
+    "hrf_noise": (
+        "HRF (windows near noise)",
+        "hrf",
+        [f"schedule.windows={NOISE_WINDOWS}", f"schedule.iterations={THIRDS}"],
+    ),
+    "hrf_batchnorm": (
+        "HRF (batch advantages)",
+        "hrf",
+        [f"schedule.windows={PAPER_WINDOWS}", f"schedule.iterations={THIRDS}", 'train.advantage_norm="batch"'],
+    ),
+    "hrfd": ("HRF-D", "hrfd", []),
+    "kl0.03": ("DDPO_IS+KL(0.03)", "ddpo", ["train.kl_coef=0.03"]),
+    "kl0.1": ("DDPO_IS+KL(0.1)", "ddpo", ["train.kl_coef=0.1"]),
+    "kl0.3": ("DDPO_IS+KL(0.3)", "ddpo", ["train.kl_coef=0.3"]),
+    "ddpo_T40": ("DDPO_IS (T = 40)", "ddpo", ["sampling.num_steps=40"]),
+    "hrf_T40": (
+        "HRF (T = 40)",
+        "hrf",
+        ["sampling.num_steps=40", f"schedule.windows={PAPER_WINDOWS_T40}", f"schedule.iterations={THIRDS}"],
+    ),
+}
+
+
+def collapse_config(
+    task: str,
+    method: str,
+    seed: int,
+    eval_every: int = EVAL_EVERY,
+    overrides: Sequence[str] = (),
+    epochs: int = EPOCHS,
+) -> Config:
+    """The training config of ``method`` on ``task`` in the collapse regime: the task's preset for the
+    method, ``epochs`` epochs with a checkpoint every ``eval_every`` (all kept), then ``overrides``."""
+    _, suffix, extra = METHODS[method]
+    budget = [
+        f"model.path={json.dumps(MODEL)}",
+        f"train.seed={seed}",
+        f"train.max_epochs={epochs}",
+        f"output.checkpoint_every={eval_every}",
+        f"output.keep_checkpoints={max(1, epochs // eval_every)}",
+        "output.grid_every=0",
+        *extra,
+    ]
+    return load_config(preset_path(f"faces32/{task}-{suffix}"), budget + list(overrides))
