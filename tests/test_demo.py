@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 
 from hrf.cli.main import main
-from hrf.experiments.demo import paired_changes
+from hrf.errors import HrfError
+from hrf.experiments.demo import demo_configs, paired_changes, training_curves
 
 
 def test_paired_changes_are_per_sample_differences():
     base = np.array([1.0, 2.0, 3.0, 4.0])
     deltas = {"DDPO_IS": np.array([0.1, 0.2, 0.3, 0.4]), "HRF": np.array([-1.0, 1.0, -1.0, 1.0]), "HRF-D": np.zeros(4)}
     rewards = {"base": {"r": base}, **{name: {"r": base + d} for name, d in deltas.items()}}
-    out = paired_changes(rewards, "r")
+    out = paired_changes(rewards, "r", list(deltas))
     for name, d in deltas.items():
         assert out[name]["mean"] == pytest.approx(d.mean())
         assert out[name]["sem"] == pytest.approx(d.std(ddof=1) / 2.0)  # √4 samples
@@ -23,25 +24,75 @@ def test_paired_changes_are_per_sample_differences():
     assert out["HRF"]["sem"] < base.std(ddof=1) / 2.0
 
 
+def _report(models: dict[str, dict[str, float]]) -> dict:
+    return {"models": {name: {k: {"value": v} for k, v in values.items()} for name, values in models.items()}}
+
+
+def _values(reward: float, vendi: float) -> dict[str, float]:
+    return {"reward/r": reward, "vendi/evaluator": vendi, "vendi/domain": 2 * vendi, "confidence/evaluator": 0.9}
+
+
+def test_training_curves_read_each_method_at_half_ddpo_final_gain():
+    # DDPO_IS gains 0 → 1 → 2 while its evaluator Vendi falls 10 → 6 → 2: the level is a gain of 1.0
+    final = _report({"base": _values(-1.0, 10.0), "DDPO_IS": _values(1.0, 2.0), "HRF": _values(0.5, 7.0)})
+    along = _report({"DDPO_IS@20": _values(0.0, 6.0), "HRF@20": _values(-0.5, 9.0)})
+    points = {"DDPO_IS@20": ("DDPO_IS", 20, "x"), "HRF@20": ("HRF", 20, "y")}
+    budgets = {"DDPO_IS": {"epochs": 40}, "HRF": {"epochs": 40}}
+    curves = training_curves(final, along, points, "r", budgets)
+    assert [p["epoch"] for p in curves["points"]["HRF"]] == [0, 20, 40]
+    assert [p["gain"] for p in curves["points"]["DDPO_IS"]] == [0.0, 1.0, 2.0]
+    assert [p["fraction"] for p in curves["points"]["HRF"]] == [1.0, 0.9, 0.7]
+    assert curves["points"]["HRF"][1]["domain_fraction"] == pytest.approx(0.9)
+    assert curves["level"] == pytest.approx(1.0)
+    # DDPO_IS reaches the level exactly at epoch 20 (0.6); HRF crosses it halfway from a gain of 0.5 to 1.5: 0.8
+    assert curves["matched"]["DDPO_IS"] == pytest.approx(0.6)
+    assert curves["matched"]["HRF"] == pytest.approx(0.8)
+
+
+def test_training_curves_say_when_a_method_never_reaches_the_level():
+    final = _report({"base": _values(0.0, 4.0), "DDPO_IS": _values(2.0, 2.0), "HRF": _values(0.5, 4.0)})
+    curves = training_curves(final, _report({}), {}, "r", {"DDPO_IS": {"epochs": 5}, "HRF": {"epochs": 5}})
+    assert curves["matched"] == {"DDPO_IS": pytest.approx(0.75), "HRF": None}
+
+
+def test_demo_configs_are_the_collapse_regime_and_refuse_bad_methods():
+    cfgs = demo_configs("compressibility", quick=False)
+    assert set(cfgs) == {"ddpo", "hrf"}
+    assert cfgs["ddpo"].train.max_epochs == cfgs["hrf"].train.max_epochs == 60
+    assert cfgs["hrf"].schedule.windows == [[2, 3], [4, 6], [6, 7]]
+    assert cfgs["ddpo"].output.checkpoint_every == 20
+    assert demo_configs("smile", quick=False, overrides=["train.seed=3"])["hrf"].train.seed == 3
+    with pytest.raises(HrfError, match="include 'ddpo'"):
+        demo_configs("compressibility", quick=False, methods=["hrf"])
+    with pytest.raises(HrfError, match="must be some of"):
+        demo_configs("compressibility", quick=False, methods=["ddpo", "ppo"])
+
+
 @pytest.mark.slow
 def test_demo_quick_end_to_end_and_resumes(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
     report = json.loads((out / "metrics.json").read_text())
-    assert set(report["models"]) == {"base", "DDPO_IS", "HRF", "HRF-D"}
-    for name in ("DDPO_IS", "HRF", "HRF-D"):
+    assert set(report["models"]) == {"base", "DDPO_IS", "HRF"}
+    for name in ("DDPO_IS", "HRF"):
         entry = report["models"][name]["reward/jpeg_compressibility"]
         assert entry["value"] < 0 and entry["err"] > 0  # −kB, with a standard error
         entries = report["models"][name]
         assert "factors/entropy" in entries or any(k.startswith("factors/") for k in entries)
+        assert 0 < entries["confidence/evaluator"]["value"] <= 1 and entries["vendi/evaluator"]["value"] >= 1
     assert (out / "REPORT.md").read_text().startswith("# hrf demo")
-    assert set(report["paired_change"]) == {"DDPO_IS", "HRF", "HRF-D"}
+    assert set(report["paired_change"]) == {"DDPO_IS", "HRF"}
+    # the curves run over every checkpoint: the quick runs keep one per epoch (DDPO_IS 2 epochs, HRF 3)
+    assert [p["epoch"] for p in report["curves"]["points"]["DDPO_IS"]] == [0, 1, 2]
+    assert [p["epoch"] for p in report["curves"]["points"]["HRF"]] == [0, 1, 2, 3]
+    assert (out / "eval" / "curves.png").is_file()
+    assert "Reward and diversity over training" in (out / "REPORT.md").read_text()
     assert all(np.isfinite(c["mean"]) and c["sem"] > 0 for c in report["paired_change"].values())
     assert "paired over the same initial noise" in (out / "REPORT.md").read_text()
     # every method run finished and a rerun reuses it (nothing is retrained)
-    before = {m: (out / m / "summary.json").stat().st_mtime for m in ("ddpo", "hrf", "hrfd")}
+    before = {m: (out / m / "summary.json").stat().st_mtime for m in ("ddpo", "hrf")}
     assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
-    assert before == {m: (out / m / "summary.json").stat().st_mtime for m in ("ddpo", "hrf", "hrfd")}
+    assert before == {m: (out / m / "summary.json").stat().st_mtime for m in ("ddpo", "hrf")}
 
 
 @pytest.mark.slow
@@ -49,7 +100,8 @@ def test_demo_match_reward_stops_hrf_at_ddpo_reward(tmp_path):
     from hrf.config import load_config
 
     out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--match-reward", "--out", str(out), "--no-progress"]) == 0
+    argv = ["demo", "--quick", "--match-reward", "--methods", "ddpo", "hrf", "hrfd", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
     ddpo_reward = json.loads((out / "ddpo" / "summary.json").read_text())["last_reward_mean"]
     for method in ("hrf", "hrfd"):
         assert load_config(out / method / "config.toml").train.target_reward == ddpo_reward

@@ -1,4 +1,5 @@
-"""The paper's figures as PNG files (matplotlib, Agg backend): 1, 5, 6, 7, the phase-transition curve, sample grids."""
+"""The paper's figures as PNG files (matplotlib, Agg backend): 1, 5, 6, 7, the phase-transition curve,
+reward–diversity curves over training, sample grids."""
 
 from __future__ import annotations
 
@@ -79,6 +80,33 @@ def figure_reward_vs_vendi(points: Sequence[dict], path: str | Path, reward_labe
     ax.set_xlabel(f"Vendi score ({vendi_label})")
     ax.set_ylabel(reward_label)
     ax.set_title("Reward vs diversity")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def figure_training_curves(
+    curves: Mapping[str, Sequence[dict]], path: str | Path, reward_label: str, diversity_label: str, level=None
+) -> Path:
+    """Reward gain (x) against a diversity fraction (y) along training, one line per method; each point a
+    dict with ``epoch``, ``gain`` and ``fraction``, labelled with its epoch. ``level``, when given, is drawn
+    as the reward gain at which the methods are compared."""
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for name, pts in curves.items():
+        line = ax.plot([p["gain"] for p in pts], [p["fraction"] for p in pts], "o-", label=name)[0]
+        for p in pts:
+            ax.annotate(
+                str(p["epoch"]),
+                (p["gain"], p["fraction"]),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+                color=line.get_color(),
+            )
+    if level is not None:
+        ax.axvline(level, color="grey", linestyle=":", label="matched reward")
+    ax.set_xlabel(f"{reward_label}: gain over the base model")
+    ax.set_ylabel(f"{diversity_label} / base model's")
+    ax.set_title("Reward and diversity over training (labels: epochs)")
     ax.legend(fontsize=8)
     return _save(fig, path)
 

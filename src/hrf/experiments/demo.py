@@ -1,10 +1,13 @@
-"""``hrf demo``: the whole method on the embedded default, on a CPU.
+"""``hrf demo``: the whole method on the embedded default, on a CPU, in the regime where DDPO_IS collapses.
 
-The shipped faces model (hrf:faces32) is fine-tuned for one task with DDPO_IS, HRF and HRF-D (presets
-``configs/faces32/TASK-{ddpo,hrf,hrfd}.toml``, each header saying how its budget was set), then the base
-model and the three fine-tuned ones are sampled from the same noise and compared: reward ± SE, Vendi on
-pixels and on the factor classifier's features, the classifier's IS, and the ground-truth diversity of
-high-level factor combinations. Every stage resumes: a finished run or sample set is not redone.
+The shipped faces model (hrf:faces32) is fine-tuned for one task with DDPO_IS and HRF (HRF-D on request) in
+the collapse study's regime (:mod:`hrf.experiments.collapse`: the task's preset trained for 60 epochs, HRF
+with windows at the paper's fractions of the chain). Every ``CURVE_EVERY`` epochs a checkpoint is kept, and
+the base model, every checkpoint and the final models are sampled from the same noise. The report gives the
+final models' reward ± SE, Vendi on pixels, on the domain classifier's and on the independent evaluator's
+features, the classifier's IS and the diversity of high-level factor combinations; and, per method, the
+curve of reward gain against diversity over training, read at a matched reward. Every stage resumes: a
+finished run or sample set is not redone.
 """
 
 from __future__ import annotations
@@ -13,24 +16,37 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from hrf.config import load_config
-from hrf.experiments.runs import preset_path
+from hrf.config import Config
+from hrf.errors import HrfError
+from hrf.experiments.collapse import collapse_config
+from hrf.training.checkpoint import checkpoint_dirs
 from hrf.training.run_dir import train_to_completion
 
 METHODS = {"ddpo": "DDPO_IS", "hrf": "HRF", "hrfd": "HRF-D"}
+DEFAULT_METHODS = ("ddpo", "hrf")  # the pair the collapse study compares; HRF-D is a secondary condition there
 TASKS = {
     "compressibility": "jpeg_compressibility",
     "incompressibility": "jpeg_incompressibility",
     "smile": "faces_smile",
 }
+SEED = 0  # training seed: a tuning seed of the study (its test seeds are 100 and up)
+CURVE_EVERY = 20  # epochs between the checkpoints on the curves
+CURVE_METRIC = "vendi/evaluator"  # the study's primary diversity metric
+MATCH_FRACTION = 0.5  # the curves are read at this fraction of DDPO_IS's final reward gain (the study's primary level)
 # --quick: the same pipeline at a size CI runs in a minute or two.
 QUICK = {
-    "ddpo": ["train.max_epochs=1", "train.references=8", "train.sample_batch_size=8", "train.train_batch_size=64"],
-    "hrf": [
+    "ddpo": [
         "train.max_epochs=2",
+        "train.references=8",
+        "train.sample_batch_size=8",
+        "train.train_batch_size=64",
+    ],
+    "hrf": [
+        "train.max_epochs=3",
         "train.references=2",
         "train.branches=4",
         "schedule.iterations=[1,1,1]",
@@ -38,7 +54,7 @@ QUICK = {
         "train.train_batch_size=64",
     ],
     "hrfd": [
-        "train.max_epochs=1",
+        "train.max_epochs=2",
         "train.references=2",
         "train.branches=4",
         "schedule.candidates=[1,5]",
@@ -48,14 +64,19 @@ QUICK = {
 }
 
 
-def demo_configs(task: str, quick: bool, overrides: Sequence[str] = ()) -> dict:
-    """The three method configs of the demo for ``task``."""
-    from hrf.benchmarks import get_benchmark
-
-    folder = get_benchmark("faces").presets
+def demo_configs(
+    task: str, quick: bool, overrides: Sequence[str] = (), methods: Sequence[str] = DEFAULT_METHODS
+) -> dict[str, Config]:
+    """The demo's config of every method in ``methods`` for ``task``."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise HrfError(f"demo methods must be some of {', '.join(METHODS)}; got {list(methods)}")
+    if "ddpo" not in methods:
+        raise HrfError("the demo compares with DDPO_IS: include 'ddpo' in its methods")
+    every = 1 if quick else CURVE_EVERY
     return {
-        m: load_config(preset_path(f"{folder}/{task}-{m}"), (QUICK[m] if quick else []) + list(overrides))
-        for m in METHODS
+        m: collapse_config(task, m, SEED, every, (QUICK[m] if quick else []) + list(overrides))
+        for m in dict.fromkeys(methods)
     }
 
 
@@ -68,11 +89,13 @@ def run_demo(
     overrides: Sequence[str] = (),
     progress: bool = True,
     match_reward: bool = False,
+    methods: Sequence[str] = DEFAULT_METHODS,
 ) -> dict:
-    """Fine-tune with the three methods, evaluate against the base model, write ``REPORT.md``.
+    """Fine-tune with each method, evaluate the final models and the checkpoints against the base model,
+    write ``REPORT.md``.
 
-    ``match_reward`` is the paper's §5.2 protocol: DDPO_IS trains first, and HRF and HRF-D stop as soon as
-    an epoch's mean reward reaches DDPO_IS's last one (or at the end of their preset budget).
+    ``match_reward`` is the paper's §5.2 protocol: DDPO_IS trains first, and the others stop as soon as an
+    epoch's mean reward reaches DDPO_IS's last one (or at the end of their budget).
     """
     from hrf.benchmarks import get_benchmark
     from hrf.evaluation.pipeline import evaluate_models
@@ -81,44 +104,51 @@ def run_demo(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    configs = demo_configs(task, quick, overrides)
+    configs = demo_configs(task, quick, overrides, methods)
     models = {"base": configs["ddpo"].model.path}
     for method, cfg in configs.items():
         t0 = time.perf_counter()
         if progress:
-            print(f"hrf demo: {METHODS[method]} ({cfg.schedule.kind} schedule) → {out / method}")
+            epochs, kind = cfg.train.max_epochs, cfg.schedule.kind
+            print(f"hrf demo: {METHODS[method]} ({epochs} epochs, {kind} schedule) → {out / method}")
         models[METHODS[method]] = str(train_to_completion(cfg, out / method, progress=progress))
         timings[f"train {METHODS[method]}"] = time.perf_counter() - t0
         if match_reward and method == "ddpo":
             target = json.loads((out / method / "summary.json").read_text())["last_reward_mean"]
-            for other in ("hrf", "hrfd"):
-                configs[other].train.target_reward = target
+            for other in configs:
+                if other != "ddpo":
+                    configs[other].train.target_reward = target
     budgets = {METHODS[m]: json.loads((out / m / "summary.json").read_text()) for m in configs}
     t0 = time.perf_counter()
     num = 32 if quick else num_eval
-    steps = configs["ddpo"].sampling.num_steps
+    common: dict[str, Any] = {
+        "num": num,
+        "seed": seed,
+        "steps": configs["ddpo"].sampling.num_steps,
+        "cache_dir": out / "eval",
+        "rewards": [TASKS[task]],
+        "benchmark": get_benchmark("faces"),
+        "progress": progress,
+    }
     report = evaluate_models(
-        models,
-        num=num,
-        seed=seed,
-        steps=steps,
-        cache_dir=out / "eval",
-        rewards=[TASKS[task]],
-        benchmark=get_benchmark("faces"),
-        n_boot=0 if quick else 200,
-        is_splits=1 if quick else 5,
-        progress=progress,
-        return_arrays=True,
+        models, n_boot=0 if quick else 200, is_splits=1 if quick else 5, return_arrays=True, **common
     )
     figures = report_figures(report, report.pop("images"), out / "eval")
-    report["paired_change"] = paired_changes(report.pop("arrays")["rewards"], TASKS[task])
-    timings["evaluate"] = time.perf_counter() - t0
+    report["paired_change"] = paired_changes(report.pop("arrays")["rewards"], TASKS[task], list(budgets))
+    timings["evaluate final models"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    points = checkpoint_models(out, configs)
+    along = evaluate_models({name: spec for name, (_, _, spec) in points.items()}, n_boot=0, is_splits=1, **common)
+    report["curves"] = training_curves(report, along, points, TASKS[task], budgets)
+    figures.append(curves_figure(report["curves"], TASKS[task], out / "eval" / "curves.png"))
+    timings["evaluate checkpoints"] = time.perf_counter() - t0
     report["timings_seconds"] = {k: round(v, 1) for k, v in timings.items()}
     report["demo"] = {
         "task": task,
         "quick": quick,
         "num_eval": num,
         "seed": seed,
+        "train_seed": configs["ddpo"].train.seed,
         "models": models,
         "match_reward": match_reward,
         "budgets": budgets,
@@ -128,48 +158,145 @@ def run_demo(
     return report
 
 
-def paired_changes(rewards: dict[str, dict[str, np.ndarray]], reward: str) -> dict[str, dict[str, float]]:
+def checkpoint_models(out: Path, configs: dict[str, Config]) -> dict[str, tuple[str, int, str]]:
+    """``{name: (method label, epoch, model spec)}`` of every kept checkpoint before each run's last epoch
+    (the final model stands for the last)."""
+    points = {}
+    for method in configs:
+        last = json.loads((out / method / "summary.json").read_text())["epochs"]
+        for ckpt in checkpoint_dirs(out / method):
+            epoch = int(ckpt.name.rsplit("_", 1)[1])
+            if epoch < last:
+                points[f"{METHODS[method]}@{epoch}"] = (METHODS[method], epoch, str(ckpt / "model"))
+    return points
+
+
+def training_curves(
+    final: dict, along: dict, points: dict[str, tuple[str, int, str]], reward: str, budgets: dict[str, dict]
+) -> dict:
+    """Per method, its curve over training (epoch, reward gain over the base, ``CURVE_METRIC`` and the domain
+    classifier's Vendi as fractions of the base's, the evaluator's confidence), the matched reward level
+    (``MATCH_FRACTION`` of DDPO_IS's final gain) and each curve's diversity read there."""
+    from hrf.evaluation.matched import value_at_reward
+    from hrf.evaluation.pipeline import metric_values
+
+    base = metric_values(final, "base")
+    rk = f"reward/{reward}"
+
+    def point(values: dict, epoch: int) -> dict:
+        return {
+            "epoch": epoch,
+            "gain": values[rk] - base[rk],
+            "fraction": values[CURVE_METRIC] / base[CURVE_METRIC],
+            "domain_fraction": values["vendi/domain"] / base["vendi/domain"],
+            "confidence": values["confidence/evaluator"],
+        }
+
+    curves = {}
+    for label, budget in budgets.items():
+        mine = sorted((e, name) for name, (lab, e, _) in points.items() if lab == label)
+        curves[label] = [point(base, 0)]
+        curves[label] += [point(metric_values(along, name), e) for e, name in mine]
+        curves[label].append(point(metric_values(final, label), budget["epochs"]))
+    level = MATCH_FRACTION * curves[METHODS["ddpo"]][-1]["gain"]
+    matched = {
+        label: value_at_reward([p["gain"] for p in c], [p["fraction"] for p in c], level) if level > 0 else None
+        for label, c in curves.items()
+    }
+    return {"metric": CURVE_METRIC, "points": curves, "level": level, "matched": matched}
+
+
+def curves_figure(curves: dict, reward: str, path: Path) -> Path:
+    from hrf.evaluation.plots import figure_training_curves
+
+    level = curves["level"] if curves["level"] > 0 else None
+    return figure_training_curves(curves["points"], path, reward, "Vendi (independent evaluator)", level)
+
+
+def paired_changes(
+    rewards: dict[str, dict[str, np.ndarray]], reward: str, names: Sequence[str]
+) -> dict[str, dict[str, float]]:
     """Each fine-tuned model's per-sample reward minus the base model's on the same initial noise: mean and
     standard error. Pairing removes the sample-to-sample spread that the unpaired means carry."""
     from hrf.evaluation.metrics import mean_sem
 
     base = np.asarray(rewards["base"][reward], dtype=np.float64)
     out = {}
-    for name in METHODS.values():
+    for name in names:
         mean, sem = mean_sem(np.asarray(rewards[name][reward], dtype=np.float64) - base)
         out[name] = {"mean": mean, "sem": sem}
     return out
 
 
+def _curves_markdown(report: dict) -> list[str]:
+    curves = report["curves"]
+    lines = [
+        "## Reward and diversity over training",
+        "",
+        "Each checkpoint sampled from the same noise as the final models. Diversity as a fraction of the base "
+        "model's: Vendi of the independent evaluator classifier's features (the collapse study's primary "
+        "metric; no reward is built on that network) and of the domain classifier's. Evaluator confidence: "
+        "the mean over samples of its least-sure factor's top probability (low off the face manifold).",
+        "",
+        "| method | epoch | reward gain | Vendi (evaluator) / base | Vendi (domain) / base | evaluator confidence |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, pts in curves["points"].items():
+        for p in pts:
+            lines.append(
+                f"| {label} | {p['epoch']} | {p['gain']:+.4g} | {p['fraction']:.3f} | {p['domain_fraction']:.3f} "
+                f"| {p['confidence']:.3f} |"
+            )
+    lines.append("")
+    if curves["level"] > 0:
+        read = "; ".join(
+            f"{label} {v:.3f}" if v is not None else f"{label} never reaches it"
+            for label, v in curves["matched"].items()
+        )
+        lines.append(
+            f"At a matched reward gain of {curves['level']:+.4g} ({MATCH_FRACTION:.0%} of DDPO_IS's final gain; "
+            f"each curve interpolated at its first crossing), Vendi (evaluator) / base: {read}. One training "
+            "seed: a picture of the regime, not a test. The collapse study (benchmarks/RESULTS.md in the "
+            "repository) compares the methods this way over ten seeds."
+        )
+    else:
+        lines.append("DDPO_IS did not raise the reward, so no matched reward level is read.")
+    return lines + [""]
+
+
 def _report_markdown(report: dict, table: str, figures: list[Path], out: Path) -> str:
-    task = report["demo"]["task"]
+    demo = report["demo"]
+    task = demo["task"]
     reward_key = f"reward/{TASKS[task]}"
     base = report["models"]["base"][reward_key]["value"]
+    names = list(demo["budgets"])
     lines = [
         f"# hrf demo — {task} on the faces benchmark",
         "",
-        f"Base model {report['demo']['models']['base']} fine-tuned with DDPO_IS, HRF and HRF-D "
-        f"(presets configs/faces32/{task}-*.toml); {report['demo']['num_eval']} samples per model from the "
-        f"same initial noise (seed {report['demo']['seed']}).",
+        f"Base model {demo['models']['base']} fine-tuned with {', '.join(names)} in the collapse regime (the "
+        f"presets configs/faces32/{task}-*.toml trained for longer; HRF's start windows at the paper's "
+        f"fractions of the chain; training seed {demo['train_seed']}); {demo['num_eval']} samples per model "
+        f"from the same initial noise (seed {demo['seed']}).",
         "",
         table,
         "## Reward change over the base model, paired over the same initial noise",
         "",
     ]
-    for name in METHODS.values():
+    for name in names:
         entry, change = report["models"][name][reward_key], report["paired_change"][name]
         ratio = f" ({change['mean'] / change['sem']:+.1f} s.e.)" if change["sem"] > 0 else ""
         lines.append(
             f"- {name}: {change['mean']:+.4f} ± {change['sem']:.4f}{ratio}; mean {entry['value']:.4g} (base {base:.4g})"
         )
+    lines += ["", *_curves_markdown(report)]
     protocol = (
-        "HRF and HRF-D stopped at DDPO_IS's last training reward or at the end of their budget "
+        "the others stopped at DDPO_IS's last training reward or at the end of their budget "
         "(`--match-reward`, the paper's §5.2)"
-        if report["demo"]["match_reward"]
-        else f"the presets' budgets, configs/faces32/{task}-*.toml"
+        if demo["match_reward"]
+        else "fixed budgets"
     )
-    lines += ["", f"## Budgets ({protocol})", ""]
-    for name, b in report["demo"]["budgets"].items():
+    lines += [f"## Budgets ({protocol})", ""]
+    for name, b in demo["budgets"].items():
         done = (
             f", {b['trajectories']} trajectories, {b['trained_pairs']} trained (trajectory, step) pairs"
             if "trained_pairs" in b
