@@ -316,6 +316,10 @@ def analyse(cells: list[dict]) -> dict:
         c["p_holm"] = p
     for c in report["primary_contrasts"]:
         c["verdict"] = verdict(c["welch"]["diff"] if c["welch"] else 0.0, c.get("p_holm"))
+        # the protocol's test is taken once every declared test seed has run; before that it is an interim look
+        seeds = report["tasks"][c["task"]]["methods"]
+        c["seeds_run"] = {m: len(seeds[m]["seeds"]) for m in PRIMARY_METHODS}
+        c["final"] = all(n == len(SEEDS["test"]) for n in c["seeds_run"].values())
     return report
 
 
@@ -396,7 +400,15 @@ def markdown(report: dict, cells: list[dict]) -> str:
                 )
             )
             if c["primary"]:
-                text += (f", Holm p = {c['p_holm']:.3g}" if "p_holm" in c else "") + f" → **{c['verdict']}**"
+                text += f", Holm p = {c['p_holm']:.3g}" if "p_holm" in c else ""
+                if c["final"]:
+                    text += f" → **{c['verdict']}**"
+                else:
+                    ran = ", ".join(f"{n} {m}" for m, n in c["seeds_run"].items())
+                    text += (
+                        f" → interim reading *{c['verdict']}* ({ran} of {len(SEEDS['test'])} declared test seeds;"
+                        " the verdict is taken when all have run)"
+                    )
             lines.append(f"- HRF − DDPO_IS at {c['level']:+.4g}{' (primary)' if c['primary'] else ''}: {text}")
         d = entry.get("at_ddpo_final")
         if d:

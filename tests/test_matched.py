@@ -130,6 +130,20 @@ def test_analyse_reads_levels_from_tuning_seeds_and_holm_corrects():
     assert [c["p_holm"] for c in report["primary_contrasts"]] == pytest.approx(holm(ps))
     assert {c["verdict"] for c in report["primary_contrasts"]} == {"confirmed"}
     assert task["at_ddpo_final"]["n_reached"] == 4  # HRF reaches DDPO_IS's final gain (0.4) on every seed
+    # 4 of the 10 declared test seeds: an interim look, which the report does not call a verdict
+    assert not any(c["final"] for c in report["primary_contrasts"])
+    text = collapse.markdown(report, cells)
+    assert "interim reading *confirmed* (4 ddpo, 4 hrf of 10 declared test seeds" in text
+    assert "**confirmed**" not in text
+    more = [
+        _cell(collapse, task, m, s, gains, [1.0, 0.9, 0.8 + 0.05 * (m == "hrf") + 0.001 * s, 0.7, 0.6])
+        for task in collapse.TASKS
+        for s in collapse.SEEDS["test"][4:]
+        for m in ("ddpo", "hrf")
+    ]
+    full = collapse.analyse(cells + more)
+    assert all(c["final"] for c in full["primary_contrasts"])
+    assert "→ **confirmed**" in collapse.markdown(full, cells + more)
 
 
 def test_pareto_contrasts_are_welch_over_seeds_with_holm_over_diversity():
