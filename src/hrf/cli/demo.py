@@ -22,7 +22,7 @@ def register(sub) -> None:
         nargs="+",
         choices=("ddpo", "hrf", "hrfd"),
         default=["ddpo", "hrf"],
-        help="methods to fine-tune (default: ddpo hrf; add hrfd for HRF-D, about 3 more minutes)",
+        help="methods to fine-tune (default: ddpo hrf, what the collapse study compares; add hrfd for HRF-D)",
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes (CI): checks the pipeline, not the method")
     p.add_argument("--num-eval", type=positive_int, default=512, help="samples per model for the evaluation")
@@ -32,7 +32,7 @@ def register(sub) -> None:
         action="store_true",
         help="the paper's protocol: HRF (and HRF-D) stop once they reach DDPO_IS's last training reward",
     )
-    add_run_options(p, "override a field of all three configs, e.g. --set train.seed=1")
+    add_run_options(p, "override a field of every method's config, e.g. --set train.seed=1")
     p.set_defaults(func=run)
 
 
