@@ -15,7 +15,10 @@ def test_faces_benchmark_says_what_the_faces_model_has():
     assert benchmark_of_model("hrf:faces32") == faces and benchmark_of_model("runs/x/final") is None
     assert faces.n_combos == 576 and faces.high_level == HIGH_LEVEL
     assert faces.factors == {k: len(v) for k, v in FACTORS.items()}
-    assert faces.evaluator is None  # no independent evaluator ships yet
+    # the independent evaluator is another network than the domain classifier, with the same factor heads
+    evaluator, domain = faces.evaluator(), faces.classifier()
+    assert type(evaluator) is not type(domain)
+    assert set(evaluator.probs(faces.data(2, 1)[0])) == set(FACTORS)
     images, text = faces.data(3, 0)
     assert images.shape == (3, 3, 32, 32) and "seed 0" in text
 
