@@ -292,6 +292,14 @@ def analyse(cells: list[dict]) -> dict:
                 row["at_levels"].append(
                     {"level": level, "values": vals, "n_reached": len(got), "mean_ci": t_interval(got) if got else None}
                 )
+            # every diversity metric at the primary level, reported with intervals and no test (protocol §7)
+            row["metrics_at_primary_level"] = {}
+            for key in DIVERSITY:
+                vals = [
+                    value_at_reward(curve_arrays(c, key)[0], curve_arrays(c, key)[1], levels[PRIMARY_LEVEL]) for c in mc
+                ]
+                got = [v for v in vals if v is not None and math.isfinite(v)]
+                row["metrics_at_primary_level"][key] = t_interval(got) if got else None
             entry["methods"][m] = row
         if all(m in entry["methods"] for m in PRIMARY_METHODS):
             hrf_row, ddpo_row = entry["methods"]["hrf"], entry["methods"]["ddpo"]
@@ -385,6 +393,17 @@ def markdown(report: dict, cells: list[dict]) -> str:
                     f"{row['label']} {_ci(row['final_evaluator_confidence'])}" for row in entry["methods"].values()
                 )
             )
+        lines += [
+            "",
+            f"Every diversity metric at the primary level ({entry['levels'][PRIMARY_LEVEL]:+.4g}), as a fraction "
+            "of the base's (mean ± 95 % CI over the seeds that reach it; no test):",
+            "",
+            "| method | " + " | ".join(DIVERSITY.values()) + " |",
+            "| --- |" + " --- |" * len(DIVERSITY),
+        ]
+        for row in entry["methods"].values():
+            at = row["metrics_at_primary_level"]
+            lines.append(f"| {row['label']} | " + " | ".join(_ci(at[k]) for k in DIVERSITY) + " |")
         for row in entry["methods"].values():
             if row["broken"]:
                 lines.append(f"\n{row['label']}: denoiser broken (seed: epochs) {row['broken']}")
