@@ -106,10 +106,9 @@ def checkpoint_metrics(images) -> dict[str, float]:
         # share of samples the classifier reads confidently on every high-level factor: falls on noise images
         confident = np.min(np.stack([probs[k].max(-1) for k in HIGH_LEVEL]), axis=0) >= 0.9
         out[f"confident/{tag}"] = float(confident.mean())
-    # reward hacking leaves the face manifold: the independent evaluator grows unsure of what it sees
-    out["confidence/evaluator"] = evaluator_confidence(
-        {k: v.float().numpy() for k, v in load_evaluator_classifier().probs(images).items()}
-    )
+        if tag == "evaluator":
+            # reward hacking leaves the face manifold: the independent evaluator grows unsure of what it sees
+            out["confidence/evaluator"] = evaluator_confidence(probs)
     return out
 
 

@@ -220,3 +220,24 @@ def test_collapse_report_fills_only_its_markdown_block(tmp_path):
     (tmp_path / "S.md").write_text("no markers")
     with pytest.raises(Exception, match="collapse-report"):
         collapse.insert_report(tmp_path / "S.md", "x")
+
+
+def test_checkpoint_metrics_give_every_metric_the_report_reads():
+    """The study's lean metric set has every diversity metric, the primary and the evaluator's confidence,
+    each in its range; the confidence is the evaluator's own score of the same samples."""
+    import torch
+
+    from hrf.data.classifier_b import evaluator_confidence, load_evaluator_classifier
+
+    collapse = import_benchmark("collapse")
+    images = torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    out = collapse.checkpoint_metrics(images)
+    assert set(collapse.DIVERSITY) | {collapse.PRIMARY, collapse.PRIMARY_FALLBACK} <= set(out)
+    for name in collapse.TASKS.values():
+        assert math.isfinite(out[f"reward/{name}"]) and out[f"reward_sem/{name}"] > 0
+    for key in ("vendi/pixels", "vendi/domain", "vendi/evaluator"):
+        assert 1.0 <= out[key] <= len(images) + 1e-9
+    for key in ("factors/domain_coverage", "factors/evaluator_coverage", "confident/domain", "confident/evaluator"):
+        assert 0.0 <= out[key] <= 1.0
+    probs = {k: v.float().numpy() for k, v in load_evaluator_classifier().probs(images).items()}
+    assert out["confidence/evaluator"] == pytest.approx(evaluator_confidence(probs))
