@@ -37,6 +37,16 @@ NUM_EVAL = 1000  # evaluation samples per checkpoint
 EVAL_SEED = 2_026_113_001  # the evaluation noise; training draws derive from (train.seed, epoch, rank, purpose)
 TASKS = {"compressibility": "jpeg_compressibility", "smile": "faces_smile"}
 PRIMARY_METHODS = ("ddpo", "hrf")
+# The secondary conditions' questions, each a difference of two methods at the primary level. Protocol §7:
+# reported with an interval, no test and no verdict.
+SECONDARY_CONTRASTS = (
+    ("hrf_batchnorm", "ddpo", "HRF with DDPO_IS's own advantage normalisation, against DDPO_IS"),
+    ("hrf_batchnorm", "hrf", "HRF's advantages normalised over the batch instead of per reference"),
+    ("hrf_noise", "hrf", "HRF's windows near noise instead of at the paper's fractions"),
+    ("hrfd", "ddpo", "HRF-D against DDPO_IS"),
+    ("ddpo_T40", "ddpo", "DDPO_IS at T = 40 against T = 10 (each against its own base model)"),
+    ("hrf_T40", "ddpo_T40", "the primary pair at the paper's T = 40"),
+)
 SEEDS = {"tuning": [0, 1], "test": list(range(100, 110))}
 # cells record whether the independent evaluator measured them (cells from before it shipped did not)
 EVALUATOR_SHIPPED = True
@@ -317,6 +327,7 @@ def analyse(cells: list[dict]) -> dict:
                 if contrast["primary"]:
                     report["primary_contrasts"].append(contrast)
             entry["at_ddpo_final"] = at_ddpo_final(tc, metric)
+        entry["secondary_contrasts"] = secondary_contrasts(entry["methods"])
         report["tasks"][task] = entry
     measurable = [c for c in report["primary_contrasts"] if c["welch"] is not None]
     for c, p in zip(measurable, holm([c["welch"]["p"] for c in measurable]), strict=True):
@@ -328,6 +339,29 @@ def analyse(cells: list[dict]) -> dict:
         c["seeds_run"] = {m: len(seeds[m]["seeds"]) for m in PRIMARY_METHODS}
         c["final"] = all(n == len(SEEDS["test"]) for n in c["seeds_run"].values())
     return report
+
+
+def secondary_contrasts(rows: dict[str, dict]) -> list[dict]:
+    """Each of SECONDARY_CONTRASTS whose two methods have run: the difference of their primary-metric values
+    at the primary level, with its Welch interval once each has two seeds that reach the level."""
+    out = []
+    for a, b, question in SECONDARY_CONTRASTS:
+        if a not in rows or b not in rows:
+            continue
+        va, vb = ([v for v in rows[m]["at_levels"][PRIMARY_LEVEL]["values"] if v is not None] for m in (a, b))
+        w = welch(va, vb) if len(va) >= 2 and len(vb) >= 2 else None
+        out.append(
+            {
+                "a": a,
+                "b": b,
+                "question": question,
+                "n": [len(va), len(vb)],
+                "seeds_run": [len(rows[a]["seeds"]), len(rows[b]["seeds"])],
+                "diff": w["diff"] if w else None,
+                "ci": w["ci"] if w else None,
+            }
+        )
+    return out
 
 
 def at_ddpo_final(task_cells: list[dict], metric: str) -> dict:
@@ -434,6 +468,24 @@ def markdown(report: dict, cells: list[dict]) -> str:
                 f"- §5.2, HRF read at its seed's DDPO_IS final reward: HRF − DDPO_IS "
                 f"{_ci(d['hrf_minus_ddpo'])} ({d['n_reached']} of {len(d['pairs'])} seeds reached it)"
             )
+        if entry.get("secondary_contrasts"):
+            lines += [
+                "",
+                f"Secondary differences at the primary level ({entry['levels'][PRIMARY_LEVEL]:+.4g}), "
+                "primary metric, 95 % Welch interval; no test, no verdict:",
+                "",
+            ]
+            for c in entry["secondary_contrasts"]:
+                la, lb = entry["methods"][c["a"]]["label"], entry["methods"][c["b"]]["label"]
+                reached = (
+                    f"{c['n'][0]} of {c['seeds_run'][0]}, {c['n'][1]} of {c['seeds_run'][1]} seeds reach the level"
+                )
+                value = (
+                    f"{c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]"
+                    if c["diff"] is not None
+                    else "not measurable yet"
+                )
+                lines.append(f"- {la} − {lb}: {value} ({reached}) — {c['question']}")
         lines.append("")
     timing = [
         (p["timing/seconds_sampling"], p["timing/seconds_metrics"])
@@ -453,8 +505,23 @@ def markdown(report: dict, cells: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def figure(cells: list[dict], metric: str, path: Path) -> Path:
-    """Reward gain vs primary-metric fraction along every test cell's curve, one panel per task."""
+def mean_curve(cells: list[dict], metric: str, num: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """The seeds' mean curve: at gains from 0 to the largest any seed reaches, the mean of each seed's metric
+    fraction read there (as ``value_at_reward`` reads a level), over the seeds that reach it, where ≥ 2 do."""
+    curves = [curve_arrays(c, metric) for c in cells]
+    top = max((float(np.max(g)) for g, _ in curves), default=0.0)
+    xs, ys = [], []
+    for level in np.linspace(0.0, top, num):
+        got = [v for g, f in curves if (v := value_at_reward(g, f, level)) is not None]
+        if len(got) >= 2:
+            xs.append(level)
+            ys.append(float(np.mean(got)))
+    return np.array(xs), np.array(ys)
+
+
+def figure(cells: list[dict], metric: str, path: Path, seeds_of: tuple[str, ...], means_of: tuple[str, ...]) -> Path:
+    """Reward gain vs primary-metric fraction over training, one panel per task: every seed's curve of the
+    ``seeds_of`` methods (thin) and the mean curve of the ``means_of`` methods (thick)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -466,18 +533,16 @@ def figure(cells: list[dict], metric: str, path: Path) -> Path:
     for ax, task in zip(axes[0], tasks, strict=False):
         for m in METHODS:
             mc = [c for c in cells if c["task"] == task and c["method"] == m]
-            for i, c in enumerate(mc):
-                g, f = curve_arrays(c, metric)
-                ax.plot(
-                    g,
-                    f,
-                    "-o",
-                    ms=2.5,
-                    lw=1,
-                    alpha=0.6,
-                    color=colours[m],
-                    label=f"{METHODS[m][0]} ({len(mc)} seeds)" if i == 0 else None,
-                )
+            if not mc:
+                continue
+            label = f"{METHODS[m][0]} ({len(mc)} seed{'s' * (len(mc) > 1)})"
+            if m in seeds_of:
+                for i, c in enumerate(mc):
+                    g, f = curve_arrays(c, metric)
+                    ax.plot(g, f, "-o", ms=2.5, lw=1, alpha=0.6, color=colours[m], label=label if i == 0 else None)
+            if m in means_of:
+                g, f = mean_curve(mc, metric)
+                ax.plot(g, f, "-", lw=2.5, color=colours[m], label=f"{label}, mean" if m not in seeds_of else None)
         ax.set_title(f"{task}: curves over training (epoch 0 → {EPOCHS})")
         ax.set_xlabel(f"reward gain ({TASKS[task]})")
         ax.set_ylabel(f"{DIVERSITY[metric]} / base")
@@ -582,8 +647,12 @@ def main(argv: list[str] | None = None) -> int:
         cells = load_cells(args.out)
         report = analyse(cells)
         metric = report["primary_metric"]
-        figure([c for c in cells if c["seed"] in SEEDS["test"]], metric, args.out / "curves_test.png")
-        figure([c for c in cells if c["seed"] in SEEDS["tuning"]], metric, args.out / "curves_tuning.png")
+        test, tuning = ([c for c in cells if c["seed"] in SEEDS[k]] for k in ("test", "tuning"))
+        secondary = tuple(m for m in METHODS if m not in PRIMARY_METHODS)
+        figure(test, metric, args.out / "curves_test.png", PRIMARY_METHODS, PRIMARY_METHODS)
+        # the secondary conditions' seeds against the primary pair's mean curves: the KL frontier among them
+        figure(test, metric, args.out / "curves_secondary.png", secondary, PRIMARY_METHODS)
+        figure(tuning, metric, args.out / "curves_tuning.png", tuple(METHODS), ())
         write_json(args.out / "report.json", report)
         text = markdown(report, cells)
         (args.out / "report.md").write_text(text)

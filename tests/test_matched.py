@@ -241,3 +241,33 @@ def test_checkpoint_metrics_give_every_metric_the_report_reads():
         assert 0.0 <= out[key] <= 1.0
     probs = {k: v.float().numpy() for k, v in load_evaluator_classifier().probs(images).items()}
     assert out["confidence/evaluator"] == pytest.approx(evaluator_confidence(probs))
+
+
+def test_mean_curve_and_secondary_contrasts_on_known_curves():
+    """The mean curve averages the seeds' readings where ≥ 2 reach a gain; a secondary difference is Welch's
+    interval at the primary level, and waits for 2 seeds of each method."""
+    collapse = import_benchmark("collapse")
+    gains = [0.0, 0.1, 0.2, 0.3, 0.4]
+    a = _cell(collapse, "smile", "hrf", 100, gains, [1.0, 0.9, 0.8, 0.7, 0.6])
+    b = _cell(collapse, "smile", "hrf", 101, gains, [1.0, 0.8, 0.6, 0.4, 0.2])
+    short = _cell(collapse, "smile", "hrf", 102, [0.0, 0.1, 0.1, 0.1, 0.1], [1.0, 0.5, 0.5, 0.5, 0.5])
+    xs, ys = collapse.mean_curve([a, b, short], collapse.PRIMARY_FALLBACK, num=5)
+    assert xs == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4][: len(xs)]) and len(xs) == 5
+    assert ys == pytest.approx([1.0, (0.9 + 0.8 + 0.5) / 3, 0.7, 0.55, 0.4])
+
+    tuning = [_cell(collapse, "smile", "ddpo", s, [g * 1.0 for g in gains], [1.0] * 5) for s in (0, 1)]
+    tests_ = [
+        _cell(collapse, "smile", m, s, gains, [1.0, 0.9, f + 0.01 * (s - 100), 0.7, 0.6])
+        for s in (100, 101, 102)
+        for m, f in (("ddpo", 0.5), ("hrf", 0.6), ("hrf_noise", 0.4), ("ddpo_T40", 0.7))
+    ]
+    tests_.append(_cell(collapse, "smile", "hrf_T40", 100, gains, [1.0, 0.9, 0.8, 0.7, 0.6]))
+    entry = collapse.analyse(tuning + tests_)["tasks"]["smile"]
+    by = {(c["a"], c["b"]): c for c in entry["secondary_contrasts"]}
+    assert set(by) == {("hrf_noise", "hrf"), ("ddpo_T40", "ddpo"), ("hrf_T40", "ddpo_T40")}
+    noise = by["hrf_noise", "hrf"]
+    expected = welch([0.4, 0.41, 0.42], [0.6, 0.61, 0.62])  # the primary level 0.2 falls on the third checkpoint
+    assert noise["diff"] == pytest.approx(-0.2) and noise["ci"] == pytest.approx(expected["ci"])
+    assert by["hrf_T40", "ddpo_T40"]["diff"] is None and by["hrf_T40", "ddpo_T40"]["n"] == [1, 3]
+    text = collapse.markdown(collapse.analyse(tuning + tests_), tuning + tests_)
+    assert "HRF (T = 40) − DDPO_IS (T = 40): not measurable yet (1 of 1, 3 of 3 seeds reach the level)" in text
