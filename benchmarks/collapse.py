@@ -37,6 +37,7 @@ NUM_EVAL = 1000  # evaluation samples per checkpoint
 EVAL_SEED = 2_026_113_001  # the evaluation noise; training draws derive from (train.seed, epoch, rank, purpose)
 TASKS = {"compressibility": "jpeg_compressibility", "smile": "faces_smile"}
 PRIMARY_METHODS = ("ddpo", "hrf")
+STOPPED_AT_DDPO = ("hrf", "hrfd")  # the methods the paper's §5.2 stops at DDPO_IS's final reward
 # The secondary conditions' questions, each a difference of two methods at the primary level. Protocol §7:
 # reported with an interval, no test and no verdict.
 SECONDARY_CONTRASTS = (
@@ -326,7 +327,8 @@ def analyse(cells: list[dict]) -> dict:
                 entry.setdefault("contrasts", []).append(contrast)
                 if contrast["primary"]:
                     report["primary_contrasts"].append(contrast)
-            entry["at_ddpo_final"] = at_ddpo_final(tc, metric)
+            # the paper's §5.2 protocol, for HRF and (a secondary method) HRF-D
+            entry["at_ddpo_final"] = {m: at_ddpo_final(tc, metric, m) for m in STOPPED_AT_DDPO if m in entry["methods"]}
         entry["secondary_contrasts"] = secondary_contrasts(entry["methods"])
         report["tasks"][task] = entry
     measurable = [c for c in report["primary_contrasts"] if c["welch"] is not None]
@@ -364,18 +366,19 @@ def secondary_contrasts(rows: dict[str, dict]) -> list[dict]:
     return out
 
 
-def at_ddpo_final(task_cells: list[dict], metric: str) -> dict:
-    """The paper's §5.2 protocol: HRF stopped at the reward its same-seed DDPO_IS run ended with."""
+def at_ddpo_final(task_cells: list[dict], metric: str, method: str = "hrf") -> dict:
+    """The paper's §5.2 protocol: ``method`` stopped at the reward its same-seed DDPO_IS run ended with, and
+    its metric there minus DDPO_IS's final one, over the seeds where it reaches that reward."""
     by = {(c["method"], c["seed"]): c for c in task_cells}
     pairs = []
     for (m, seed), c in sorted(by.items()):
-        if m != "ddpo" or ("hrf", seed) not in by:
+        if m != "ddpo" or (method, seed) not in by:
             continue
         gains, fracs = curve_arrays(c, metric)
-        hrf_val = value_at_reward(*curve_arrays(by["hrf", seed], metric), gains[-1])
-        pairs.append({"seed": seed, "ddpo_gain": gains[-1], "ddpo": fracs[-1], "hrf": hrf_val})
-    diffs = [p["hrf"] - p["ddpo"] for p in pairs if p["hrf"] is not None]
-    return {"pairs": pairs, "n_reached": len(diffs), "hrf_minus_ddpo": t_interval(diffs) if diffs else None}
+        val = value_at_reward(*curve_arrays(by[method, seed], metric), gains[-1])
+        pairs.append({"seed": seed, "ddpo_gain": gains[-1], "ddpo": fracs[-1], method: val})
+    diffs = [p[method] - p["ddpo"] for p in pairs if p[method] is not None]
+    return {"pairs": pairs, "n_reached": len(diffs), "minus_ddpo": t_interval(diffs) if diffs else None}
 
 
 # ---------------------------------------------------------------- the report
@@ -462,11 +465,11 @@ def markdown(report: dict, cells: list[dict]) -> str:
                         " the verdict is taken when all have run)"
                     )
             lines.append(f"- HRF − DDPO_IS at {c['level']:+.4g}{' (primary)' if c['primary'] else ''}: {text}")
-        d = entry.get("at_ddpo_final")
-        if d:
+        for m, d in entry.get("at_ddpo_final", {}).items():
+            label = entry["methods"][m]["label"]
             lines.append(
-                f"- §5.2, HRF read at its seed's DDPO_IS final reward: HRF − DDPO_IS "
-                f"{_ci(d['hrf_minus_ddpo'])} ({d['n_reached']} of {len(d['pairs'])} seeds reached it)"
+                f"- §5.2, {label} read at its seed's DDPO_IS final reward: {label} − DDPO_IS "
+                f"{_ci(d['minus_ddpo'])} ({d['n_reached']} of {len(d['pairs'])} seeds reached it)"
             )
         if entry.get("secondary_contrasts"):
             lines += [

@@ -129,7 +129,9 @@ def test_analyse_reads_levels_from_tuning_seeds_and_holm_corrects():
     ps = [c["welch"]["p"] for c in report["primary_contrasts"]]
     assert [c["p_holm"] for c in report["primary_contrasts"]] == pytest.approx(holm(ps))
     assert {c["verdict"] for c in report["primary_contrasts"]} == {"confirmed"}
-    assert task["at_ddpo_final"]["n_reached"] == 4  # HRF reaches DDPO_IS's final gain (0.4) on every seed
+    stopped = task["at_ddpo_final"]["hrf"]  # HRF reaches DDPO_IS's final gain (0.4) on every seed, at 0.8 ∓ e
+    assert stopped["n_reached"] == 4 and stopped["minus_ddpo"][0] == pytest.approx(0.2)
+    assert set(task["at_ddpo_final"]) == {"hrf"}  # HRF-D has not run
     # 4 of the 10 declared test seeds: an interim look, which the report does not call a verdict
     assert not any(c["final"] for c in report["primary_contrasts"])
     text = collapse.markdown(report, cells)
@@ -259,12 +261,16 @@ def test_mean_curve_and_secondary_contrasts_on_known_curves():
     tests_ = [
         _cell(collapse, "smile", m, s, gains, [1.0, 0.9, f + 0.01 * (s - 100), 0.7, 0.6])
         for s in (100, 101, 102)
-        for m, f in (("ddpo", 0.5), ("hrf", 0.6), ("hrf_noise", 0.4), ("ddpo_T40", 0.7))
+        for m, f in (("ddpo", 0.5), ("hrf", 0.6), ("hrf_noise", 0.4), ("ddpo_T40", 0.7), ("hrfd", 0.55))
     ]
     tests_.append(_cell(collapse, "smile", "hrf_T40", 100, gains, [1.0, 0.9, 0.8, 0.7, 0.6]))
     entry = collapse.analyse(tuning + tests_)["tasks"]["smile"]
     by = {(c["a"], c["b"]): c for c in entry["secondary_contrasts"]}
-    assert set(by) == {("hrf_noise", "hrf"), ("ddpo_T40", "ddpo"), ("hrf_T40", "ddpo_T40")}
+    assert set(by) == {("hrf_noise", "hrf"), ("ddpo_T40", "ddpo"), ("hrf_T40", "ddpo_T40"), ("hrfd", "ddpo")}
+    assert by["hrfd", "ddpo"]["diff"] == pytest.approx(0.05)
+    # §5.2 for HRF-D: it ends where DDPO_IS does (gain 0.4, fraction 0.6), so it keeps the same there
+    assert entry["at_ddpo_final"]["hrfd"]["minus_ddpo"][0] == pytest.approx(0.0, abs=1e-12)
+    assert entry["at_ddpo_final"]["hrfd"]["n_reached"] == 3
     noise = by["hrf_noise", "hrf"]
     expected = welch([0.4, 0.41, 0.42], [0.6, 0.61, 0.62])  # the primary level 0.2 falls on the third checkpoint
     assert noise["diff"] == pytest.approx(-0.2) and noise["ci"] == pytest.approx(expected["ci"])
