@@ -267,6 +267,13 @@ def broken(cell: dict) -> list[int]:
     return [p["epoch"] for p in cell["curve"] if p["confident/domain"] < BROKEN_CONFIDENCE * base]
 
 
+def reads_broken(cell: dict, level: float) -> bool:
+    """Whether reading ``cell`` at ``level`` interpolates towards a broken checkpoint (the first to reach it)."""
+    gains = curve_arrays(cell, PRIMARY_FALLBACK)[0]
+    reached = np.nonzero(gains >= level)[0]
+    return len(reached) > 0 and cell["curve"][int(reached[0])]["epoch"] in broken(cell)
+
+
 def analyse(cells: list[dict]) -> dict:
     """Every number of the report, from the cells: per task the collapse, the matched-level table, the
     primary contrasts (Welch, Holm-adjusted) and the §5.2 reading at DDPO_IS's final reward."""
@@ -300,7 +307,14 @@ def analyse(cells: list[dict]) -> dict:
                 vals = [value_at_reward(*curve_arrays(c, metric), level) for c in mc]
                 got = [v for v in vals if v is not None]
                 row["at_levels"].append(
-                    {"level": level, "values": vals, "n_reached": len(got), "mean_ci": t_interval(got) if got else None}
+                    {
+                        "level": level,
+                        "values": vals,
+                        "n_reached": len(got),
+                        "reads_broken": [reads_broken(c, level) for c in mc],
+                        "n_broken": sum(reads_broken(c, level) for c in mc),
+                        "mean_ci": t_interval(got) if got else None,
+                    }
                 )
             # every diversity metric at the primary level, reported with intervals and no test (protocol §7)
             row["metrics_at_primary_level"] = {}
@@ -324,6 +338,17 @@ def analyse(cells: list[dict]) -> dict:
                     "welch": test_,
                     "primary": i == PRIMARY_LEVEL,
                 }
+                # a sensitivity reading, not the protocol's test: the same without readings on broken checkpoints
+                a2, b2 = (
+                    [
+                        v
+                        for v, bad in zip(r["at_levels"][i]["values"], r["at_levels"][i]["reads_broken"], strict=True)
+                        if v is not None and not bad
+                    ]
+                    for r in (hrf_row, ddpo_row)
+                )
+                if (len(a2), len(b2)) != (len(a), len(b)) and len(a2) >= 2 and len(b2) >= 2:
+                    contrast["welch_unbroken"] = welch(a2, b2)
                 entry.setdefault("contrasts", []).append(contrast)
                 if contrast["primary"]:
                     report["primary_contrasts"].append(contrast)
@@ -397,7 +422,8 @@ def markdown(report: dict, cells: list[dict]) -> str:
     lines = [
         f"Primary diversity metric: **{DIVERSITY[metric]}** (`{metric}`), as a fraction of the base "
         "model's. Reward gains in the task's reward units over the base model on the same evaluation "
-        "noise. Intervals are 95 % Student-t over test seeds.",
+        "noise. Intervals are 95 % Student-t over test seeds. A level's cell gives the seeds that reach it and, "
+        "if any, how many of those readings interpolate towards a checkpoint flagged as a broken denoiser.",
         "",
     ]
     for task, entry in report["tasks"].items():
@@ -414,7 +440,10 @@ def markdown(report: dict, cells: list[dict]) -> str:
             "| --- | --- | --- | --- |" + " --- |" * len(entry["levels"]),
         ]
         for row in entry["methods"].values():
-            at = " | ".join(f"{_ci(a['mean_ci'])} ({a['n_reached']})" for a in row["at_levels"])
+            at = " | ".join(
+                f"{_ci(a['mean_ci'])} ({a['n_reached']}" + (f"; {a['n_broken']} broken" if a["n_broken"] else "") + ")"
+                for a in row["at_levels"]
+            )
             lines.append(
                 f"| {row['label']} | {len(row['seeds'])} | {_ci(row['final_gain'])} | "
                 f"{_ci(row['final_fraction'].get(metric))} | {at} |"
@@ -465,6 +494,12 @@ def markdown(report: dict, cells: list[dict]) -> str:
                         " the verdict is taken when all have run)"
                     )
             lines.append(f"- HRF − DDPO_IS at {c['level']:+.4g}{' (primary)' if c['primary'] else ''}: {text}")
+            if u := c.get("welch_unbroken"):
+                lines.append(
+                    f"  - without the readings on broken checkpoints (a sensitivity reading, no verdict): "
+                    f"{u['diff']:+.3f} [{u['ci'][0]:+.3f}, {u['ci'][1]:+.3f}], Welch p = {u['p']:.3g}"
+                    f" (n = {u['n_a']}, {u['n_b']})"
+                )
         for m, d in entry.get("at_ddpo_final", {}).items():
             label = entry["methods"][m]["label"]
             lines.append(

@@ -277,3 +277,26 @@ def test_mean_curve_and_secondary_contrasts_on_known_curves():
     assert by["hrf_T40", "ddpo_T40"]["diff"] is None and by["hrf_T40", "ddpo_T40"]["n"] == [1, 3]
     text = collapse.markdown(collapse.analyse(tuning + tests_), tuning + tests_)
     assert "HRF (T = 40) − DDPO_IS (T = 40): not measurable yet (1 of 1, 3 of 3 seeds reach the level)" in text
+
+
+def test_readings_on_broken_checkpoints_are_counted_and_dropped_in_a_sensitivity_reading():
+    collapse = import_benchmark("collapse")
+    gains = [0.0, 0.1, 0.2, 0.3, 0.4]
+    cells = [_cell(collapse, "smile", "ddpo", s, gains, [1.0] * 5) for s in (0, 1)]  # levels 0.1, 0.2, 0.3
+    for s in (100, 101, 102):
+        e = 0.01 * (s - 101)
+        cells.append(_cell(collapse, "smile", "ddpo", s, gains, [1.0, 0.9, 0.5 + e, 0.4, 0.3]))
+        cells.append(_cell(collapse, "smile", "hrf", s, gains, [1.0, 0.9, 0.7 + e, 0.6, 0.5]))
+    bad = cells[-1]  # HRF seed 102 breaks at epoch 20, the first checkpoint at the primary level 0.2
+    bad["curve"][2]["confident/domain"] = 0.1
+    assert collapse.broken(bad) == [20]
+    assert collapse.reads_broken(bad, 0.15) and not collapse.reads_broken(bad, 0.25)
+    entry = collapse.analyse(cells)["tasks"]["smile"]
+    assert [a["n_broken"] for a in entry["methods"]["hrf"]["at_levels"]] == [0, 1, 0]
+    primary = entry["contrasts"][collapse.PRIMARY_LEVEL]
+    assert primary["welch"]["n_a"] == 3  # the protocol's test keeps every reading
+    assert primary["welch_unbroken"]["n_a"] == 2
+    assert primary["welch_unbroken"]["diff"] == pytest.approx(welch([0.69, 0.70], [0.49, 0.50, 0.51])["diff"])
+    assert "welch_unbroken" not in entry["contrasts"][0]
+    text = collapse.markdown(collapse.analyse(cells), cells)
+    assert "0.700 ± " in text and "(3; 1 broken)" in text and "a sensitivity reading, no verdict" in text
