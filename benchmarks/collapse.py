@@ -409,11 +409,12 @@ def at_ddpo_final(task_cells: list[dict], metric: str, method: str = "hrf") -> d
 # ---------------------------------------------------------------- the report
 
 
-def _ci(mean_half) -> str:
+def _ci(mean_half, single: str = " (1 seed)") -> str:
+    """``mean ± half-width``; a lone value is marked by ``single`` (empty where a seed count stands beside)."""
     if mean_half is None:
         return "—"
     mean, half = mean_half
-    return f"{mean:.3f}" + (f" ± {half:.3f}" if half is not None else " (1 seed)")
+    return f"{mean:.3f}" + (f" ± {half:.3f}" if half is not None else single)
 
 
 def markdown(report: dict, cells: list[dict]) -> str:
@@ -441,7 +442,9 @@ def markdown(report: dict, cells: list[dict]) -> str:
         ]
         for row in entry["methods"].values():
             at = " | ".join(
-                f"{_ci(a['mean_ci'])} ({a['n_reached']}" + (f"; {a['n_broken']} broken" if a["n_broken"] else "") + ")"
+                f"{_ci(a['mean_ci'], '')} ({a['n_reached']}"
+                + (f"; {a['n_broken']} broken" if a["n_broken"] else "")
+                + ")"
                 for a in row["at_levels"]
             )
             lines.append(
@@ -504,7 +507,7 @@ def markdown(report: dict, cells: list[dict]) -> str:
             label = entry["methods"][m]["label"]
             lines.append(
                 f"- §5.2, {label} read at its seed's DDPO_IS final reward: {label} − DDPO_IS "
-                f"{_ci(d['minus_ddpo'])} ({d['n_reached']} of {len(d['pairs'])} seeds reached it)"
+                f"{_ci(d['minus_ddpo'], '')} ({d['n_reached']} of {len(d['pairs'])} seeds reached it)"
             )
         if entry.get("secondary_contrasts"):
             lines += [
