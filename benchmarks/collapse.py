@@ -45,6 +45,7 @@ SECONDARY_CONTRASTS = (
     ("hrf_batchnorm", "hrf", "HRF's advantages normalised over the batch instead of per reference"),
     ("hrf_noise", "hrf", "HRF's windows near noise instead of at the paper's fractions"),
     ("hrfd", "ddpo", "HRF-D against DDPO_IS"),
+    *((f"kl{c}", "hrf", f"the KL-to-base baseline at {c} against HRF") for c in ("0.03", "0.1", "0.3")),
     ("ddpo_T40", "ddpo", "DDPO_IS at T = 40 against T = 10 (each against its own base model)"),
     ("hrf_T40", "ddpo_T40", "the primary pair at the paper's T = 40"),
 )
