@@ -37,7 +37,10 @@ NUM_EVAL = 1000  # evaluation samples per checkpoint
 EVAL_SEED = 2_026_113_001  # the evaluation noise; training draws derive from (train.seed, epoch, rank, purpose)
 TASKS = {"compressibility": "jpeg_compressibility", "smile": "faces_smile"}
 PRIMARY_METHODS = ("ddpo", "hrf")
-STOPPED_AT_DDPO = ("hrf", "hrfd")  # the methods the paper's §5.2 stops at DDPO_IS's final reward
+# (method, reference): the method read at the reward its same-seed reference run ended with. Against DDPO_IS
+# it is the paper's §5.2 protocol; against a KL baseline that never reaches the primary level it places the
+# baseline's endpoint against HRF's curve (no test).
+STOPPED_AT = (("hrf", "ddpo"), ("hrfd", "ddpo"), ("hrf", "kl0.03"), ("hrf", "kl0.1"), ("hrf", "kl0.3"))
 # The secondary conditions' questions, each a difference of two methods at the primary level. Protocol §7:
 # reported with an interval, no test and no verdict.
 SECONDARY_CONTRASTS = (
@@ -353,8 +356,9 @@ def analyse(cells: list[dict]) -> dict:
                 entry.setdefault("contrasts", []).append(contrast)
                 if contrast["primary"]:
                     report["primary_contrasts"].append(contrast)
-            # the paper's §5.2 protocol, for HRF and (a secondary method) HRF-D
-            entry["at_ddpo_final"] = {m: at_ddpo_final(tc, metric, m) for m in STOPPED_AT_DDPO if m in entry["methods"]}
+        entry["stopped_at"] = [
+            stopped_at(tc, metric, m, ref) for m, ref in STOPPED_AT if m in entry["methods"] and ref in entry["methods"]
+        ]
         entry["secondary_contrasts"] = secondary_contrasts(entry["methods"])
         report["tasks"][task] = entry
     measurable = [c for c in report["primary_contrasts"] if c["welch"] is not None]
@@ -392,19 +396,25 @@ def secondary_contrasts(rows: dict[str, dict]) -> list[dict]:
     return out
 
 
-def at_ddpo_final(task_cells: list[dict], metric: str, method: str = "hrf") -> dict:
-    """The paper's §5.2 protocol: ``method`` stopped at the reward its same-seed DDPO_IS run ended with, and
-    its metric there minus DDPO_IS's final one, over the seeds where it reaches that reward."""
+def stopped_at(task_cells: list[dict], metric: str, method: str, reference: str) -> dict:
+    """``method`` stopped at the reward its same-seed ``reference`` run ended with: its metric there minus the
+    reference's final one, over the seeds where it reaches that reward (the paper's §5.2 for DDPO_IS)."""
     by = {(c["method"], c["seed"]): c for c in task_cells}
     pairs = []
     for (m, seed), c in sorted(by.items()):
-        if m != "ddpo" or (method, seed) not in by:
+        if m != reference or (method, seed) not in by:
             continue
         gains, fracs = curve_arrays(c, metric)
         val = value_at_reward(*curve_arrays(by[method, seed], metric), gains[-1])
-        pairs.append({"seed": seed, "ddpo_gain": gains[-1], "ddpo": fracs[-1], method: val})
-    diffs = [p[method] - p["ddpo"] for p in pairs if p[method] is not None]
-    return {"pairs": pairs, "n_reached": len(diffs), "minus_ddpo": t_interval(diffs) if diffs else None}
+        pairs.append({"seed": seed, "reference_gain": gains[-1], "reference": fracs[-1], "method": val})
+    diffs = [p["method"] - p["reference"] for p in pairs if p["method"] is not None]
+    return {
+        "method": method,
+        "reference": reference,
+        "pairs": pairs,
+        "n_reached": len(diffs),
+        "minus_reference": t_interval(diffs) if diffs else None,
+    }
 
 
 # ---------------------------------------------------------------- the report
@@ -504,11 +514,12 @@ def markdown(report: dict, cells: list[dict]) -> str:
                     f"{u['diff']:+.3f} [{u['ci'][0]:+.3f}, {u['ci'][1]:+.3f}], Welch p = {u['p']:.3g}"
                     f" (n = {u['n_a']}, {u['n_b']})"
                 )
-        for m, d in entry.get("at_ddpo_final", {}).items():
-            label = entry["methods"][m]["label"]
+        for d in entry.get("stopped_at", []):
+            label, ref = (entry["methods"][d[k]]["label"] for k in ("method", "reference"))
             lines.append(
-                f"- §5.2, {label} read at its seed's DDPO_IS final reward: {label} − DDPO_IS "
-                f"{_ci(d['minus_ddpo'], '')} ({d['n_reached']} of {len(d['pairs'])} seeds reached it)"
+                f"- {'§5.2, ' if d['reference'] == 'ddpo' else ''}{label} read at its seed's {ref} final reward: "
+                f"{label} − {ref} {_ci(d['minus_reference'], '')} ({d['n_reached']} of {len(d['pairs'])} seeds "
+                "reached it)"
             )
         if entry.get("secondary_contrasts"):
             lines += [
@@ -525,7 +536,7 @@ def markdown(report: dict, cells: list[dict]) -> str:
                 value = (
                     f"{c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]"
                     if c["diff"] is not None
-                    else "not measurable yet"
+                    else "not measurable: fewer than 2 seeds of each reach the level"
                 )
                 lines.append(f"- {la} − {lb}: {value} ({reached}) — {c['question']}")
         lines.append("")

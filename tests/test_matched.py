@@ -129,9 +129,10 @@ def test_analyse_reads_levels_from_tuning_seeds_and_holm_corrects():
     ps = [c["welch"]["p"] for c in report["primary_contrasts"]]
     assert [c["p_holm"] for c in report["primary_contrasts"]] == pytest.approx(holm(ps))
     assert {c["verdict"] for c in report["primary_contrasts"]} == {"confirmed"}
-    stopped = task["at_ddpo_final"]["hrf"]  # HRF reaches DDPO_IS's final gain (0.4) on every seed, at 0.8 ∓ e
-    assert stopped["n_reached"] == 4 and stopped["minus_ddpo"][0] == pytest.approx(0.2)
-    assert set(task["at_ddpo_final"]) == {"hrf"}  # HRF-D has not run
+    [stopped] = task["stopped_at"]  # HRF-D and the KL baselines have not run
+    assert (stopped["method"], stopped["reference"]) == ("hrf", "ddpo")
+    # HRF reaches DDPO_IS's final gain (0.4) on every seed, at 0.8 ∓ e against DDPO_IS's 0.6 ± e
+    assert stopped["n_reached"] == 4 and stopped["minus_reference"][0] == pytest.approx(0.2)
     # 4 of the 10 declared test seeds: an interim look, which the report does not call a verdict
     assert not any(c["final"] for c in report["primary_contrasts"])
     text = collapse.markdown(report, cells)
@@ -264,19 +265,36 @@ def test_mean_curve_and_secondary_contrasts_on_known_curves():
         for m, f in (("ddpo", 0.5), ("hrf", 0.6), ("hrf_noise", 0.4), ("ddpo_T40", 0.7), ("hrfd", 0.55))
     ]
     tests_.append(_cell(collapse, "smile", "hrf_T40", 100, gains, [1.0, 0.9, 0.8, 0.7, 0.6]))
+    # a KL baseline that ends at +0.15, short of the primary level, keeping 0.94
+    kl_gains, kl_fracs = [0.0, 0.05, 0.1, 0.12, 0.15], [1.0, 0.98, 0.96, 0.95, 0.94]
+    tests_ += [_cell(collapse, "smile", "kl0.1", s, kl_gains, kl_fracs) for s in (100, 101, 102)]
     entry = collapse.analyse(tuning + tests_)["tasks"]["smile"]
     by = {(c["a"], c["b"]): c for c in entry["secondary_contrasts"]}
-    assert set(by) == {("hrf_noise", "hrf"), ("ddpo_T40", "ddpo"), ("hrf_T40", "ddpo_T40"), ("hrfd", "ddpo")}
+    assert set(by) == {
+        ("hrf_noise", "hrf"),
+        ("ddpo_T40", "ddpo"),
+        ("hrf_T40", "ddpo_T40"),
+        ("hrfd", "ddpo"),
+        ("kl0.1", "hrf"),
+    }
+    assert by["kl0.1", "hrf"]["diff"] is None and by["kl0.1", "hrf"]["n"] == [0, 3]
     assert by["hrfd", "ddpo"]["diff"] == pytest.approx(0.05)
     # §5.2 for HRF-D: it ends where DDPO_IS does (gain 0.4, fraction 0.6), so it keeps the same there
-    assert entry["at_ddpo_final"]["hrfd"]["minus_ddpo"][0] == pytest.approx(0.0, abs=1e-12)
-    assert entry["at_ddpo_final"]["hrfd"]["n_reached"] == 3
+    stopped = {(d["method"], d["reference"]): d for d in entry["stopped_at"]}
+    assert set(stopped) == {("hrf", "ddpo"), ("hrfd", "ddpo"), ("hrf", "kl0.1")}
+    # HRF read at the KL run's final +0.15: halfway from 0.9 to 0.6 + 0.01 (s − 100), against the KL's 0.94
+    assert stopped["hrf", "kl0.1"]["minus_reference"][0] == pytest.approx(0.75 + 0.005 - 0.94)
+    assert stopped["hrfd", "ddpo"]["minus_reference"][0] == pytest.approx(0.0, abs=1e-12)
+    assert stopped["hrfd", "ddpo"]["n_reached"] == 3
     noise = by["hrf_noise", "hrf"]
     expected = welch([0.4, 0.41, 0.42], [0.6, 0.61, 0.62])  # the primary level 0.2 falls on the third checkpoint
     assert noise["diff"] == pytest.approx(-0.2) and noise["ci"] == pytest.approx(expected["ci"])
     assert by["hrf_T40", "ddpo_T40"]["diff"] is None and by["hrf_T40", "ddpo_T40"]["n"] == [1, 3]
     text = collapse.markdown(collapse.analyse(tuning + tests_), tuning + tests_)
-    assert "HRF (T = 40) − DDPO_IS (T = 40): not measurable yet (1 of 1, 3 of 3 seeds reach the level)" in text
+    assert (
+        "HRF (T = 40) − DDPO_IS (T = 40): not measurable: fewer than 2 seeds of each reach the level (1 of 1, 3 of 3"
+        in text
+    )
 
 
 def test_readings_on_broken_checkpoints_are_counted_and_dropped_in_a_sensitivity_reading():
