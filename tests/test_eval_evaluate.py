@@ -343,6 +343,7 @@ def test_sample_cache_is_reused_only_for_the_same_weights(tmp_path):
     _save_tiny(tmp_path, "m", 1)  # retrained in place
     second = sample_or_load(spec, cache, 3, seed=0, steps=2)
     assert cache.stat().st_mtime_ns != stamp and not torch.equal(first, second)
+    assert not list(tmp_path.glob("*.tmp*"))  # each write renamed its temporary file over the cache
 
 
 def test_split_label(tmp_path):

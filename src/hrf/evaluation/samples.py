@@ -8,6 +8,7 @@ so a retrained model in the same directory is never mistaken for the old one.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def sample_or_load(
         unet.eval(), scheduler, num, torch.Generator().manual_seed(seed), batch_size, progress=progress
     )
     pixels = to_uint8_hwc(images)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # per process: two study shards may write one cache
     # allow_pickle named: mypy matches **meta against it otherwise; str and int arrays never pickle
     np.savez_compressed(tmp, images=pixels, allow_pickle=False, **meta)
     tmp.replace(path)

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def write_json(path: Path, data: dict) -> None:
     """Write strict JSON atomically (a temporary file renamed over ``path``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: concurrent writers never share one
     tmp.write_text(json.dumps(finite_or_none(data), indent=2, allow_nan=False))
     tmp.replace(path)
 
