@@ -375,22 +375,35 @@ def analyse(cells: list[dict]) -> dict:
 
 def secondary_contrasts(rows: dict[str, dict]) -> list[dict]:
     """Each of SECONDARY_CONTRASTS whose two methods have run: the difference of their primary-metric values
-    at the primary level, with its Welch interval once each has two seeds that reach the level."""
+    at every reward level, with its Welch interval where each has two seeds that reach the level. The
+    primary level's reading is also kept at the top (``n``, ``diff``, ``ci``)."""
     out = []
     for a, b, question in SECONDARY_CONTRASTS:
         if a not in rows or b not in rows:
             continue
-        va, vb = ([v for v in rows[m]["at_levels"][PRIMARY_LEVEL]["values"] if v is not None] for m in (a, b))
-        w = welch(va, vb) if len(va) >= 2 and len(vb) >= 2 else None
+        per_level = []
+        for i in range(len(rows[a]["at_levels"])):
+            va, vb = ([v for v in rows[m]["at_levels"][i]["values"] if v is not None] for m in (a, b))
+            w = welch(va, vb) if len(va) >= 2 and len(vb) >= 2 else None
+            per_level.append(
+                {
+                    "level": rows[a]["at_levels"][i]["level"],
+                    "n": [len(va), len(vb)],
+                    "diff": w["diff"] if w else None,
+                    "ci": w["ci"] if w else None,
+                }
+            )
+        primary = per_level[PRIMARY_LEVEL]
         out.append(
             {
                 "a": a,
                 "b": b,
                 "question": question,
-                "n": [len(va), len(vb)],
                 "seeds_run": [len(rows[a]["seeds"]), len(rows[b]["seeds"])],
-                "diff": w["diff"] if w else None,
-                "ci": w["ci"] if w else None,
+                "n": primary["n"],
+                "diff": primary["diff"],
+                "ci": primary["ci"],
+                "levels": per_level,
             }
         )
     return out
@@ -524,21 +537,28 @@ def markdown(report: dict, cells: list[dict]) -> str:
         if entry.get("secondary_contrasts"):
             lines += [
                 "",
-                f"Secondary differences at the primary level ({entry['levels'][PRIMARY_LEVEL]:+.4g}), "
-                "primary metric, 95 % Welch interval; no test, no verdict:",
+                "Secondary differences, primary metric, at each reward level: mean difference, 95 % Welch "
+                "interval, and the seeds of each method that reach the level; no test, no verdict:",
                 "",
+                "| difference | seeds run | "
+                + " | ".join(
+                    f"at {lv:+.3g}{' (primary)' if i == PRIMARY_LEVEL else ''}" for i, lv in enumerate(entry["levels"])
+                )
+                + " | question |",
+                "| --- | --- |" + " --- |" * len(entry["levels"]) + " --- |",
             ]
             for c in entry["secondary_contrasts"]:
                 la, lb = entry["methods"][c["a"]]["label"], entry["methods"][c["b"]]["label"]
-                reached = (
-                    f"{c['n'][0]} of {c['seeds_run'][0]}, {c['n'][1]} of {c['seeds_run'][1]} seeds reach the level"
+                cells_ = [
+                    (f"{d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]" if d["diff"] is not None else "—")
+                    + f" ({d['n'][0]}, {d['n'][1]})"
+                    for d in c["levels"]
+                ]
+                lines.append(
+                    f"| {la} − {lb} | {c['seeds_run'][0]}, {c['seeds_run'][1]} | "
+                    + " | ".join(cells_)
+                    + f" | {c['question']} |"
                 )
-                value = (
-                    f"{c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]"
-                    if c["diff"] is not None
-                    else "not measurable: fewer than 2 seeds of each reach the level"
-                )
-                lines.append(f"- {la} − {lb}: {value} ({reached}) — {c['question']}")
         lines.append("")
     timing = [
         (p["timing/seconds_sampling"], p["timing/seconds_metrics"])
