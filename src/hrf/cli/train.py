@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+from typing import NoReturn
 
 from hrf.cli.common import add_run_options
 
@@ -70,8 +73,25 @@ def run(args) -> int:
             f"hrf train: done after {trainer.epoch} epochs ({trainer.stopped_reason}); last mean reward "
             f"{last:.4g}; model in {out}/final"
         )
-    # A process group left to interpreter exit can abort a rank ("terminate called without an active
-    # exception"); the barrier first, so no rank tears it down while another still uses it.
     trainer.acc.wait_for_everyone()
+    if trainer.acc.num_processes > 1:
+        leave_process_group(trainer.acc)
     trainer.acc.end_training()
     return 0
+
+
+def leave_process_group(acc) -> NoReturn:
+    """End one rank of a multi-process run after its last barrier, without tearing the process group down.
+
+    Both ways of tearing it down hang or crash now and then on gloo. Destroying the group joins gloo's worker
+    threads while holding the GIL, and a worker still freeing a finished collective's tensors waits for the
+    GIL: a deadlock (seen: rank 1 hung in ~ProcessGroupGloo after its final model was saved). Leaving the
+    group to interpreter exit can abort the rank ("terminate called without an active exception"). Every
+    file the run writes is complete before the last barrier, so the rank finishes its trackers, flushes its
+    output and exits at once; the operating system closes the group's sockets.
+    """
+    for tracker in acc.trackers:
+        tracker.finish()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
