@@ -41,7 +41,7 @@ PRIMARY_METHODS = ("ddpo", "hrf")
 # it is the paper's §5.2 protocol; against a KL baseline that never reaches the primary level it places the
 # baseline's endpoint against HRF's curve (no test).
 STOPPED_AT = (("hrf", "ddpo"), ("hrfd", "ddpo"), ("hrf", "kl0.03"), ("hrf", "kl0.1"), ("hrf", "kl0.3"))
-# The secondary conditions' questions, each a difference of two methods at the primary level. Protocol §7:
+# The secondary conditions' questions, each a difference of two methods at every reward level. Protocol §7:
 # reported with an interval, no test and no verdict.
 SECONDARY_CONTRASTS = (
     ("hrf_batchnorm", "ddpo", "HRF with DDPO_IS's own advantage normalisation, against DDPO_IS"),
