@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hrf.atomic import write_text_atomic
 from hrf.data.benchmark import CONFIDENCE
 from hrf.data.classifier import (
     HELD_OUT_SEED,
@@ -281,9 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         raise HrfError(f"no evaluator classifier in '{out}' to measure; train it first")
     info = json.loads((out / INFO).read_text())
     info["evaluation"] = measure(read_face_classifier(out, MixerClassifier), args.num_eval)
-    tmp = out / (INFO + ".tmp")  # replaced in one step: an interrupted write leaves the previous report
-    tmp.write_text(json.dumps(info, indent=2))
-    tmp.replace(out / INFO)
+    write_text_atomic(out / INFO, json.dumps(info, indent=2))  # an interrupted write keeps the old report
     print(json.dumps({"held_out": info["held_out"], "evaluation": info["evaluation"]}, indent=2))
     return 0
 

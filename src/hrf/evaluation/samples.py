@@ -8,13 +8,13 @@ so a retrained model in the same directory is never mistaken for the old one.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from hrf.atomic import atomic_path
 from hrf.errors import HrfError
 
 
@@ -71,10 +71,9 @@ def sample_or_load(
         unet.eval(), scheduler, num, torch.Generator().manual_seed(seed), batch_size, progress=progress
     )
     pixels = to_uint8_hwc(images)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # per process: two study shards may write one cache
-    # allow_pickle named: mypy matches **meta against it otherwise; str and int arrays never pickle
-    np.savez_compressed(tmp, images=pixels, allow_pickle=False, **meta)
-    tmp.replace(path)
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+        # allow_pickle named: mypy matches **meta against it otherwise; str and int arrays never pickle
+        np.savez_compressed(fh, images=pixels, allow_pickle=False, **meta)
     return from_uint8_hwc(pixels)
 
 

@@ -12,12 +12,12 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from hrf.atomic import write_text_atomic
 from hrf.config import Config
 
 
@@ -62,11 +62,7 @@ def finite_or_none(obj):
 
 def write_json(path: Path, data: dict) -> None:
     """Write strict JSON atomically (a temporary file renamed over ``path``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: concurrent writers never share one
-    tmp.write_text(json.dumps(finite_or_none(data), indent=2, allow_nan=False))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(finite_or_none(data), indent=2, allow_nan=False))
 
 
 def train_and_evaluate(

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
 
+from hrf.atomic import atomic_path
 from hrf.data.faces import VERSION as FACES_VERSION
 from hrf.data.images import fingerprint, load_images, resize_square
 from hrf.errors import HrfError
@@ -183,9 +184,8 @@ def _check_out_dir(out: Path, cfg: PretrainConfig, resume: bool) -> dict | None:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _write_model(model, ema: EMAModel, scheduler, out: Path, info: dict) -> Path:

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hrf.atomic import write_text_atomic
 from hrf.config import Config, config_changes, config_diff, load_config, save_config, with_overrides
 from hrf.errors import HrfError
 
@@ -147,9 +148,7 @@ def _truncate_metrics(path: Path, epochs_done: int) -> None:
         return
     lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
     kept = [ln for ln in lines if json.loads(ln)["epoch"] <= epochs_done]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(ln + "\n" for ln in kept))
-    tmp.replace(path)
+    write_text_atomic(path, "".join(ln + "\n" for ln in kept))
 
 
 def train_to_completion(cfg: Config, out: Path, progress: bool = True, **trainer_kwargs) -> Path:
