@@ -310,13 +310,14 @@ def analyse(cells: list[dict]) -> dict:
             for level in levels:
                 vals = [value_at_reward(*curve_arrays(c, metric), level) for c in mc]
                 got = [v for v in vals if v is not None]
+                bad = [reads_broken(c, level) for c in mc]
                 row["at_levels"].append(
                     {
                         "level": level,
                         "values": vals,
                         "n_reached": len(got),
-                        "reads_broken": [reads_broken(c, level) for c in mc],
-                        "n_broken": sum(reads_broken(c, level) for c in mc),
+                        "reads_broken": bad,
+                        "n_broken": sum(bad),
                         "mean_ci": t_interval(got) if got else None,
                     }
                 )
