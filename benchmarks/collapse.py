@@ -561,18 +561,20 @@ def markdown(report: dict, cells: list[dict]) -> str:
                     + f" | {c['question']} |"
                 )
         lines.append("")
-    timing = [
-        (p["timing/seconds_sampling"], p["timing/seconds_metrics"])
-        for c in cells
-        for p in c["curve"][1:]
-        if p.get("timing/seconds_sampling")
-    ]
+    # one row per T: sampling cost grows with the steps, so a median over both would describe neither
+    timing: dict[int, list[tuple[float, float]]] = {}
+    for c in cells:
+        for p in c["curve"][1:]:
+            if p.get("timing/seconds_sampling"):
+                timing.setdefault(c["config"]["sampling"]["num_steps"], []).append(
+                    (p["timing/seconds_sampling"], p["timing/seconds_metrics"])
+                )
     if not timing:
         lines.append("Evaluating a checkpoint: these cells were measured from cached samples; they time no sampling.")
-    else:
-        sampling, metrics = np.median(np.array(timing), axis=0)
+    for steps, rows in sorted(timing.items()):
+        sampling, metrics = np.median(np.array(rows), axis=0)
         lines.append(
-            f"Evaluating a checkpoint ({NUM_EVAL} samples, median of {len(timing)}): "
+            f"Evaluating a checkpoint at T = {steps} ({NUM_EVAL} samples, median of {len(rows)}): "
             f"sampling {sampling:.0f} s, "
             f"metrics {metrics:.1f} s ({metrics / sampling:.2f}× the sampling), one thread."
         )
