@@ -1,6 +1,6 @@
 """The mode-collapse study: reward–diversity curves per method × seed, compared at pre-declared reward levels.
 
-    python benchmarks/collapse.py run --stage tuning|test [--tasks ...] [--methods ...] [--seeds ...]
+    python benchmarks/collapse.py run --stage tuning|test|replication [--tasks ...] [--methods ...] [--seeds ...]
                                       [--shard I/N] --out benchmarks/results/collapse
     python benchmarks/collapse.py report --out benchmarks/results/collapse
 
@@ -34,6 +34,11 @@ from hrf.experiments.cells import config_fingerprint, write_json
 from hrf.experiments.collapse import EPOCHS, EVAL_EVERY, METHODS, MODEL, collapse_config
 
 NUM_EVAL = 1000  # evaluation samples per checkpoint
+EVAL_BATCH = 250  # the evaluation noise depends on it (EVAL_NOISE): every committed cell was sampled at 250
+# How the evaluation noise is drawn, recorded in every cell: one CPU generator seeded with EVAL_SEED, drawn
+# batch after batch of EVAL_BATCH (each batch's initial noise, then its per-step noise). Cells without the
+# field were drawn this way too.
+EVAL_NOISE = f"sequential/{EVAL_BATCH}"
 EVAL_SEED = 2_026_113_001  # the evaluation noise; training draws derive from (train.seed, epoch, rank, purpose)
 TASKS = {"compressibility": "jpeg_compressibility", "smile": "faces_smile"}
 PRIMARY_METHODS = ("ddpo", "hrf")
@@ -52,10 +57,14 @@ SECONDARY_CONTRASTS = (
     ("ddpo_T40", "ddpo", "DDPO_IS at T = 40 against T = 10 (each against its own base model)"),
     ("hrf_T40", "ddpo_T40", "the primary pair at the paper's T = 40"),
 )
-SEEDS = {"tuning": [0, 1], "test": list(range(100, 110))}
+# "replication": the confirmatory smile replication of HRF against DDPO_IS (RESULTS.md § R), disjoint from both
+SEEDS = {"tuning": [0, 1], "test": list(range(100, 110)), "replication": list(range(110, 130))}
 # cells record whether the independent evaluator measured them (cells from before it shipped did not)
 EVALUATOR_SHIPPED = True
-METRICS_VERSION = 2  # bump when checkpoint_metrics changes: cached metrics are recomputed from the samples
+METRICS_VERSION = 3  # bump when checkpoint_metrics changes: cached metrics are recomputed from the samples
+# 3 added the gold readings (hrf.evaluation.gold) and changed nothing else: a version-2 cell is still valid,
+# it only lacks the gold keys
+COMPATIBLE_METRICS_VERSIONS = (2, 3)
 # Diversity metrics of a checkpoint, reported as a fraction of the base model's. The primary one is fixed by
 # the protocol; cells measured before the evaluator shipped lack its keys.
 DIVERSITY = {
@@ -102,6 +111,7 @@ def checkpoint_metrics(images) -> dict[str, float]:
     from hrf.data.classifier_b import evaluator_confidence, load_evaluator_classifier
     from hrf.data.faces import HIGH_LEVEL, combo_ids, num_combos
     from hrf.evaluation.diversity import combo_coverage, factor_entropy
+    from hrf.evaluation.gold import gold_name, gold_values
     from hrf.evaluation.metrics import reward_values
     from hrf.evaluation.vendi import vendi_score
     from hrf.images import to_unit
@@ -124,6 +134,9 @@ def checkpoint_metrics(images) -> dict[str, float]:
         if tag == "evaluator":
             # reward hacking leaves the face manifold: the independent evaluator grows unsure of what it sees
             out["confidence/evaluator"] = evaluator_confidence(probs)
+            for reward in TASKS.values():
+                if (gold := gold_values(reward, probs)) is not None:
+                    out[str(gold_name(reward))] = float(gold.mean())
     return out
 
 
@@ -145,7 +158,7 @@ def measured(spec: str, work: Path, steps: int) -> dict[str, float]:
         return stored["metrics"] | {f"timing/{k}": v for k, v in stored.get("timing", {}).items()}
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    images = sample_or_load(spec, work / "samples.npz", NUM_EVAL, EVAL_SEED, steps, batch_size=250)
+    images = sample_or_load(spec, work / "samples.npz", NUM_EVAL, EVAL_SEED, steps, batch_size=EVAL_BATCH)
     t1 = time.perf_counter()
     metrics = checkpoint_metrics(images)
     # what measuring costs against sampling; samples read from the cache (well under a second) time no sampling
@@ -173,10 +186,12 @@ def stored_cell(out: Path, task: str, method: str, seed: int) -> dict | None:
     if not path.is_file():
         return None
     cell = json.loads(path.read_text())
-    key = (weights_fingerprint(MODEL), NUM_EVAL, EVAL_SEED, METRICS_VERSION, EVALUATOR_SHIPPED)
-    stored = (cell["base_weights"], cell["num_eval"], cell["eval_seed"], cell["metrics_version"], cell["evaluator"])
+    key = (weights_fingerprint(MODEL), NUM_EVAL, EVAL_SEED, EVALUATOR_SHIPPED)
+    stored = (cell["base_weights"], cell["num_eval"], cell["eval_seed"], cell["evaluator"])
     same = same_training(cell["config"], dataclasses.asdict(cell_config(task, method, seed)))
-    return cell if stored == key and same else None
+    same_noise = cell.get("eval_noise", EVAL_NOISE) == EVAL_NOISE
+    compatible = cell["metrics_version"] in COMPATIBLE_METRICS_VERSIONS
+    return cell if stored == key and same_noise and compatible and same else None
 
 
 def run_cell(out: Path, task: str, method: str, seed: int) -> dict:
@@ -217,6 +232,7 @@ def run_cell(out: Path, task: str, method: str, seed: int) -> dict:
         "base_weights": weights_fingerprint(MODEL),
         "num_eval": NUM_EVAL,
         "eval_seed": EVAL_SEED,
+        "eval_noise": EVAL_NOISE,
         "metrics_version": METRICS_VERSION,
         "evaluator": EVALUATOR_SHIPPED,
         "totals": run_totals(work / "run"),
@@ -674,7 +690,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train and measure cells (resumable; rerun to continue)")
-    run.add_argument("--stage", choices=list(SEEDS), required=True, help="tuning or test seeds")
+    run.add_argument("--stage", choices=list(SEEDS), required=True, help="tuning, test or replication seeds")
     run.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     run.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(PRIMARY_METHODS))
     run.add_argument("--seeds", nargs="+", type=int, default=None, help="a subset of the stage's seeds")
