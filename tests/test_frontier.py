@@ -1,0 +1,143 @@
+"""The frontier: weighted diversity against duplicated samples and an exactly tilted discrete distribution."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from hrf.evaluation import frontier as fr
+from hrf.evaluation.vendi import vendi_score
+
+
+def test_uniform_weights_give_the_ordinary_vendi():
+    X = np.random.default_rng(0).normal(size=(300, 12))
+    assert fr.weighted_vendi_score(X, np.ones(300)) == pytest.approx(vendi_score(X), rel=1e-10)
+
+
+def test_integer_weights_equal_duplicated_samples():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 6))
+    counts = rng.integers(1, 5, size=40)
+    duplicated = np.repeat(X, counts, axis=0)
+    assert fr.weighted_vendi_score(X, counts.astype(float)) == pytest.approx(vendi_score(duplicated), rel=1e-9)
+    # and wider features than samples take the other (n × n) branch to the same answer
+    Xw = rng.normal(size=(10, 50))
+    cw = rng.integers(1, 4, size=10)
+    assert fr.weighted_vendi_score(Xw, cw.astype(float)) == pytest.approx(
+        vendi_score(np.repeat(Xw, cw, axis=0)), rel=1e-9
+    )
+
+
+def _discrete_world(beta: float):
+    """Atoms k with base probability p_k (as integer multiplicities), reward r_k and one-hot features."""
+    p_counts = np.array([50, 30, 15, 5])
+    r_atoms = np.array([0.0, 1.0, 2.0, 3.0])
+    atoms = np.repeat(np.arange(4), p_counts)
+    p = p_counts / p_counts.sum()
+    q = p * np.exp(beta * r_atoms)
+    q /= q.sum()
+    return atoms, r_atoms[atoms], np.eye(4)[atoms], p, q, r_atoms
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.7, 2.0])
+def test_a_discrete_tilt_is_exact(beta):
+    atoms, r, feats, p, q, r_atoms = _discrete_world(beta)
+    w = fr.tilted_weights(r, beta)
+    assert np.bincount(atoms, weights=w) == pytest.approx(q, rel=1e-12)
+    assert float(w @ r) == pytest.approx(float(q @ r_atoms), rel=1e-12)
+    assert fr.tilted_kl(w) == pytest.approx(float((q * np.log(q / p)).sum()), abs=1e-12)
+    h = float(-(q * np.log(q)).sum())
+    # orthogonal atoms: the Vendi score is exp of the entropy of the atom probabilities
+    assert fr.weighted_vendi_score(feats, w) == pytest.approx(math.exp(h), rel=1e-9)
+    assert fr.weighted_entropy(atoms, w, 4) == pytest.approx(h, rel=1e-12)
+    expected_cov = float(np.mean(1 - (1 - q) ** 10))
+    assert fr.expected_coverage(atoms, w, 4, draws=10) == pytest.approx(expected_cov, rel=1e-12)
+
+
+def test_effective_sample_size_bounds():
+    assert fr.effective_sample_size(np.ones(500)) == pytest.approx(500)
+    assert fr.effective_sample_size(np.eye(1, 500)[0]) == pytest.approx(1)
+
+
+def test_weights_are_stable_for_large_beta_and_refuse_bad_rewards():
+    w = fr.tilted_weights(np.array([0.0, 1000.0, 999.0]), 5.0)
+    assert np.all(np.isfinite(w)) and w.sum() == pytest.approx(1.0)
+    with pytest.raises(fr.HrfError, match="finite rewards"):
+        fr.tilted_weights(np.array([0.0, np.nan]), 1.0)
+
+
+def test_beta_for_gain_and_the_reachable_limit():
+    r = np.random.default_rng(2).normal(size=20_000)
+    beta = fr.beta_for_gain(r, 0.5)
+    assert beta is not None
+    assert float(fr.tilted_weights(r, beta) @ r - r.mean()) == pytest.approx(0.5, abs=1e-8)
+    assert fr.beta_for_gain(r, r.max() - r.mean() + 1) is None
+    limit = fr.reachable_beta(r)
+    assert fr.effective_sample_size(fr.tilted_weights(r, limit)) == pytest.approx(fr.MIN_ESS, rel=1e-3)
+    assert fr.reachable_beta(r[:999]) == 0.0  # fewer samples than MIN_ESS reach nothing
+
+
+def _samples(n: int = 4000, seed: int = 3) -> fr.FrontierSamples:
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 6, size=n)
+    # the reward favours combinations 4 and 5: tilting concentrates on them and loses diversity
+    r = (codes >= 4).astype(float) + 0.1 * rng.normal(size=n)
+    feats = np.eye(6)[codes] + 0.05 * rng.normal(size=(n, 6))
+    return fr.FrontierSamples(rewards=r, features={"f": feats}, codes={"f": codes}, n_combos=6, gold=r * 0.5)
+
+
+def test_frontier_curve_levels_and_reading():
+    s = _samples()
+    result = fr.frontier_curve(s, gains=[0.1, 0.3, 5.0], points=12)
+    base = result["base"]
+    assert base["gain"] == 0 and base["frac/vendi/f"] == pytest.approx(1.0)
+    reached = [p for p in result["curve"] if p["reached"]]
+    gains = [p["gain"] for p in reached]
+    assert gains == sorted(gains)  # E_q[r] rises with β
+    assert reached[-1]["frac/vendi/f"] < 1.0  # the tilt gives up diversity for reward here
+    assert max(gains) == pytest.approx(result["largest_reachable_gain"])
+    lv = result["levels"]
+    assert lv[0]["gain"] == pytest.approx(0.1, abs=1e-8) and lv[0]["reached"]
+    assert lv[0]["gold_gain"] == pytest.approx(0.05, abs=1e-8)  # gold is half the reward here
+    assert lv[2]["reached"] is False and "no β" in lv[2]["why"]
+    # reading the curve at a level agrees with the exact level within the grid's interpolation error
+    assert fr.read_frontier(result, 0.1, "frac/vendi/f") == pytest.approx(lv[0]["frac/vendi/f"], abs=0.02)
+    assert fr.read_frontier(result, result["largest_reachable_gain"] + 0.01, "frac/vendi/f") is None
+    text = fr.frontier_markdown(
+        {"toy": result | {"key": {"model": "m", "weights": "0" * 64, "steps": 1, "num": 4000, "seed": 0}}}
+    )
+    assert "no β reaches it" in text and "+0.1" in text
+
+
+def test_the_command_writes_resumes_and_refuses_bad_gains(tmp_path, monkeypatch, capsys):
+    from diffusers import DDPMScheduler
+
+    from hrf.cli.main import main
+    from hrf.models import save_model, tiny_unet
+
+    model = str(save_model(tiny_unet(8, seed=0), DDPMScheduler(), tmp_path / "model"))
+    out = tmp_path / "fr"
+    args = ["frontier", "--model", model, "--reward", "jpeg_compressibility", "--num", "600", "--steps", "2"]
+    args += ["--out", str(out), "--benchmark", "none", "--no-progress", "--device", "cpu"]
+    assert main(args) == 0
+    data = json.loads((out / "frontier_jpeg_compressibility.json").read_text())
+    assert data["key"]["num"] == 600 and data["key"]["steps"] == 2 and data["device"] == "cpu"
+    assert "vendi/pixels" in data["base"]
+    assert len(list((out / "chunks").glob("chunk*.npz"))) == 2
+    # 600 samples cannot hold ESS ≥ 1,000: nothing is reachable and every level says so
+    assert data["largest_reachable_gain"] == 0.0
+    assert all(not lv["reached"] for lv in data["levels"] if lv["gain_target"] > 0)
+
+    import hrf.sampling
+
+    def no_sampling(*a, **k):
+        raise AssertionError("a cached chunk was sampled again")
+
+    monkeypatch.setattr(hrf.sampling, "sample_images", no_sampling)
+    assert main(args) == 0  # every chunk comes from the cache
+    capsys.readouterr()
+    assert main([*args, "--gain", "nope=0.1"]) == 2
+    assert "--gain 'nope=0.1'" in capsys.readouterr().err
