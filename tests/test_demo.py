@@ -55,6 +55,29 @@ def test_training_curves_say_when_a_method_never_reaches_the_level():
     assert curves["matched"] == {"DDPO_IS": pytest.approx(0.75), "HRF": None}
 
 
+def test_the_demo_reads_each_method_end_against_the_shipped_frontier(monkeypatch):
+    import hrf.evaluation.frontier as fr
+    from hrf.experiments.demo import _curves_markdown, frontier_reading
+
+    key = "frac/vendi/evaluator"
+    shipped = {
+        "curve": [{"gain": g, "reached": g <= 1.0, key: 1.0 - 0.2 * g} for g in (0.0, 0.5, 1.0, 1.5)],
+        "largest_reachable_gain": 1.0,
+        "key": {"num": 20000},
+    }
+    monkeypatch.setattr(fr, "shipped_frontier", lambda spec, reward, steps: shipped)
+    final = _report({"base": _values(0.0, 10.0), "DDPO_IS": _values(2.0, 2.0), "HRF": _values(0.5, 8.1)})
+    curves = training_curves(final, _report({}), {}, "r", {"DDPO_IS": {"epochs": 5}, "HRF": {"epochs": 5}})
+    curves["frontier"] = frontier_reading(curves, "hrf:faces32", "r", 10)
+    # HRF ends at +0.5 keeping 0.81, where the frontier keeps 0.9; DDPO_IS ends beyond the frontier's reach
+    assert curves["frontier"]["ends"]["HRF"]["frontier"] == pytest.approx(0.9)
+    assert curves["frontier"]["ends"]["DDPO_IS"]["frontier"] is None
+    assert curves["frontier"]["curve"] == [(0.0, 1.0), (0.5, 0.9), (1.0, 0.8)]  # only the reached part
+    text = "\n".join(_curves_markdown({"curves": curves}))
+    assert "frontier keeps 0.900 there (0.90 of it)" in text
+    assert "beyond the frontier's reach (+1)" in text
+
+
 def test_demo_configs_are_the_collapse_regime_and_refuse_bad_methods():
     cfgs = demo_configs("compressibility", quick=False)
     assert set(cfgs) == {"ddpo", "hrf"}

@@ -85,12 +85,20 @@ def figure_reward_vs_vendi(points: Sequence[dict], path: str | Path, reward_labe
 
 
 def figure_training_curves(
-    curves: Mapping[str, Sequence[dict]], path: str | Path, reward_label: str, diversity_label: str, level=None
+    curves: Mapping[str, Sequence[dict]],
+    path: str | Path,
+    reward_label: str,
+    diversity_label: str,
+    level=None,
+    frontier: Sequence[tuple[float, float]] | None = None,
 ) -> Path:
     """Reward gain (x) against a diversity fraction (y) along training, one line per method; each point a
     dict with ``epoch``, ``gain`` and ``fraction``, labelled with its epoch. ``level``, when given, is drawn
-    as the reward gain at which the methods are compared."""
+    as the reward gain at which the methods are compared; ``frontier`` as (gain, fraction) points of the
+    base model's KL-optimal frontier (hrf.evaluation.frontier)."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
+    if frontier:
+        ax.plot(*zip(*frontier, strict=True), "k-", lw=2.5, alpha=0.7, label="frontier (tilted base)")
     for name, pts in curves.items():
         line = ax.plot([p["gain"] for p in pts], [p["fraction"] for p in pts], "o-", label=name)[0]
         for p in pts:

@@ -140,6 +140,7 @@ def run_demo(
     points = checkpoint_models(out, configs)
     along = evaluate_models({name: spec for name, (_, _, spec) in points.items()}, n_boot=0, is_splits=1, **common)
     report["curves"] = training_curves(report, along, points, TASKS[task], budgets)
+    report["curves"]["frontier"] = frontier_reading(report["curves"], models["base"], TASKS[task], common["steps"])
     figures.append(curves_figure(report["curves"], TASKS[task], out / "eval" / "curves.png"))
     timings["evaluate checkpoints"] = time.perf_counter() - t0
     report["timings_seconds"] = {k: round(v, 1) for k, v in timings.items()}
@@ -206,11 +207,32 @@ def training_curves(
     return {"metric": CURVE_METRIC, "points": curves, "level": level, "matched": matched}
 
 
+def frontier_reading(curves: dict, base: str, reward: str, steps: int) -> dict | None:
+    """The shipped frontier of the base model (hrf.evaluation.frontier) as a curve of (gain, evaluator-Vendi
+    fraction), and where each method's final point lies against it; None when hrf ships no frontier for it."""
+    from hrf.evaluation.frontier import read_frontier, shipped_frontier
+
+    fr = shipped_frontier(base, reward, steps)
+    if fr is None:
+        return None
+    key = "frac/vendi/evaluator"
+    ends = {}
+    for label, pts in curves["points"].items():
+        end = pts[-1]
+        at = read_frontier(fr, end["gain"], key) if end["gain"] > 0 else None
+        ends[label] = {"gain": end["gain"], "fraction": end["fraction"], "frontier": at}
+    on = [(p["gain"], p[key]) for p in fr["curve"] if p["reached"] and p.get(key) is not None]
+    return {"curve": on, "reach": fr["largest_reachable_gain"], "num": fr["key"]["num"], "ends": ends}
+
+
 def curves_figure(curves: dict, reward: str, path: Path) -> Path:
     from hrf.evaluation.plots import figure_training_curves
 
     level = curves["level"] if curves["level"] > 0 else None
-    return figure_training_curves(curves["points"], path, reward, "Vendi (independent evaluator)", level)
+    frontier = curves.get("frontier")
+    return figure_training_curves(
+        curves["points"], path, reward, "Vendi (independent evaluator)", level, frontier["curve"] if frontier else None
+    )
 
 
 def paired_changes(
@@ -261,6 +283,28 @@ def _curves_markdown(report: dict) -> list[str]:
         )
     else:
         lines.append("DDPO_IS did not raise the reward, so no matched reward level is read.")
+    if (fr := curves.get("frontier")) is not None:
+        lines += [
+            "",
+            f"Against the frontier (the base model reweighted by exp(β·reward), {fr['num']:,} base samples: the "
+            "most diversity any model that makes the base model's images keeps at each mean reward; it reaches "
+            f"gains up to {fr['reach']:+.4g} by reweighting):",
+            "",
+        ]
+        for label, end in fr["ends"].items():
+            if end["gain"] <= 0:
+                lines.append(f"- {label} ends without a reward gain ({end['gain']:+.4g}).")
+            elif end["frontier"] is None:
+                lines.append(
+                    f"- {label} ends at {end['gain']:+.4g}, keeping {end['fraction']:.3f} of the base's Vendi: "
+                    f"beyond the frontier's reach ({fr['reach']:+.4g}), where the base model almost never makes "
+                    "such images."
+                )
+            else:
+                lines.append(
+                    f"- {label} ends at {end['gain']:+.4g}, keeping {end['fraction']:.3f} of the base's Vendi; the "
+                    f"frontier keeps {end['frontier']:.3f} there ({end['fraction'] / end['frontier']:.2f} of it)."
+                )
     return lines + [""]
 
 

@@ -1,0 +1,354 @@
+"""The frontier study: every method's reward–diversity curve against the base model's KL-optimal frontier.
+
+    python benchmarks/frontier.py frontier [--num N]      # the frontier of hrf:faces32 (cached, resumable)
+    python benchmarks/frontier.py report [--results benchmarks/RESULTS.md]
+
+The protocol is ``benchmarks/RESULTS.md`` § F; this file implements it. ``frontier`` runs ``hrf frontier``
+on the study's base model at the collapse study's T and reward levels (base samples cached in
+``benchmarks/results/frontier/work/``, not committed) and ships each task's curve as
+``src/hrf/assets/models/faces32/frontier/T10_REWARD.json``. ``report`` reads the shipped frontier and the
+committed cells of ``benchmarks/results/collapse/cells`` (the methods' cells run through
+``benchmarks/collapse.py``), and writes ``benchmarks/results/frontier/report.{json,md}`` and
+``curves.png``: per task and method, the frontier efficiency at every level (the method's evaluator-Vendi
+fraction over the frontier's), the gold gain, the off-support share of the final gain and the epochs to
+reach each level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from collapse import (  # noqa: E402  (the collapse study's cells, levels and readings are this study's)
+    EPOCHS,
+    METHODS,
+    MODEL,
+    PRIMARY,
+    PRIMARY_LEVEL,
+    SEEDS,
+    TASKS,
+    curve_arrays,
+    load_cells,
+    reward_levels,
+)
+
+from hrf.evaluation.matched import holm, t_interval, value_at_reward, welch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CELLS = ROOT / "benchmarks" / "results" / "collapse"
+OUT = ROOT / "benchmarks" / "results" / "frontier"
+STEPS = 10  # the collapse study's T
+SMILE_AIM = 0.6  # protocol § F.6: the smile gain at which a method should keep ≥ 0.90 of the base's Vendi
+AIM_EFFICIENCY = 0.95
+TRAJECTORIES_PER_EPOCH = 64
+FRONTIER_KEY = "frac/vendi/evaluator"  # the frontier's reading of the primary metric
+# protocol § F.5, Part B: the methods that aim at the frontier, each tested against DDPO_IS (§ F.6)
+PART_B = ("klbeta", "rtb", "hrfkl")
+
+
+def shipped_path(reward: str) -> Path:
+    return ROOT / "src" / "hrf" / "assets" / "models" / "faces32" / "frontier" / f"T{STEPS}_{reward}.json"
+
+
+def compute_frontier(num: int, threads: int) -> None:
+    """Run the frontier at the study's levels and copy each task's JSON to the shipped assets."""
+    import torch
+
+    from hrf.benchmarks import get_benchmark
+    from hrf.evaluation.frontier import FRONTIER_SEED, run_frontier
+
+    torch.set_num_threads(threads)
+    cells = load_cells(CELLS)
+    gains = {reward: list(reward_levels(cells, task) or []) for task, reward in TASKS.items()}
+    gains["faces_smile"].append(SMILE_AIM)
+    run_frontier(
+        MODEL,
+        list(TASKS.values()),
+        OUT / "work",
+        num=num,
+        seed=FRONTIER_SEED,
+        steps=STEPS,
+        benchmark=get_benchmark("faces"),
+        gains=gains,
+        progress=True,
+    )
+    for reward in TASKS.values():
+        shipped_path(reward).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(OUT / "work" / f"frontier_{reward}.json", shipped_path(reward))
+    for name in ("frontier.md", "frontier.png"):
+        shutil.copyfile(OUT / "work" / name, OUT / name)
+
+
+def frontier_at(frontier: dict, gain: float) -> dict | None:
+    """The frontier's exact level at ``gain`` if it was read there, else None."""
+    for lv in frontier["levels"]:
+        if abs(lv["gain_target"] - gain) <= 1e-9 * max(1.0, abs(gain)):
+            return lv
+    return None
+
+
+def first_epoch(cell: dict, level: float) -> float | None:
+    """The epoch at which a cell's reward curve first reaches ``level``, interpolated between checkpoints."""
+    gains = curve_arrays(cell, PRIMARY)[0]
+    epochs = [p["epoch"] for p in cell["curve"]]
+    return value_at_reward(gains, epochs, level)
+
+
+def gold_gains(cell: dict, gold_key: str) -> np.ndarray | None:
+    base = cell["curve"][0]
+    if any(gold_key not in p for p in cell["curve"]):
+        return None
+    return np.array([p[gold_key] - base[gold_key] for p in cell["curve"]])
+
+
+def analyse(cells: list[dict], frontiers: dict[str, dict]) -> dict:
+    """Every number of § Fb from the cells and the frontiers."""
+    from hrf.evaluation.gold import gold_name
+
+    test = [c for c in cells if c["seed"] in SEEDS["test"]]
+    report: dict = {"tasks": {}, "contrasts": []}
+    for task, reward in TASKS.items():
+        fr = frontiers.get(reward)
+        levels = reward_levels(cells, task)
+        tc = [c for c in test if c["task"] == task]
+        if fr is None or levels is None or not tc:
+            continue
+        gold_key = gold_name(reward)
+        reach = fr["largest_reachable_gain"]
+        entry: dict = {
+            "levels": levels,
+            "primary_level": levels[PRIMARY_LEVEL],
+            "largest_reachable_gain": reach,
+            "frontier": [frontier_at(fr, g) for g in levels],
+            "methods": {},
+        }
+        if reward == "faces_smile":
+            entry["aim"] = frontier_at(fr, SMILE_AIM)
+        for m in METHODS:
+            mc = sorted((c for c in tc if c["method"] == m), key=lambda c: c["seed"])
+            if not mc:
+                continue
+            row: dict = {"label": METHODS[m][0], "seeds": [c["seed"] for c in mc], "at_levels": []}
+            for level, flv in zip(levels, entry["frontier"], strict=True):
+                ffrac = flv.get(FRONTIER_KEY) if flv and flv.get("reached") else None
+                fracs = [value_at_reward(*curve_arrays(c, PRIMARY), level) for c in mc]
+                eff = [f / ffrac for f in fracs if f is not None and ffrac]
+                epochs = [e for c in mc if (e := first_epoch(c, level)) is not None]
+                golds = []
+                for c in mc:
+                    gg = gold_gains(c, gold_key) if gold_key else None
+                    if gg is not None and (v := value_at_reward(curve_arrays(c, PRIMARY)[0], gg, level)) is not None:
+                        golds.append(v)
+                row["at_levels"].append(
+                    {
+                        "level": level,
+                        "n_reached": sum(f is not None for f in fracs),
+                        "fraction": t_interval([f for f in fracs if f is not None]) if any(fracs) else None,
+                        "frontier_fraction": ffrac,
+                        "efficiency_values": eff,
+                        "efficiency": t_interval(eff) if eff else None,
+                        "epochs": t_interval(epochs) if epochs else None,
+                        "gold_gain": t_interval(golds) if golds else None,
+                        "n_gold": len(golds),
+                    }
+                )
+            finals = [curve_arrays(c, PRIMARY)[0][-1] for c in mc]
+            row["final_gain"] = t_interval(finals)
+            row["off_support_share"] = t_interval([max(0.0, g - reach) / g if g > 0 else 0.0 for g in finals])
+            row["final_fraction"] = t_interval([curve_arrays(c, PRIMARY)[1][-1] for c in mc])
+            entry["methods"][m] = row
+        report["tasks"][task] = entry
+        ddpo = entry["methods"].get("ddpo")
+        for m in PART_B:
+            if m in entry["methods"] and ddpo is not None:
+                a = entry["methods"][m]["at_levels"][PRIMARY_LEVEL]["efficiency_values"]
+                b = ddpo["at_levels"][PRIMARY_LEVEL]["efficiency_values"]
+                if len(a) >= 2 and len(b) >= 2:
+                    report["contrasts"].append({"task": task, "method": m, **welch(a, b)})
+    adjusted = holm([c["p"] for c in report["contrasts"]])
+    for c, p in zip(report["contrasts"], adjusted, strict=True):
+        c["p_holm"] = p
+    return report
+
+
+def _ci(mean_half, digits: int = 3) -> str:
+    if mean_half is None:
+        return "—"
+    mean, half = mean_half
+    return f"{mean:.{digits}f}" + (f" ± {half:.{digits}f}" if half is not None else "")
+
+
+def markdown(report: dict, frontiers: dict[str, dict]) -> str:
+    lines = [
+        "Frontier efficiency: a seed's independent-evaluator Vendi fraction at a reward level (interpolated "
+        "along its curve, as § 0.6) divided by the frontier's fraction at the same gain; mean ± 95 % "
+        "Student-t half-width over the test seeds that reach the level. The frontier (docs/MATH.md §8) is "
+        "the base model reweighted by exp(β·reward): the most diversity any model that makes the base "
+        "model's images can keep at that mean reward. Above 1, a method keeps more than reweighting can: "
+        "it makes images the base model does not make.",
+        "",
+    ]
+    for task, e in report["tasks"].items():
+        reward = TASKS[task]
+        fr = frontiers[reward]
+        key = fr["key"]
+        lines += [
+            f"### {task} (`{reward}`)",
+            "",
+            f"Frontier from {key['num']:,} base samples (seed {key['seed']}, T = {key['steps']}); largest gain "
+            f"reachable with ESS ≥ {fr['min_ess']:.0f}: **{e['largest_reachable_gain']:+.4g}**.",
+            "",
+            "| reward level | frontier: evaluator Vendi / base | β | ESS | KL (nats) | gold gain |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        extra = [e["aim"]] if e.get("aim") else []
+        for lv in [*e["frontier"], *extra]:
+            if lv is None:
+                continue
+            tag = " (primary)" if lv["gain_target"] == e["primary_level"] else ""
+            if not lv.get("reached"):
+                lines.append(f"| {lv['gain_target']:+.4g}{tag} | off-support: {lv.get('why', '')} | | | | |")
+                continue
+            gold = f"{lv['gold_gain']:+.3f}" if lv.get("gold_gain") is not None else "—"
+            lines.append(
+                f"| {lv['gain_target']:+.4g}{tag} | {lv[FRONTIER_KEY]:.3f} | {lv['beta']:.3g} | "
+                f"{lv['ess']:.0f} | {lv['kl']:.3f} | {gold} |"
+            )
+        heads = [f"at {lv:+.3g}" + (" (primary)" if i == PRIMARY_LEVEL else "") for i, lv in enumerate(e["levels"])]
+        lines += [
+            "",
+            "Frontier efficiency (n reached):",
+            "",
+            "| method | seeds | " + " | ".join(heads) + " | final gain | off-support share of final gain |",
+            "| --- " * (4 + len(heads)) + "|",
+        ]
+        for row in e["methods"].values():
+            cells = [
+                f"{_ci(a['efficiency'])} ({a['n_reached']})" if a["efficiency"] else f"— ({a['n_reached']})"
+                for a in row["at_levels"]
+            ]
+            lines.append(
+                f"| {row['label']} | {len(row['seeds'])} | " + " | ".join(cells) + f" | {_ci(row['final_gain'])} | "
+                f"{_ci(row['off_support_share'], 2)} |"
+            )
+        lines += [
+            "",
+            "Epochs to reach each level (mean ± 95 % half-width over the seeds that reach it; "
+            f"{TRAJECTORIES_PER_EPOCH} trajectories an epoch):",
+            "",
+            "| method | " + " | ".join(heads) + " |",
+            "| --- " * (1 + len(heads)) + "|",
+        ]
+        for row in e["methods"].values():
+            lines.append(f"| {row['label']} | " + " | ".join(_ci(a["epochs"], 1) for a in row["at_levels"]) + " |")
+        if any(a["n_gold"] for row in e["methods"].values() for a in row["at_levels"]):
+            lines += ["", "Gold gain at each level (seeds with the gold reading):", ""]
+            for row in e["methods"].values():
+                parts = [f"{_ci(a['gold_gain'])} (n {a['n_gold']})" for a in row["at_levels"]]
+                lines.append(f"- {row['label']}: " + "; ".join(parts))
+        lines.append("")
+    for c in report["contrasts"]:
+        lines.append(
+            f"- {METHODS[c['method']][0]} − DDPO_IS, frontier efficiency at the primary level of {c['task']}: "
+            f"{c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}], Welch p = {c['p']:.3g}, "
+            f"Holm p = {c['p_holm']:.3g}"
+        )
+    lines.append("")
+    lines.append("![frontier curves](results/frontier/curves.png)")
+    return "\n".join(lines)
+
+
+def figure(report: dict, cells: list[dict], frontiers: dict[str, dict], path: Path) -> Path:
+    """Each task's frontier with every method's mean curve over its test seeds and the seeds' band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from collapse import mean_curve
+
+    tasks = list(report["tasks"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        fr = frontiers[TASKS[task]]
+        on = [p for p in fr["curve"] if p["reached"] and p.get(FRONTIER_KEY) is not None]
+        ax.plot([p["gain"] for p in on], [p[FRONTIER_KEY] for p in on], "k-", lw=3, label="frontier (tilted base)")
+        for i, m in enumerate(report["tasks"][task]["methods"]):
+            mc = [c for c in cells if c["task"] == task and c["method"] == m and c["seed"] in SEEDS["test"]]
+            g, f = mean_curve(mc, PRIMARY)
+            curves = [curve_arrays(c, PRIMARY) for c in mc]
+            lo, hi = [], []
+            for x in g:
+                vals = [v for gg, ff in curves if (v := value_at_reward(gg, ff, x)) is not None]
+                lo.append(min(vals))
+                hi.append(max(vals))
+            ax.plot(g, f, "-", lw=1.8, color=f"C{i}", label=f"{METHODS[m][0]} ({len(mc)})")
+            ax.fill_between(g, lo, hi, color=f"C{i}", alpha=0.12)
+        for lv in report["tasks"][task]["levels"]:
+            ax.axvline(lv, color="grey", lw=0.6, ls=":")
+        ax.axvline(fr["largest_reachable_gain"], color="k", lw=0.8, ls="--", label="frontier's reachable limit")
+        ax.set_title(f"{task}: evaluator Vendi against the frontier (epochs 0–{EPOCHS})")
+        ax.set_xlabel(f"reward gain ({TASKS[task]})")
+        ax.set_ylabel("Vendi (independent evaluator) / base")
+        ax.set_ylim(0, 1.15)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6.5, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def insert_report(path: Path, text: str) -> None:
+    """Replace what lies between the § Fb markers of ``path`` (or the placeholder line) with ``text``."""
+    start, end = "<!-- frontier-report:start -->", "<!-- frontier-report:end -->"
+    doc = path.read_text()
+    block = f"{start}\n{text}\n{end}"
+    if start in doc:
+        doc = doc[: doc.index(start)] + block + doc[doc.index(end) + len(end) :]
+    else:
+        placeholder = "No frontier has been committed yet."
+        if placeholder not in doc:
+            raise SystemExit(f"{path}: neither the frontier-report markers nor the placeholder line")
+        doc = doc.replace(placeholder, block)
+    path.write_text(doc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    fr = sub.add_parser("frontier", help="compute the frontier of the study's base model (resumable)")
+    fr.add_argument("--num", type=int, default=20_000)
+    fr.add_argument("--threads", type=int, default=1)
+    rep = sub.add_parser("report", help="§ Fb from the shipped frontier and the committed cells")
+    rep.add_argument("--results", type=Path, default=None, help="RESULTS.md to insert the report into")
+    args = p.parse_args(argv)
+    if args.command == "frontier":
+        compute_frontier(args.num, args.threads)
+        return 0
+    frontiers = {r: json.loads(shipped_path(r).read_text()) for r in TASKS.values() if shipped_path(r).is_file()}
+    if not frontiers:
+        print("frontier: no shipped frontier yet; run `python benchmarks/frontier.py frontier` first", file=sys.stderr)
+        return 2
+    cells = load_cells(CELLS)
+    report = analyse(cells, frontiers)
+    OUT.mkdir(parents=True, exist_ok=True)
+    from hrf.experiments.cells import write_json
+
+    write_json(OUT / "report.json", report)
+    figure(report, cells, frontiers, OUT / "curves.png")
+    text = markdown(report, frontiers)
+    (OUT / "report.md").write_text(text)
+    if args.results is not None:
+        insert_report(args.results, text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
