@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -256,3 +257,27 @@ def test_class_conditional_final_model_opens_with_from_pretrained(tmp_path):
     trainer.train()
     reopened = UNet2DModel.from_pretrained(tmp_path / "run" / "final")
     assert reopened.config.num_class_embeds == 4
+
+
+def test_evaluate_per_prompt_uses_the_same_noise_for_every_model(tmp_path):
+    from hrf.cli.main import main
+    from hrf.models import save_model
+
+    a = save_model(class_unet(4, seed=0), celebahq_like_scheduler(), tmp_path / "a")
+    b = save_model(class_unet(4, seed=0), celebahq_like_scheduler(), tmp_path / "b")
+    c = save_model(class_unet(4, seed=1), celebahq_like_scheduler(), tmp_path / "c")
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--model", f"a={a}", f"b={b}", f"c={c}", "--classes", "0", "2", "--num", "4"]
+    argv += ["--steps", "4", "--out", str(out), "--guidance-scale", "2", "--reward", "jpeg_compressibility"]
+    argv += ["--embedder", "pixels", "--benchmark", "none"]
+    assert main(argv) == 0
+    report = json.loads((out / "metrics_prompts.json").read_text())
+    assert set(report["prompts"]) == {"0", "2"}
+    key = next(k for k in report["average"]["a"] if "jpeg" in k.lower())
+    for p in ("0", "2"):  # same weights, same noise per prompt: identical metrics; other weights differ
+        assert report["prompts"][p]["a"] == report["prompts"][p]["b"]
+        assert report["prompts"][p]["a"][key] != report["prompts"][p]["c"][key]
+    assert report["prompts"]["0"]["a"][key] != report["prompts"]["2"]["a"][key]  # prompts get their own samples
+    mean = (report["prompts"]["0"]["a"][key] + report["prompts"]["2"]["a"][key]) / 2
+    assert report["average"]["a"][key] == pytest.approx(mean)
+    assert (out / "grid_0.png").is_file() and (out / "grid_2.png").is_file()

@@ -80,6 +80,20 @@ def test_sd_presets_train_lora_save_reload_and_resume(tiny_sd, tmp_path, preset)
     # hrf opens the adapter directory as a model (its base pipeline plus the adapters)
     assert is_latent_pipeline(str(run / "final"))
 
+    # per-prompt evaluation opens the pipeline and the adapter directory, from the same noise per prompt
+    from hrf.evaluation.prompted import evaluate_per_prompt
+
+    report = evaluate_per_prompt(
+        {"base": str(tiny_sd), "tuned": str(run / "final")},
+        ["a cat", "a dog"],
+        num=2,
+        seed=0,
+        steps=3,
+        guidance_scale=2.0,
+        rewards=["jpeg_compressibility"],
+    )
+    assert set(report["prompts"]) == {"a cat", "a dog"} and set(report["average"]) == {"base", "tuned"}
+
     # resume one more epoch from the checkpoint
     resumed = prepare_run(None, run, resume=True, overrides=["train.max_epochs=2"], progress=False)
     for n, p in resumed.model.named_parameters():
