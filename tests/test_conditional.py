@@ -281,3 +281,68 @@ def test_evaluate_per_prompt_uses_the_same_noise_for_every_model(tmp_path):
     mean = (report["prompts"]["0"]["a"][key] + report["prompts"]["2"]["a"][key]) / 2
     assert report["average"]["a"][key] == pytest.approx(mean)
     assert (out / "grid_0.png").is_file() and (out / "grid_2.png").is_file()
+
+
+def test_conditional_faces_classes_round_trip_and_true_faces_read_as_their_prompt():
+    from hrf.data.classifier_b import load_evaluator_classifier
+    from hrf.data.conditional import (
+        class_name,
+        class_values,
+        faces_of_class,
+        num_classes,
+        parse_condition,
+        prompt_metrics_fn,
+    )
+
+    factors = parse_condition("hair_color, background")
+    assert num_classes(factors) == 16
+    assert class_values(6, factors) == {"hair_color": 1, "background": 2}
+    assert class_name(6, factors) == "hair_color=blonde, background=pink"
+    images, labels = faces_of_class(24, 6, factors, seed=0)
+    assert (labels["hair_color"] == 1).all() and (labels["background"] == 2).all() and len(images) == 24
+    metrics = prompt_metrics_fn(load_evaluator_classifier(), factors, seed=1)("6", images)
+    assert metrics["prompt_fidelity"] >= 0.9 and 0 < metrics["free_coverage_ratio"] <= 2
+    wrong = prompt_metrics_fn(load_evaluator_classifier(), factors, seed=1)("0", images)
+    assert wrong["prompt_fidelity"] <= 0.1  # the evaluator reads the specified factors, not a constant
+    with pytest.raises(HrfError, match="--condition"):
+        parse_condition("hair_colour")
+
+
+def test_pretrain_condition_makes_a_class_conditional_model_that_trains_and_evaluates(tmp_path):
+    from hrf.cli.main import main
+
+    out = tmp_path / "pre"
+    argv = ["pretrain", "--data", "faces", "--size", "32", "--steps", "3", "--batch-size", "4", "--out", str(out)]
+    assert main([*argv, "--condition", "hair_color,background"]) == 0
+    model = UNet2DModel.from_pretrained(out / "model")
+    assert model.config.num_class_embeds == 17
+    info = json.loads((out / "model" / "hrf_info.json").read_text())
+    assert info["condition"]["null_class"] == 16 and len(info["condition"]["names"]) == 16
+    assert (
+        main(["pretrain", "--data", "digits", "--steps", "1", "--out", str(tmp_path / "d"), "--condition", "mouth"])
+        == 2
+    )
+    ev = tmp_path / "ev"
+    argv = ["evaluate", "--model", str(out / "model"), "--classes", "0", "5", "--num", "4", "--steps", "3"]
+    assert main([*argv, "--out", str(ev), "--embedder", "pixels", "--guidance-scale", "2", "--benchmark", "none"]) == 0
+    report = json.loads((ev / "metrics_prompts.json").read_text())
+    assert {"prompt_fidelity", "free_coverage_ratio"} <= set(report["average"]["model"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["ddpo", "hrf"])
+def test_faces32_cond_presets_train_on_a_conditional_model(tmp_path, method):
+    from hrf.config import load_config
+    from hrf.experiments.runs import preset_path
+    from hrf.training.pretrain import PretrainConfig, pretrain
+
+    pretrain(
+        PretrainConfig(data="faces", size=32, steps=2, batch_size=4, condition="hair_color,background"),
+        tmp_path / "pre",
+        progress=False,
+    )
+    small = [f"model.path={json.dumps(str(tmp_path / 'pre' / 'model'))}", "train.max_epochs=1", "output.grid_every=0"]
+    small += ["train.references=4", "train.branches=2"] if method == "hrf" else ["train.references=8"]
+    cfg = load_config(preset_path(f"faces32-cond/smile-{method}"), small)
+    history = prepare_run(cfg, tmp_path / "run", progress=False).train()
+    assert history[0]["trained_pairs"] > 0 and set(history[0]["reward_by_prompt"]) <= {str(c) for c in range(16)}

@@ -51,7 +51,7 @@ def _markdown(report: dict) -> str:
 
 def run_per_prompt(args, labelled, prompts, embedders, benchmark, out: Path) -> int:
     """Sample every model on every prompt from the same noise; write metrics_prompts.json/.md and grids."""
-    from hrf.evaluation.prompted import evaluate_per_prompt
+    from hrf.evaluation.prompted import evaluate_per_prompt, faces_prompt_metrics
     from hrf.rewards import make_reward
 
     if args.reference:
@@ -76,6 +76,7 @@ def run_per_prompt(args, labelled, prompts, embedders, benchmark, out: Path) -> 
         benchmark=benchmark,
         batch_size=args.batch_size,
         null_class=args.null_class,
+        prompt_metrics=faces_prompt_metrics(next(iter(specs.values())), benchmark, args.seed),
     )
     report["config"] = {
         "models": specs,

@@ -27,6 +27,34 @@ def prompt_generator(seed: int, prompt: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
 
 
+def condition_of(spec: str) -> dict | None:
+    """The ``condition`` record of a model made by ``hrf pretrain --condition`` (its ``hrf_info.json``), or None."""
+    import json
+
+    from hrf.models import resolve_model_path
+    from hrf.models.latent import is_latent_pipeline
+
+    if is_latent_pipeline(spec):
+        return None
+    path, subfolder = resolve_model_path(spec)
+    info = Path(path) / (subfolder or "") / "hrf_info.json"
+    return json.loads(info.read_text()).get("condition") if info.is_file() else None
+
+
+def faces_prompt_metrics(spec: str, benchmark: Benchmark | None, seed: int = 0):
+    """Fidelity and free-factor coverage per prompt for a conditional faces model, read by the benchmark's
+    independent evaluator (its domain classifier if it has none); None for other models."""
+    cond = condition_of(spec)
+    if cond is None:
+        return None
+    from hrf.benchmarks import get_benchmark
+    from hrf.data.conditional import prompt_metrics_fn
+
+    bench = benchmark or get_benchmark("faces")
+    reader = bench.evaluator() if bench.evaluator is not None else bench.classifier()
+    return prompt_metrics_fn(reader, cond["factors"], seed)
+
+
 def load_conditional(spec: str, steps: int):
     """``(unet, ddim scheduler, decode, latent pipeline or None)`` of a conditional model spec."""
     from hrf.models import load_pipeline_parts, make_ddim_scheduler
