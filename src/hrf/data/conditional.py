@@ -57,7 +57,9 @@ def faces_of_class(n: int, class_id: int, factors: Sequence[str], seed: int) -> 
     """``n`` true faces of class ``class_id`` (drawn from the generator and kept when they match), and labels."""
     from hrf.images import from_uint8_hwc
 
-    kept_images, kept_labels, draw = [], [], 0
+    kept_images: list[np.ndarray] = []
+    kept_labels: list[dict[str, np.ndarray]] = []
+    draw = 0
     while sum(len(x) for x in kept_images) < n:
         images, labels = generate_faces(4 * n * num_classes(factors), seed * 1000 + draw)
         mine = class_labels(labels, factors) == class_id

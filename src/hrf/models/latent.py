@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -29,7 +30,7 @@ class LatentPipeline:
 
     unet: torch.nn.Module
     vae: torch.nn.Module
-    tokenizer: object
+    tokenizer: Any  # a CLIPTokenizer
     text_encoder: torch.nn.Module
     scheduler: object  # the pipeline's own scheduler config, as a DDIMScheduler
     base: str
@@ -61,8 +62,8 @@ class LatentPipeline:
     def to(self, device, frozen_dtype: torch.dtype = torch.float32) -> LatentPipeline:
         """Move the parts to ``device``; the frozen VAE and text encoder in ``frozen_dtype`` (bf16 saves memory)."""
         self.unet.to(device)
-        self.vae.to(device, frozen_dtype)
-        self.text_encoder.to(device, frozen_dtype)
+        for frozen in (self.vae, self.text_encoder):
+            frozen.to(device) if frozen_dtype == torch.float32 else frozen.to(device, frozen_dtype)
         return self
 
 
@@ -97,13 +98,19 @@ def is_latent_pipeline(spec: str) -> bool:
     if lora_base(spec):
         return True
     index = _model_index(spec)
-    return bool(index) and "vae" in index and "unet" in index and "text_encoder" in index
+    return index is not None and all(part in index for part in ("vae", "unet", "text_encoder"))
 
 
 def load_latent_pipeline(spec: str) -> LatentPipeline:
     """The parts of the pipeline ``spec`` (a directory, a hub id, or an hrf LoRA directory on one)."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+
+    try:
+        from transformers import CLIPTextModel, CLIPTokenizer
+    except ImportError as exc:
+        raise HrfError(
+            f"'{spec}' is a text-to-image pipeline, which needs transformers: pip install 'hrf[sd]'"
+        ) from exc
 
     base = lora_base(spec)
     if base:

@@ -44,7 +44,7 @@ class Trajectory:
             trainable=torch.cat([p.trainable for p in parts]),
             timesteps=parts[0].timesteps,
             start=torch.cat([p.start for p in parts]),
-            cond=None if parts[0].cond is None else Condition.cat([p.cond for p in parts]),
+            cond=None if parts[0].cond is None else Condition.cat([p.cond for p in parts if p.cond is not None]),
         )
 
     def select(self, rows: torch.Tensor) -> Trajectory:

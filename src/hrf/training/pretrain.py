@@ -348,7 +348,9 @@ def pretrain(
         gen = torch.Generator().manual_seed(s)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen)
         noise = torch.randn(x0.shape, generator=gen)
-        if classes is not None:  # drawn after t and the noise, so those streams match an unconditional run's
+        if (
+            cond is not None and classes is not None
+        ):  # drawn after t and the noise, so those streams match an unconditional run's
             dropped = torch.rand(len(classes), generator=gen) < cfg.cond_dropout
             classes = torch.where(dropped, cond["null_class"], classes)
         prediction = model(scheduler.add_noise(x0, noise, t), t, class_labels=classes).sample

@@ -347,7 +347,8 @@ class Trainer:
         all_g = torch.tensor([g for p in parts for g in p[2]], dtype=torch.long)
         all_p = torch.tensor([q for p in parts for q in p[3]], dtype=torch.long) if prompts is not None else None
         mode, clip = self.cfg.train.advantage_norm, self.cfg.train.adv_clip
-        if mode == "prompt":  # every process updates the same statistics with the same gathered rewards
+        if self.stat_tracker is not None and all_p is not None:
+            # mode "prompt": every process updates the same statistics with the same gathered rewards
             adv = self.stat_tracker.update(all_p, all_r).clamp(-clip, clip).float()
         else:
             adv = compute_advantages(all_r, None if mode == "batch" else all_g, clip, group_scale=mode == "group_std")
