@@ -26,10 +26,6 @@ class Condition:
     prompt: torch.Tensor
     null: torch.Tensor | None = None
 
-    @property
-    def is_text(self) -> bool:
-        return self.values.ndim == 3
-
     def __len__(self) -> int:
         return len(self.values)
 
@@ -43,10 +39,12 @@ class Condition:
         return Condition(torch.cat([p.values for p in parts]), torch.cat([p.prompt for p in parts]), parts[0].null)
 
     def to(self, device) -> Condition:
+        """The tensors the UNet reads on ``device`` (prompt indices stay where they are)."""
         null = None if self.null is None else self.null.to(device)
         return Condition(self.values.to(device), self.prompt, null)
 
     def repeat_interleave(self, n: int) -> Condition:
+        """Each row ``n`` times in a row (a reference's condition for each of its branches)."""
         return self[torch.arange(len(self)).repeat_interleave(n)]
 
 
