@@ -281,6 +281,8 @@ def test_evaluate_per_prompt_uses_the_same_noise_for_every_model(tmp_path):
     mean = (report["prompts"]["0"]["a"][key] + report["prompts"]["2"]["a"][key]) / 2
     assert report["average"]["a"][key] == pytest.approx(mean)
     assert (out / "grid_0.png").is_file() and (out / "grid_2.png").is_file()
+    plain = ["evaluate", "--model", str(a), "--num", "4", "--out", str(tmp_path / "e2"), "--benchmark", "none"]
+    assert main(plain) == 2  # a class-conditional model without --classes: one line, not a traceback
 
 
 def test_conditional_faces_classes_round_trip_and_true_faces_read_as_their_prompt():

@@ -42,6 +42,11 @@ def test_tiny_pipeline_is_a_latent_pipeline_and_encodes_once(tiny_sd):
     assert emb.shape[:2] == (3, pipe.tokenizer.model_max_length) and not torch.equal(emb[0], emb[1])
     images = pipe.decode(torch.randn(2, 4, 8, 8))
     assert images.shape == (2, 3, 16, 16) and images.abs().max() <= 1
+    from hrf.cli.evaluate_prompts import refuse_conditional
+    from hrf.errors import HrfError
+
+    with pytest.raises(HrfError, match="--prompts"):
+        refuse_conditional(str(tiny_sd))
 
 
 @pytest.mark.parametrize("preset", ["sd/compressibility-ddpo", "sd/compressibility-hrf"])

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from hrf.cli.common import nonneg_int, positive_int, writable_dir
-from hrf.cli.evaluate_prompts import add_prompt_options, chosen_prompts, run_per_prompt
+from hrf.cli.evaluate_prompts import add_prompt_options, chosen_prompts, refuse_conditional, run_per_prompt
 from hrf.errors import HrfError
 
 
@@ -122,6 +122,7 @@ def run(args) -> int:
     for _, spec in labelled:
         if prompts is None:
             resolve_model_path(spec)
+            refuse_conditional(spec)
     benchmark = choose_benchmark(args.benchmark, [spec for _, spec in labelled], args.reference)
     config = {k: v for k, v in vars(args).items() if k != "func"} | {
         "embedders_used": embedders,

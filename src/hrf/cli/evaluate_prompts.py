@@ -19,6 +19,17 @@ def add_prompt_options(p) -> None:
     g.add_argument("--null-class", type=int, default=-1, help="the unconditional class id (-1: the last one)")
 
 
+def refuse_conditional(spec: str) -> None:
+    """A conditional model evaluated without prompts is one line saying which option it needs."""
+    from hrf.evaluation.prompted import conditional_kind
+
+    kind = conditional_kind(spec)
+    if kind == "text":
+        raise HrfError(f"'{spec}' is a text-to-image pipeline: evaluate it per prompt with --prompts or --prompt-file")
+    if kind == "classes":
+        raise HrfError(f"'{spec}' is class-conditional: evaluate it per prompt with --classes")
+
+
 def chosen_prompts(args) -> list[str] | list[int] | None:
     """The prompts asked for, or None (unconditional evaluation)."""
     from hrf.training.prompts import read_prompt_file

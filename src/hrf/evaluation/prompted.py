@@ -55,6 +55,22 @@ def faces_prompt_metrics(spec: str, benchmark: Benchmark | None, seed: int = 0):
     return prompt_metrics_fn(reader, cond["factors"], seed)
 
 
+def conditional_kind(spec: str) -> str | None:
+    """ "text" for a latent text-to-image pipeline, "classes" for a class-conditional UNet, else None."""
+    import json
+
+    from hrf.models import resolve_model_path
+    from hrf.models.latent import is_latent_pipeline
+
+    if is_latent_pipeline(spec):
+        return "text"
+    path, subfolder = resolve_model_path(spec)
+    config = Path(path) / (subfolder or "") / "config.json"
+    if config.is_file() and json.loads(config.read_text()).get("num_class_embeds"):
+        return "classes"
+    return None
+
+
 def load_conditional(spec: str, steps: int):
     """``(unet, ddim scheduler, decode, latent pipeline or None)`` of a conditional model spec."""
     from hrf.models import load_pipeline_parts, make_ddim_scheduler
