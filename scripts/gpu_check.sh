@@ -11,7 +11,9 @@
 # Resume rows train 2 epochs, delete the second checkpoint and resume from the first: on the CPU the
 # resumed epoch must reproduce the original one exactly. One 2-process row also runs on the CPU (gloo).
 # The aesthetic presets train on the JPEG reward here: the check is of the training path, not of the
-# CLIP weights. CUDA rows are SKIPPED without a GPU (fp16-only and 2-GPU rows likewise). Prints a
+# CLIP weights. The Stable Diffusion presets (src/hrf/configs/sd/*) train LoRA the same way on a tiny random
+# StableDiffusionPipeline built from configs (CLIP text encoder, VAE, conditional UNet; no download), on the
+# CPU (with a resume row) and in bf16 on CUDA. CUDA rows are SKIPPED without a GPU (fp16-only and 2-GPU rows likewise). Prints a
 # pass/fail table; exits 1 if any row failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +40,7 @@ from hrf.models import save_model, tiny_unet
 from hrf.models.configs import CELEBAHQ_SCHEDULER, CELEBAHQ_UNET
 
 PRESETS = sorted((PRESET_DIR / "paper").glob("*.toml"))  # the installed package's presets
+SD_PRESETS = sorted((PRESET_DIR / "sd").glob("*.toml"))
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Row:
     precision: str = "no"
     processes: int = 1
     resume: bool = False
+    latent: bool = False  # a Stable Diffusion preset, run on the tiny pipeline
     result: str = "SKIPPED"
     seconds: float = 0.0
     note: str = ""
@@ -62,6 +66,9 @@ def rows(cuda: int, bf16: bool) -> list[Row]:
         out += [Row(f"cuda bf16 {p.stem}", p, "cuda", "bf16"), Row(f"cuda fp16 {p.stem}", p, "cuda", "fp16"),
                 Row(f"cuda 2 processes {p.stem}", p, "cuda", "auto", processes=2)]
     out.append(Row("cuda fp16 resume", PRESETS[0], "cuda", "fp16", resume=True))
+    out += [Row(f"cpu sd/{p.stem}", p, "cpu", latent=True) for p in SD_PRESETS]
+    out.append(Row("cpu sd resume", SD_PRESETS[0], "cpu", resume=True, latent=True))
+    out += [Row(f"cuda bf16 sd/{p.stem}", p, "cuda", "bf16", latent=True) for p in SD_PRESETS]
     for r in out:
         if r.device == "cuda":
             need = r.processes
@@ -78,7 +85,8 @@ def overrides(row: Row, model: Path, epochs: int) -> list[str]:
     cfg = load_config(row.preset)
     sets = [f"model.path={model}", f"model.mixed_precision={row.precision}", "sampling.num_steps=4",
             "train.references=2", f"train.branches={min(cfg.train.branches, 2)}", "train.sample_batch_size=4",
-            "train.train_batch_size=8", f"train.max_epochs={epochs}", "output.keep_checkpoints=2"]
+            "train.train_batch_size=8", f"train.max_epochs={epochs}", "output.keep_checkpoints=2",
+            "output.checkpoint_every=1"]
     if cfg.schedule.kind == "windows":
         sets += ["schedule.windows=[[0,1],[1,2]]", "schedule.iterations=[1,1]"]
     if cfg.schedule.kind == "dynamic":
@@ -161,12 +169,15 @@ def main() -> int:
     work = args.keep or Path(tempfile.mkdtemp(prefix="hrf-gpu-check-"))
     work.mkdir(parents=True, exist_ok=True)
     models = {kind: stand_in(kind, work) for kind in {r.device for r in table if r.result != "SKIPPED"}}
+    from hrf.models.latent import save_tiny_pipeline
+
+    models["sd"] = save_tiny_pipeline(work / "tiny-sd")
     print(f"hrf gpu check: {cuda} CUDA device(s){' with bf16' if bf16 else ''}; runs in {work}", flush=True)
     for i, row in enumerate(table):
         if row.result == "SKIPPED":
             continue
         t0 = time.perf_counter()
-        run_row(row, models[row.device], work, 29600 + i)
+        run_row(row, models["sd" if row.latent else row.device], work, 29600 + i)
         row.seconds = time.perf_counter() - t0
         print(f"  {row.result:7} {row.name} ({row.seconds:.0f} s)", flush=True)
     if args.keep is None:

@@ -65,7 +65,7 @@ def _faces() -> Benchmark:
 
     return Benchmark(
         name="faces",
-        models=("hrf:faces32",),
+        models=("hrf:faces32", "hrf:faces32-cond"),
         presets="faces32",
         factors={name: len(values) for name, values in FACTORS.items()},
         high_level=tuple(HIGH_LEVEL),

@@ -23,12 +23,24 @@ class ModelConfig:
     mixed_precision: str = "no"  # "no" | "fp16" | "bf16" | "auto" (bf16 on a GPU that has it, else fp16; none on CPU)
     gradient_checkpointing: bool = False  # trade compute for memory in the UNet backward (large models)
     lora_rank: int = 0  # 0 = full fine-tuning; > 0 = train only LoRA adapters of this rank (needs peft)
+    vae_slicing: bool = False  # latent pipelines: decode the VAE one image at a time (less memory, same images)
 
 
 @dataclass
 class SamplingConfig:
     num_steps: int = 40  # T, DDIM inference steps (the paper: 40)
     eta: float = 1.0  # DDIM eta; 1 makes every step but the last stochastic, as DDPO needs
+    guidance_scale: float = 1.0  # classifier-free guidance w: ε = ε_u + w·(ε_c − ε_u); 1 = none (ddpo-pytorch: 5)
+
+
+@dataclass
+class PromptsConfig:
+    texts: list = field(default_factory=list)  # text prompts of a text-to-image pipeline (one drawn per reference)
+    file: str = ""  # or a file of text prompts, one a line (# comments skipped); "hrf:animals" is shipped
+    classes: list = field(default_factory=list)  # or class ids of a class-conditional UNet2DModel (num_class_embeds)
+    null_class: int = -1  # guidance with classes: the "no condition" label; -1 = num_class_embeds − 1
+    buffer_size: int = 16  # advantage_norm='prompt': last rewards kept per prompt (ddpo-pytorch: 16)
+    min_count: int = 16  # advantage_norm='prompt': rewards a prompt needs before its own are used (ddpo-pytorch: 16)
 
 
 @dataclass
@@ -68,7 +80,7 @@ class TrainConfig:
     grad_clip: float = 4.5  # max gradient norm (paper: 4.5)
     clip_range: float = 1e-4  # PPO clip ε on the importance ratio (paper: 1e-4)
     adv_clip: float = 5.0  # advantages clipped to ±adv_clip (paper silent; DDPO's value)
-    advantage_norm: str = "group"  # "group": centred per reference, batch-scaled; "group_std": GRPO; "batch": DDPO
+    advantage_norm: str = "group"  # "group" per reference; "group_std" GRPO; "batch" DDPO; "prompt" ddpo's stat tracker
     timestep_fraction: float = 1.0  # fraction of each trajectory's trainable steps trained (DDPO's subsampling)
     skip_last_steps: int = 0  # the last N stochastic steps are sampled, not trained (0 = all, as DDPO and the paper)
     kl_coef: float = 0.0  # > 0 adds a per-step KL to the frozen base model (DPOK-style baseline)
@@ -86,6 +98,7 @@ class OutputConfig:
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -285,9 +298,12 @@ def validate(cfg: Config) -> None:
     _positive("train.skip_last_steps", t.skip_last_steps, allow_zero=True)
     if len(t.adam_betas) != 2 or not all(0 <= b < 1 for b in t.adam_betas):
         raise ConfigError(f"train.adam_betas must be two numbers in [0, 1), got {t.adam_betas}")
-    if t.advantage_norm not in ("group", "group_std", "batch"):
-        raise ConfigError(f"train.advantage_norm must be 'group', 'group_std' or 'batch', got '{t.advantage_norm}'")
-    if t.advantage_norm != "batch" and t.branches < 2:
+    if t.advantage_norm not in ("group", "group_std", "batch", "prompt"):
+        raise ConfigError(
+            f"train.advantage_norm must be 'group', 'group_std', 'batch' or 'prompt', got '{t.advantage_norm}'"
+        )
+    validate_prompts(cfg)
+    if t.advantage_norm in ("group", "group_std") and t.branches < 2:
         raise ConfigError(
             f"train.advantage_norm='{t.advantage_norm}' needs train.branches ≥ 2 (one branch has no "
             "group statistics); use advantage_norm='batch' for DDPO"
@@ -347,6 +363,32 @@ def validate(cfg: Config) -> None:
         _positive("schedule.beta", sch.beta, allow_zero=True)
     else:
         raise ConfigError(f"schedule.kind must be 'full', 'windows' or 'dynamic', got '{sch.kind}'")
+
+
+def validate_prompts(cfg: Config) -> None:
+    """Prompt sources, guidance and per-prompt statistics that cannot work are refused here."""
+    p, t = cfg.prompts, cfg.train
+    sources = [name for name in ("texts", "file", "classes") if getattr(p, name)]
+    if len(sources) > 1:
+        raise ConfigError(f"give one prompt source, not {' and '.join('prompts.' + s for s in sources)}")
+    if p.classes and not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in p.classes):
+        raise ConfigError(f"prompts.classes must be non-negative integer class ids, got {p.classes!r}")
+    if p.texts and not all(isinstance(x, str) and x.strip() for x in p.texts):
+        raise ConfigError("prompts.texts must be non-empty strings")
+    if cfg.sampling.guidance_scale < 1 or not math.isfinite(cfg.sampling.guidance_scale):
+        raise ConfigError(f"sampling.guidance_scale must be ≥ 1 (1 = no guidance), got {cfg.sampling.guidance_scale}")
+    if cfg.sampling.guidance_scale > 1 and not sources:
+        raise ConfigError("sampling.guidance_scale > 1 needs prompts (an unconditional model cannot be guided)")
+    if t.advantage_norm == "prompt":
+        if not sources:
+            raise ConfigError("train.advantage_norm='prompt' needs prompts (prompts.texts, .file or .classes)")
+        if p.min_count < 2:
+            raise ConfigError(f"prompts.min_count must be ≥ 2 (one reward has no spread), got {p.min_count}")
+        if p.buffer_size < p.min_count:
+            raise ConfigError(
+                f"prompts.buffer_size={p.buffer_size} < prompts.min_count={p.min_count}: per-prompt statistics "
+                "would never be used"
+            )
 
 
 # ---------------------------------------------------------------- derived quantities

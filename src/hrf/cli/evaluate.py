@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from hrf.cli.common import nonneg_int, positive_int, writable_dir
+from hrf.cli.evaluate_prompts import add_prompt_options, chosen_prompts, refuse_conditional, run_per_prompt
 from hrf.errors import HrfError
 
 
@@ -99,6 +100,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per UNet batch")
     p.add_argument("--n-boot", type=nonneg_int, default=100, help="bootstrap resamples for the Vendi intervals")
     p.add_argument("--is-splits", type=positive_int, default=10, help="splits of the Inception Score")
+    add_prompt_options(p)
     p.set_defaults(func=run)
 
 
@@ -116,8 +118,11 @@ def run(args) -> int:
     embedders = args.embedder or ["pixels", *(["efficientnet_lite0"] if efficientnet_installed() else [])]
     # Bad names fail here, before any network is loaded or image sampled.
     labelled = [split_label(m) for m in args.model]
+    prompts = chosen_prompts(args)
     for _, spec in labelled:
-        resolve_model_path(spec)
+        if prompts is None:
+            resolve_model_path(spec)
+            refuse_conditional(spec)
     benchmark = choose_benchmark(args.benchmark, [spec for _, spec in labelled], args.reference)
     config = {k: v for k, v in vars(args).items() if k != "func"} | {
         "embedders_used": embedders,
@@ -126,6 +131,8 @@ def run(args) -> int:
     (out / "evaluate_args.json").write_text(json.dumps(config, indent=2))
 
     embs = [make_embedder(e) for e in embedders]
+    if prompts is not None:
+        return run_per_prompt(args, labelled, prompts, embs, benchmark, out)
     rewards = {r.name: make_reward(r.name, **r.options) for r in reward_options(args.reward, args.reward_option)}
     reference, ref_text = (
         load_reference(args.reference, args.num, args.seed, benchmark.data if benchmark else None)

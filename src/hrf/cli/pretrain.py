@@ -64,6 +64,19 @@ def register(sub) -> None:
         choices=("epsilon", "v_prediction"),
         help="what the UNet predicts (v_prediction keeps a small model's colours; epsilon as the paper's model)",
     )
+    p.add_argument(
+        "--condition",
+        default="",
+        metavar="FACTORS",
+        help="faces only: a class-conditional model of these factors, comma-separated (e.g. hair_color,background: "
+        "16 classes, one per combination, plus a null class for guidance); the other factors stay free",
+    )
+    p.add_argument(
+        "--cond-dropout",
+        type=float,
+        default=0.1,
+        help="with --condition: share of each batch trained unconditionally (the null class), for guidance",
+    )
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the weights, data and noise")
     p.add_argument("--checkpoint-minutes", type=_positive_float, default=5.0, help="minutes between checkpoints")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
@@ -95,6 +108,8 @@ def run(args) -> int:
         prediction=args.prediction,
         seed=args.seed,
         checkpoint_minutes=args.checkpoint_minutes,
+        condition=args.condition,
+        cond_dropout=args.cond_dropout,
     )
     check_config(cfg)
     pool = data_pool(cfg.data, cfg.size)  # unreadable data fails here, before --out is created

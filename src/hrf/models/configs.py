@@ -35,8 +35,11 @@ CELEBAHQ_SCHEDULER = dict(
 )
 
 
-def unet_from_preset(preset: str, sample_size: int, channels: int = 3) -> UNet2DModel:
-    """A freshly initialised UNet2DModel of a named size (a key of ``UNET_SIZES``) without attention blocks."""
+def unet_from_preset(preset: str, sample_size: int, channels: int = 3, **extra) -> UNet2DModel:
+    """A freshly initialised UNet2DModel of a named size (a key of ``UNET_SIZES``) without attention blocks.
+
+    ``extra`` goes to the UNet2DModel, e.g. ``num_class_embeds`` for a class-conditional model.
+    """
     cfg = UNET_SIZES[preset]
     depth = len(cfg["block_out_channels"])
     return UNet2DModel(
@@ -46,6 +49,7 @@ def unet_from_preset(preset: str, sample_size: int, channels: int = 3) -> UNet2D
         down_block_types=("DownBlock2D",) * depth,
         up_block_types=("UpBlock2D",) * depth,
         **cfg,
+        **extra,
     )
 
 

@@ -17,7 +17,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from hrf.errors import HrfError
 
 # Models shipped inside the package, addressed as "hrf:NAME".
-BUILTIN_MODELS = ("faces32", "lfw32")
+BUILTIN_MODELS = ("faces32", "lfw32", "faces32-cond")
 
 
 def _builtin_dir(name: str) -> Path:

@@ -1,5 +1,6 @@
 """The denoising chain as an MDP: one DDIM step with its exact log-probability, start states, rollouts."""
 
+from hrf.sampling.condition import Condition, predict_noise
 from hrf.sampling.ddim import (
     ddim_step_with_logprob,
     gaussian_step_kl,
@@ -12,6 +13,8 @@ from hrf.sampling.ddim import (
 from hrf.sampling.rollout import Trajectory, branch_images, rollout, sample_images
 
 __all__ = [
+    "Condition",
+    "predict_noise",
     "Trajectory",
     "branch_images",
     "ddim_step_with_logprob",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from diffusers import DDIMScheduler
 
+from hrf.sampling.condition import Condition, predict_noise
 from hrf.sampling.ddim import ddim_step_with_logprob, start_states
 
 
@@ -24,6 +25,7 @@ class Trajectory:
     trainable: torch.Tensor  # (N, T) bool
     timesteps: torch.Tensor  # (T,) scheduler timestep of each step index
     start: torch.Tensor  # (N,) start step index
+    cond: Condition | None = None  # what each trajectory was conditioned on (None: an unconditional model)
 
     @property
     def images(self) -> torch.Tensor:
@@ -42,6 +44,14 @@ class Trajectory:
             trainable=torch.cat([p.trainable for p in parts]),
             timesteps=parts[0].timesteps,
             start=torch.cat([p.start for p in parts]),
+            cond=None if parts[0].cond is None else Condition.cat([p.cond for p in parts if p.cond is not None]),
+        )
+
+    def select(self, rows: torch.Tensor) -> Trajectory:
+        """The trajectories ``rows`` (a CPU index tensor)."""
+        cond = None if self.cond is None else self.cond[rows]
+        return Trajectory(
+            self.states[rows], self.log_probs[rows], self.trainable[rows], self.timesteps, self.start[rows], cond
         )
 
 
@@ -59,12 +69,15 @@ def rollout(
     eta: float = 1.0,
     generator: torch.Generator | None = None,
     keep_states: bool = True,
+    cond: Condition | None = None,
+    guidance_scale: float = 1.0,
 ) -> Trajectory:
     """Denoise ``x_start`` (states at step indices ``start_index``) to the clean image, recording log-probs.
 
     ``start_index`` is one int or one index per sample in 0..T−1; 0 is DDPO's full trajectory from noise.
     At each step only the samples whose trajectory has begun go through the UNet. Deterministic given
-    ``generator``. ``keep_states=False`` keeps only start and final states (for plain sampling).
+    ``generator``. ``keep_states=False`` keeps only start and final states (for plain sampling). ``cond``
+    (one row per sample) conditions every step, guided by ``guidance_scale`` (``predict_noise``).
     """
     device, dtype = _device_dtype(unet)
     timesteps = scheduler.timesteps.to(device)
@@ -74,6 +87,7 @@ def rollout(
     if bool(((start < 0) | (start >= T)).any()):
         raise ValueError(f"start indices must lie in 0..{T - 1}")
     x = x_start.to(device=device, dtype=dtype).clone()
+    on_device = None if cond is None else cond.to(device)
     states: list[torch.Tensor] = [x.clone()] if keep_states else []
     log_probs = torch.zeros(n, T, device=device, dtype=torch.float32)
     trainable = torch.zeros(n, T, device=device, dtype=torch.bool)
@@ -83,7 +97,8 @@ def rollout(
             t = timesteps[k]
             everyone = len(active) == n  # the common case: no gather/scatter copies of the batch
             xa = x if everyone else x[active]
-            eps = unet(xa, t).sample
+            ca = None if on_device is None else (on_device if everyone else on_device[active.cpu()])
+            eps = predict_noise(unet, xa, t, ca, guidance_scale)
             new, lp = ddim_step_with_logprob(scheduler, eps, t, xa, eta=eta, generator=generator)
             if everyone:
                 x = new.to(dtype)
@@ -98,7 +113,7 @@ def rollout(
         stacked = torch.stack(states, dim=1)
     else:
         stacked = torch.stack([x_start.to(device=device, dtype=dtype), x], dim=1)
-    return Trajectory(stacked, log_probs, trainable, timesteps, start)
+    return Trajectory(stacked, log_probs, trainable, timesteps, start, cond)
 
 
 @torch.no_grad()
@@ -110,8 +125,13 @@ def sample_images(
     batch_size: int = 64,
     eta: float = 1.0,
     progress: bool = False,
+    cond: Condition | None = None,
+    guidance_scale: float = 1.0,
 ) -> torch.Tensor:
-    """``num`` images from pure noise (step index 0), in [-1, 1], drawn in batches of ``batch_size``."""
+    """``num`` images from pure noise (step index 0), in [-1, 1], drawn in batches of ``batch_size``.
+
+    ``cond`` (``num`` rows) conditions them; for a latent model the result is latents (decode them).
+    """
     from tqdm.auto import tqdm
 
     device, _ = _device_dtype(unet)
@@ -121,7 +141,11 @@ def sample_images(
     for i in tqdm(range(0, num, batch_size), desc="sampling", disable=not progress, unit="batch"):
         b = min(batch_size, num - i)
         noise = start_states(None, torch.zeros(b, dtype=torch.long), scheduler, (b, *shape), generator, device)
-        out.append(rollout(unet, scheduler, noise, 0, eta, generator, keep_states=False).images.float().cpu())
+        c = None if cond is None else cond[i : i + b]
+        tr = rollout(
+            unet, scheduler, noise, 0, eta, generator, keep_states=False, cond=c, guidance_scale=guidance_scale
+        )
+        out.append(tr.images.float().cpu())
     return torch.cat(out)
 
 
@@ -135,18 +159,31 @@ def branch_images(
     generator: torch.Generator | None = None,
     batch_size: int = 64,
     eta: float = 1.0,
+    cond: Condition | None = None,
+    guidance_scale: float = 1.0,
 ) -> torch.Tensor:
     """``branches`` regenerations of each reference from step index ``k``, shape (R, branches, C, H, W), on the CPU.
 
     Each reference is noised to step k (k = 0: fresh noise, as a DDPO trajectory) and denoised to the end: the
     HRF-D probe and the phase-transition probe both branch this way. Start states are drawn for all branches
-    at once, then denoised ``batch_size`` at a time.
+    at once, then denoised ``batch_size`` at a time. ``cond`` has one row per reference: its branches share it.
     """
     x0 = refs.repeat_interleave(branches, dim=0)
+    bc = None if cond is None else cond.repeat_interleave(branches)
     start = torch.full((len(x0),), k, dtype=torch.long, device=x0.device)
     xs = start_states(x0, start, scheduler, tuple(x0.shape), generator, x0.device)
     images = [
-        rollout(unet, scheduler, xs[i : i + batch_size], start[i : i + batch_size], eta, generator, keep_states=False)
+        rollout(
+            unet,
+            scheduler,
+            xs[i : i + batch_size],
+            start[i : i + batch_size],
+            eta,
+            generator,
+            keep_states=False,
+            cond=None if bc is None else bc[i : i + batch_size],
+            guidance_scale=guidance_scale,
+        )
         .images.float()
         .cpu()
         for i in range(0, len(xs), batch_size)

@@ -28,14 +28,17 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
 
 
-def save_checkpoint(run_dir: Path, epoch: int, unet, train_scheduler, state: dict, keep: int) -> Path:
-    """Write checkpoint ``epoch`` (the number of completed epochs) atomically, then prune to ``keep``."""
+def save_checkpoint(run_dir: Path, epoch: int, unet, train_scheduler, state: dict, keep: int, save=save_model) -> Path:
+    """Write checkpoint ``epoch`` (the number of completed epochs) atomically, then prune to ``keep``.
+
+    ``save(unet, scheduler, directory)`` writes the model (a latent pipeline's trainer saves only its adapters).
+    """
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
     tmp = root / f".tmp-{PREFIX}{epoch:06d}-{os.getpid()}"
-    save_model(unet, train_scheduler, tmp / "model")
+    save(unet, train_scheduler, tmp / "model")
     torch.save(state, tmp / "state.pt")
     final = root / f"{PREFIX}{epoch:06d}"
     if final.exists():

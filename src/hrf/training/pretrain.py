@@ -57,6 +57,11 @@ class PretrainConfig:
     prediction: str = "epsilon"
     seed: int = 0
     checkpoint_minutes: float = 5.0
+    # Faces only: a class-conditional model of these factors (comma-separated, e.g. "hair_color,background"),
+    # one class per combination of their values plus a null class for classifier-free guidance ("" = none).
+    condition: str = ""
+    # The share of a batch trained with the null class, so the same network also predicts unconditionally.
+    cond_dropout: float = 0.1
 
 
 PREDICTIONS = ("epsilon", "v_prediction")
@@ -146,6 +151,30 @@ def make_batch_fn(data: str, size: int, batch_size: int, pool: torch.Tensor | No
     return pool_batch
 
 
+def condition_info(condition: str) -> dict:
+    """What a conditional model's ``hrf_info.json`` says about its classes (empty for an unconditional one)."""
+    if not condition:
+        return {}
+    from hrf.data.conditional import class_name, num_classes, parse_condition
+
+    factors = parse_condition(condition)
+    n = num_classes(factors)
+    names = [class_name(c, factors) for c in range(n)]
+    return {"condition": {"factors": list(factors), "classes": n, "null_class": n, "names": names}}
+
+
+def labelled_faces_batch_fn(size: int, batch_size: int, factors: tuple[str, ...]):
+    """``fn(step_seed) -> (images, class ids)``: procedural faces and their classes under ``factors``."""
+    from hrf.data.conditional import class_labels
+    from hrf.data.faces import faces_tensor
+
+    def batch(s: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = faces_tensor(batch_size, s)
+        return resize_square(images, size), torch.from_numpy(class_labels(labels, factors))
+
+    return batch
+
+
 def data_record(data: str, pool: torch.Tensor | None) -> dict:
     """What hrf_info.json and the checkpoint record about the data: a user's images by count and hash."""
     if data == "faces":
@@ -226,6 +255,14 @@ def check_config(cfg: PretrainConfig) -> None:
         raise HrfError(f"unknown prediction '{cfg.prediction}'; choose one of: {', '.join(PREDICTIONS)}")
     if cfg.size < 8 or cfg.size % 4:
         raise HrfError(f"--size {cfg.size} must be a multiple of 4 and at least 8")
+    if cfg.condition:
+        from hrf.data.conditional import parse_condition
+
+        if cfg.data != "faces":
+            raise HrfError("--condition needs --data faces (the only data with factor labels)")
+        parse_condition(cfg.condition)
+    if not 0 <= cfg.cond_dropout < 1:
+        raise HrfError(f"--cond-dropout {cfg.cond_dropout} must be in [0, 1)")
 
 
 def pretrain(
@@ -261,7 +298,9 @@ def pretrain(
     (out / RUN_CONFIG).write_text(json.dumps(asdict(cfg), indent=2))
 
     torch.manual_seed(cfg.seed)
-    model = unet_from_preset(cfg.preset, cfg.size, 3 if pool is None else pool.shape[1])
+    cond = condition_info(cfg.condition).get("condition")
+    extra = {"num_class_embeds": cond["classes"] + 1} if cond else {}
+    model = unet_from_preset(cfg.preset, cfg.size, 3 if pool is None else pool.shape[1], **extra)
     # diffusers' EMA: decay min(ema_decay, (1 + n) / (10 + n)) after n updates, so early weights fade fast.
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -275,7 +314,10 @@ def pretrain(
     # Every invocation of the run, so a model continued over several sessions says how it was made.
     history.append({"command": command or " ".join(sys.argv), "from_step": step, "to_step": cfg.steps})
     scheduler = ddpm_train_scheduler(cfg.prediction)
-    batch_fn = make_batch_fn(cfg.data, cfg.size, cfg.batch_size, pool)
+    if cond:
+        labelled = labelled_faces_batch_fn(cfg.size, cfg.batch_size, tuple(cond["factors"]))
+    else:
+        batch_fn = make_batch_fn(cfg.data, cfg.size, cfg.batch_size, pool)
     model.train()
 
     def checkpoint() -> None:
@@ -295,18 +337,23 @@ def pretrain(
         (out / "losses.json").write_text(json.dumps(_loss_curve(losses)))
 
     def info() -> dict:
-        return {**_info(cfg, step, losses, wall, history), **record}
+        return {**_info(cfg, step, losses, wall, history), **record, **condition_info(cfg.condition)}
 
     started = last_ckpt = time.monotonic()
     wall0 = wall
     bar = tqdm(total=cfg.steps, initial=step, desc="pretrain", disable=not progress, unit="step")
     while step < cfg.steps:
         s = _step_seed(cfg.seed, step)
-        x0 = batch_fn(s)
+        x0, classes = labelled(s) if cond else (batch_fn(s), None)
         gen = torch.Generator().manual_seed(s)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen)
         noise = torch.randn(x0.shape, generator=gen)
-        prediction = model(scheduler.add_noise(x0, noise, t), t).sample
+        if (
+            cond is not None and classes is not None
+        ):  # drawn after t and the noise, so those streams match an unconditional run's
+            dropped = torch.rand(len(classes), generator=gen) < cfg.cond_dropout
+            classes = torch.where(dropped, cond["null_class"], classes)
+        prediction = model(scheduler.add_noise(x0, noise, t), t, class_labels=classes).sample
         loss = F.mse_loss(prediction, training_target(scheduler, x0, noise, t, cfg.prediction))
         for group in opt.param_groups:
             group["lr"] = _lr_at(cfg, step)

@@ -27,12 +27,14 @@ from hrf.config import Config, derived_quantities
 from hrf.errors import HrfError
 from hrf.images import cosine_distance
 from hrf.models import load_scheduler, load_unet, make_ddim_scheduler
+from hrf.models.latent import add_unet_lora, is_latent_pipeline, load_latent_pipeline, save_lora
 from hrf.rewards import make_reward, validate_rewards
 from hrf.sampling import (
     Trajectory,
     branch_images,
     ddim_step_with_logprob,
     gaussian_step_kl,
+    predict_noise,
     rollout,
     sample_images,
     start_states,
@@ -40,11 +42,12 @@ from hrf.sampling import (
 )
 from hrf.training.checkpoint import load_checkpoint_state, save_checkpoint
 from hrf.training.loss import compute_advantages, ppo_clip_loss
+from hrf.training.prompts import PerPromptStatTracker, draw_prompts, make_conditioner, prompt_source
 from hrf.training.schedule import make_schedule
 from hrf.training.trackers import PROJECT, scalars, tracker_kwargs
 
 # Purposes of the per-epoch random streams, so that drawing more in one never shifts another.
-_SAMPLING, _TRAINING = 0, 1
+_SAMPLING, _TRAINING, _PROMPTS = 0, 1, 2
 
 
 def epoch_generator(seed: int, epoch: int, rank: int, purpose: int, device="cpu") -> torch.Generator:
@@ -131,8 +134,27 @@ class Trainer:
             self.acc.init_trackers(PROJECT)
         self.progress = progress and self.acc.is_main_process
         self.derived = derived_quantities(cfg, self.acc.num_processes)
+        self.pipe = None  # a latent text-to-image pipeline's VAE and text encoder, when the model is one
+        if unet is None and is_latent_pipeline(cfg.model.path):
+            if not cfg.model.lora_rank:
+                raise HrfError(
+                    f"'{cfg.model.path}' is a text-to-image pipeline: hrf trains LoRA on it; set model.lora_rank"
+                )
+            self.pipe = load_latent_pipeline(cfg.model.path)
+            self.pipe.to(self.acc.device, torch.bfloat16 if precision == "bf16" else torch.float32)
+            if cfg.model.vae_slicing:
+                self.pipe.vae.enable_slicing()
+            unet, train_scheduler = self.pipe.unet, train_scheduler or self.pipe.scheduler
         unet = unet if unet is not None else load_unet(cfg.model.path)
         self.train_scheduler = train_scheduler if train_scheduler is not None else load_scheduler(cfg.model.path)
+        self.conditioner = make_conditioner(
+            prompt_source(cfg.prompts), unet, self.pipe, cfg.prompts.null_class, f"model '{cfg.model.path}'"
+        )
+        self.stat_tracker = (
+            PerPromptStatTracker(cfg.prompts.buffer_size, cfg.prompts.min_count)
+            if cfg.train.advantage_norm == "prompt"
+            else None
+        )
         self.ddim = make_ddim_scheduler(self.train_scheduler, cfg.sampling.num_steps)
         self.base = copy.deepcopy(unet).requires_grad_(False).eval().to(self.acc.device) if cfg.train.kl_coef else None
         if cfg.model.gradient_checkpointing:
@@ -140,7 +162,7 @@ class Trainer:
         if cfg.model.lora_rank:
             from hrf.models.lora import add_lora
 
-            unet = add_lora(unet, cfg.model.lora_rank)
+            unet = add_unet_lora(unet, cfg.model.lora_rank) if self.pipe else add_lora(unet, cfg.model.lora_rank)
         unet.train()
         params = [p for p in unet.parameters() if p.requires_grad]
         t = cfg.train
@@ -172,6 +194,10 @@ class Trainer:
         size = c.sample_size if isinstance(c.sample_size, int) else c.sample_size[0]
         return (c.in_channels, size, size)
 
+    def _decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] of final states: the VAE's decoding for a latent pipeline, else the states."""
+        return x if self.pipe is None else self.pipe.decode(x, self.cfg.train.sample_batch_size)
+
     @contextmanager
     def _all_processes(self):
         """Run a block where one process may raise HrfError; afterwards every process raises it or none does."""
@@ -198,13 +224,15 @@ class Trainer:
     # ------------------------------------------------------------ HRF-D probe
 
     @torch.no_grad()
-    def probe(self, refs: torch.Tensor, candidates: list[int], generator: torch.Generator):
+    def probe(self, refs: torch.Tensor, candidates: list[int], generator: torch.Generator, cond=None):
         """R (n_refs, K) mean reward and D (n_refs, K) mean cosine distance of m probes per candidate.
 
-        R is NaN for a candidate none of whose probes had a finite reward: the schedule leaves it out.
+        R is NaN for a candidate none of whose probes had a finite reward: the schedule leaves it out. The
+        probes of a reference share its condition ``cond``; distances are between decoded images.
         """
         m = self.cfg.schedule.probe_samples
         n = len(refs)
+        ref_images = self._decode(refs).cpu()
         R, D = np.zeros((n, len(candidates))), np.zeros((n, len(candidates)))
         for j, k in enumerate(candidates):
             with self.acc.autocast():
@@ -217,19 +245,22 @@ class Trainer:
                     generator,
                     self.cfg.train.sample_batch_size,
                     self.cfg.sampling.eta,
+                    cond=cond,
+                    guidance_scale=self.cfg.sampling.guidance_scale,
                 ).flatten(0, 1)
+            images = self._decode(images)
             rewards, finite, _ = self._rewards(images, self.epoch)
             rewards = torch.where(finite, rewards, torch.nan).view(n, m).numpy()
             some = finite.view(n, m).any(1).numpy()
             R[:, j] = np.nan
             R[some, j] = np.nanmean(rewards[some], axis=1)
-            D[:, j] = cosine_distance(images, refs.cpu().repeat_interleave(m, dim=0)).view(n, m).mean(1).numpy()
+            D[:, j] = cosine_distance(images, ref_images.repeat_interleave(m, dim=0)).view(n, m).mean(1).numpy()
         return R, D
 
     # ------------------------------------------------------------ one epoch
 
     @torch.no_grad()
-    def _rollout_chunks(self, x_start, start, generator) -> Trajectory:
+    def _rollout_chunks(self, x_start, start, generator, cond=None) -> Trajectory:
         b = self.cfg.train.sample_batch_size
         parts = []
         with self.acc.autocast():
@@ -241,6 +272,8 @@ class Trainer:
                     start[i : i + b].to(x_start.device),
                     self.cfg.sampling.eta,
                     generator,
+                    cond=None if cond is None else cond[i : i + b],
+                    guidance_scale=self.cfg.sampling.guidance_scale,
                 )
                 parts.append(
                     Trajectory(
@@ -249,6 +282,7 @@ class Trainer:
                         tr.trainable.cpu(),
                         tr.timesteps.cpu(),
                         tr.start.cpu(),
+                        tr.cond,
                     )
                 )
         return Trajectory.cat(parts)
@@ -259,20 +293,32 @@ class Trainer:
 
         Returns the trajectories, each one's group (its reference, numbered across processes), the start step
         of each reference, and how many (reference, candidate) probes HRF-D left out for lack of a finite reward.
+        A conditional model draws one prompt per reference from its own stream; the branches share it.
         """
         cfg, acc = self.cfg, self.acc
         gen = epoch_generator(cfg.train.seed, epoch, acc.process_index, _SAMPLING, acc.device)
         n_refs = cfg.train.references // acc.num_processes
         self.model.eval()
+        ref_cond = None
+        if self.conditioner is not None:
+            prompt_gen = epoch_generator(cfg.train.seed, epoch, acc.process_index, _PROMPTS)
+            ref_cond = self.conditioner(draw_prompts(n_refs, len(self.conditioner), prompt_gen))
         refs = None
         if self.schedule.needs_references:
-            refs = sample_images(self.model, self.ddim, n_refs, gen, cfg.train.sample_batch_size, cfg.sampling.eta).to(
-                acc.device
-            )
+            refs = sample_images(
+                self.model,
+                self.ddim,
+                n_refs,
+                gen,
+                cfg.train.sample_batch_size,
+                cfg.sampling.eta,
+                cond=ref_cond,
+                guidance_scale=cfg.sampling.guidance_scale,
+            ).to(acc.device)
         probed: list[np.ndarray] = []
 
         def probe(candidates):
-            R, D = self.probe(refs, candidates, gen)
+            R, D = self.probe(refs, candidates, gen, ref_cond)
             probed.append(R)
             return R, D
 
@@ -282,26 +328,32 @@ class Trainer:
         shape = (len(start), *self._image_shape())
         x0 = refs[ref_index.to(acc.device)] if refs is not None else None
         xs = start_states(x0, start.to(acc.device), self.ddim, shape, gen, acc.device)
-        traj = self._rollout_chunks(xs, start, gen)
+        traj = self._rollout_chunks(xs, start, gen, None if ref_cond is None else ref_cond[ref_index])
         groups = ref_index + acc.process_index * n_refs
         self.model.train()
         return traj, groups, starts, sum(int(np.isnan(R).sum()) for R in probed)
 
-    def _gather_rewards(self, rewards: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _gather_rewards(
+        self, rewards: torch.Tensor, groups: torch.Tensor, prompts: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """This process's advantages, over the rewards of all processes (groups never straddle processes), and
-        the rewards of all processes."""
+        the rewards and prompts of all processes (prompts None for an unconditional model)."""
         from accelerate.utils import gather_object
 
-        parts = gather_object([(self.acc.process_index, rewards.tolist(), groups.tolist())])
+        plist = prompts.tolist() if prompts is not None else []
+        parts = gather_object([(self.acc.process_index, rewards.tolist(), groups.tolist(), plist)])
         parts = sorted(parts, key=lambda p: p[0])
         all_r = torch.tensor([r for p in parts for r in p[1]])
         all_g = torch.tensor([g for p in parts for g in p[2]], dtype=torch.long)
-        mode = self.cfg.train.advantage_norm
-        adv = compute_advantages(
-            all_r, None if mode == "batch" else all_g, self.cfg.train.adv_clip, group_scale=mode == "group_std"
-        )
+        all_p = torch.tensor([q for p in parts for q in p[3]], dtype=torch.long) if prompts is not None else None
+        mode, clip = self.cfg.train.advantage_norm, self.cfg.train.adv_clip
+        if self.stat_tracker is not None and all_p is not None:
+            # mode "prompt": every process updates the same statistics with the same gathered rewards
+            adv = self.stat_tracker.update(all_p, all_r).clamp(-clip, clip).float()
+        else:
+            adv = compute_advantages(all_r, None if mode == "batch" else all_g, clip, group_scale=mode == "group_std")
         offset = sum(len(p[1]) for p in parts if p[0] < self.acc.process_index)
-        return adv[offset : offset + len(rewards)], all_r
+        return adv[offset : offset + len(rewards)], all_r, all_p
 
     def _pair_loss(self, traj: Trajectory, adv: torch.Tensor, rows: torch.Tensor, steps: torch.Tensor):
         """PPO loss (+ optional KL to base) of a micro-batch of (trajectory, step) pairs."""
@@ -309,8 +361,9 @@ class Trainer:
         x = traj.states[rows, steps].to(dev)
         nxt = traj.states[rows, steps + 1].to(dev)
         t = traj.timesteps[steps].to(dev)
+        cond, w = None if traj.cond is None else traj.cond[rows], self.cfg.sampling.guidance_scale
         with self.acc.autocast():
-            eps = self.unet(x, t).sample
+            eps = predict_noise(self.unet, x, t, cond, w)
         _, log_prob, mean = ddim_step_with_logprob(
             self.ddim, eps.float(), t, x, self.cfg.sampling.eta, prev_sample=nxt, return_mean=True
         )
@@ -319,7 +372,7 @@ class Trainer:
         )
         if self.base is not None:
             with torch.no_grad(), self.acc.autocast():
-                eps_base = self.base(x, t).sample
+                eps_base = predict_noise(self.base, x, t, cond, w)
             _, _, mean_base = ddim_step_with_logprob(
                 self.ddim, eps_base.float(), t, x, self.cfg.sampling.eta, prev_sample=nxt, return_mean=True
             )
@@ -431,16 +484,15 @@ class Trainer:
             traj, groups, starts, excluded = self.sample_epoch(epoch)
             times["seconds_sampling"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            rewards, finite, info = self._rewards(traj.images, epoch)
+            images = self._decode(traj.images)
+            rewards, finite, info = self._rewards(images, epoch)
             times["seconds_reward"] = time.perf_counter() - t0
         dropped = int((~finite).sum())
         if dropped:
             keep = finite.nonzero().squeeze(1)
-            traj = Trajectory(
-                traj.states[keep], traj.log_probs[keep], traj.trainable[keep], traj.timesteps, traj.start[keep]
-            )
+            traj, images = traj.select(keep), images[keep]
             rewards, groups = rewards[keep], groups[keep]
-        adv, all_r = self._gather_rewards(rewards, groups)
+        adv, all_r, all_p = self._gather_rewards(rewards, groups, None if traj.cond is None else traj.cond.prompt)
         t0 = time.perf_counter()
         train_stats = self.train_epoch(epoch, traj, adv)
         times["seconds_training"] = time.perf_counter() - t0
@@ -460,11 +512,14 @@ class Trainer:
         }
         if self.cfg.schedule.kind == "dynamic":
             metrics["probe_candidates_excluded"] = excluded
+        if all_p is not None:
+            names = self.conditioner.names
+            metrics["reward_by_prompt"] = {names[int(q)]: float(all_r[all_p == q].mean()) for q in all_p.unique()}
         for key, value in info.items():
             arr = np.asarray(value, dtype=np.float64) if np.ndim(value) else None
             if arr is not None and arr.shape == (len(finite),):
                 metrics[f"reward_info/{key}_mean"] = float(np.nanmean(arr))
-        return metrics, traj.images
+        return metrics, images
 
     def run_epoch(self, epoch: int) -> dict:
         """Sample, reward, train one epoch; returns its metrics."""
@@ -485,6 +540,8 @@ class Trainer:
             from hrf.models.lora import lora_state_dict
 
             state["lora"] = lora_state_dict(self.model)  # the model dir holds merged weights
+        if self.stat_tracker is not None:
+            state["prompt_stats"] = self.stat_tracker.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -494,6 +551,8 @@ class Trainer:
         self.schedule.load_state_dict(state["schedule"])
         if self.acc.scaler is not None and "grad_scaler" in state:
             self.acc.scaler.load_state_dict(state["grad_scaler"])
+        if self.stat_tracker is not None and "prompt_stats" in state:
+            self.stat_tracker.load_state_dict(state["prompt_stats"])
 
     def resume_from(self, checkpoint: Path) -> None:
         """Load weights and trainer state from a checkpoint directory."""
@@ -505,6 +564,15 @@ class Trainer:
         else:
             self.model.load_state_dict(UNet2DModel.from_pretrained(checkpoint / "model").state_dict())
         self.load_state_dict(state)
+
+    def _save_model(self, unet, scheduler, directory: Path, extra: dict | None = None) -> None:
+        """A diffusers model directory; for a latent pipeline, its LoRA adapters (``load_lora_weights`` opens them)."""
+        if self.pipe is not None:
+            save_lora(unet, directory, self.cfg.model.path, extra)
+        else:
+            from hrf.models import save_model
+
+            save_model(unet, scheduler, directory, extra=extra)
 
     def _write_metrics(self, metrics: dict) -> None:
         with open(self.run_dir / "metrics.jsonl", "a") as f:
@@ -520,6 +588,7 @@ class Trainer:
                 self.train_scheduler,
                 self.state_dict(),
                 self.cfg.output.keep_checkpoints,
+                save=self._save_model,
             )
         self.acc.wait_for_everyone()
 
@@ -546,7 +615,7 @@ class Trainer:
                     save_grid(
                         images[:64],
                         self.run_dir / "samples" / f"epoch_{self.epoch:04d}.png",
-                        scale=max(1, 64 // self._image_shape()[-1]),
+                        scale=max(1, 64 // images.shape[-1]),
                     )
             bar.update(1)
             bar.set_postfix(
@@ -564,9 +633,7 @@ class Trainer:
         if self.epoch % out.checkpoint_every:
             self._checkpoint()
         if self.acc.is_main_process:
-            from hrf.models import save_model
-
-            save_model(
+            self._save_model(
                 self.model,
                 self.train_scheduler,
                 self.run_dir / "final",
