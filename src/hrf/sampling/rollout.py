@@ -8,6 +8,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from hrf.sampling.ddim import ddim_step_with_logprob, start_states
+from hrf.sampling.noise import Noise, SampleNoise, batch_noise
 
 
 @dataclass
@@ -57,14 +58,15 @@ def rollout(
     x_start: torch.Tensor,
     start_index: int | torch.Tensor,
     eta: float = 1.0,
-    generator: torch.Generator | None = None,
+    generator: Noise = None,
     keep_states: bool = True,
 ) -> Trajectory:
     """Denoise ``x_start`` (states at step indices ``start_index``) to the clean image, recording log-probs.
 
     ``start_index`` is one int or one index per sample in 0..T−1; 0 is DDPO's full trajectory from noise.
-    At each step only the samples whose trajectory has begun go through the UNet. Deterministic given
-    ``generator``. ``keep_states=False`` keeps only start and final states (for plain sampling).
+    At each step only the samples whose trajectory has begun go through the UNet (and, with a
+    :class:`~hrf.sampling.noise.SampleNoise`, only their streams draw). Deterministic given ``generator``.
+    ``keep_states=False`` keeps only start and final states (for plain sampling).
     """
     device, dtype = _device_dtype(unet)
     timesteps = scheduler.timesteps.to(device)
@@ -83,8 +85,9 @@ def rollout(
             t = timesteps[k]
             everyone = len(active) == n  # the common case: no gather/scatter copies of the batch
             xa = x if everyone else x[active]
+            noise = generator.subset(active) if isinstance(generator, SampleNoise) and not everyone else generator
             eps = unet(xa, t).sample
-            new, lp = ddim_step_with_logprob(scheduler, eps, t, xa, eta=eta, generator=generator)
+            new, lp = ddim_step_with_logprob(scheduler, eps, t, xa, eta=eta, generator=noise)
             if everyone:
                 x = new.to(dtype)
             else:
@@ -106,12 +109,18 @@ def sample_images(
     unet,
     scheduler: DDIMScheduler,
     num: int,
-    generator: torch.Generator | None = None,
+    generator: Noise = None,
     batch_size: int = 64,
     eta: float = 1.0,
     progress: bool = False,
 ) -> torch.Tensor:
-    """``num`` images from pure noise (step index 0), in [-1, 1], drawn in batches of ``batch_size``."""
+    """``num`` images from pure noise (step index 0), in [-1, 1] on the CPU, drawn in batches of ``batch_size``.
+
+    With a :class:`~hrf.sampling.noise.SampleNoise` of ``num`` streams (``make_noise("per_sample", ...)``)
+    image ``i`` is the same whatever the batch size; a generator draws batch after batch (``sequential``).
+    """
+    if isinstance(generator, SampleNoise) and len(generator) != num:
+        raise ValueError(f"{len(generator)} sample streams for {num} images")
     from tqdm.auto import tqdm
 
     device, _ = _device_dtype(unet)
@@ -120,8 +129,9 @@ def sample_images(
     out = []
     for i in tqdm(range(0, num, batch_size), desc="sampling", disable=not progress, unit="batch"):
         b = min(batch_size, num - i)
-        noise = start_states(None, torch.zeros(b, dtype=torch.long), scheduler, (b, *shape), generator, device)
-        out.append(rollout(unet, scheduler, noise, 0, eta, generator, keep_states=False).images.float().cpu())
+        gen = batch_noise(generator, i, i + b)
+        noise = start_states(None, torch.zeros(b, dtype=torch.long), scheduler, (b, *shape), gen, device)
+        out.append(rollout(unet, scheduler, noise, 0, eta, gen, keep_states=False).images.float().cpu())
     return torch.cat(out)
 
 
@@ -132,7 +142,7 @@ def branch_images(
     refs: torch.Tensor,
     k: int,
     branches: int,
-    generator: torch.Generator | None = None,
+    generator: Noise = None,
     batch_size: int = 64,
     eta: float = 1.0,
 ) -> torch.Tensor:
@@ -140,13 +150,22 @@ def branch_images(
 
     Each reference is noised to step k (k = 0: fresh noise, as a DDPO trajectory) and denoised to the end: the
     HRF-D probe and the phase-transition probe both branch this way. Start states are drawn for all branches
-    at once, then denoised ``batch_size`` at a time.
+    at once, then denoised ``batch_size`` at a time (a :class:`~hrf.sampling.noise.SampleNoise` has one
+    stream per branch, reference-major, and makes the images independent of ``batch_size``).
     """
     x0 = refs.repeat_interleave(branches, dim=0)
     start = torch.full((len(x0),), k, dtype=torch.long, device=x0.device)
     xs = start_states(x0, start, scheduler, tuple(x0.shape), generator, x0.device)
     images = [
-        rollout(unet, scheduler, xs[i : i + batch_size], start[i : i + batch_size], eta, generator, keep_states=False)
+        rollout(
+            unet,
+            scheduler,
+            xs[i : i + batch_size],
+            start[i : i + batch_size],
+            eta,
+            batch_noise(generator, i, min(i + batch_size, len(xs))),
+            keep_states=False,
+        )
         .images.float()
         .cpu()
         for i in range(0, len(xs), batch_size)

@@ -235,8 +235,11 @@ def pretrain(
     progress: bool = True,
     command: str | None = None,
     pool: torch.Tensor | None = None,
+    device: torch.device | str = "cpu",
 ) -> dict:
-    """Train (or continue) a DDPM in ``out``; returns the info written beside the final EMA model.
+    """Train (or continue) a DDPM in ``out`` on ``device``; returns the info written beside the final EMA model.
+
+    Weights, data and noise are drawn on the CPU and moved, so a seed starts the same run on every device.
 
     ``pool`` is ``data_pool(cfg.data, cfg.size)`` when the caller has loaded it already. Files in ``out``:
     ``pretrain_config.json``, ``checkpoint.pt`` (every ``checkpoint_minutes`` and at the end), ``model/``
@@ -261,7 +264,7 @@ def pretrain(
     (out / RUN_CONFIG).write_text(json.dumps(asdict(cfg), indent=2))
 
     torch.manual_seed(cfg.seed)
-    model = unet_from_preset(cfg.preset, cfg.size, 3 if pool is None else pool.shape[1])
+    model = unet_from_preset(cfg.preset, cfg.size, 3 if pool is None else pool.shape[1]).to(device)
     # diffusers' EMA: decay min(ema_decay, (1 + n) / (10 + n)) after n updates, so early weights fade fast.
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -269,6 +272,7 @@ def pretrain(
     if state is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(_ema_state(state["ema"], ema, model, int(state["step"])))
+        ema.to(device=device)  # the checkpoint is read onto the CPU
         opt.load_state_dict(state["optimizer"])
         step, losses, wall = int(state["step"]), list(state["losses"]), float(state["wall_seconds"])
         history = list(state.get("history", []))  # absent in checkpoints written before it was kept
@@ -295,7 +299,7 @@ def pretrain(
         (out / "losses.json").write_text(json.dumps(_loss_curve(losses)))
 
     def info() -> dict:
-        return {**_info(cfg, step, losses, wall, history), **record}
+        return {**_info(cfg, step, losses, wall, history), **record, "device": str(device)}
 
     started = last_ckpt = time.monotonic()
     wall0 = wall
@@ -304,8 +308,9 @@ def pretrain(
         s = _step_seed(cfg.seed, step)
         x0 = batch_fn(s)
         gen = torch.Generator().manual_seed(s)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen)
-        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen).to(device)
+        noise = torch.randn(x0.shape, generator=gen).to(device)
+        x0 = x0.to(device)
         prediction = model(scheduler.add_noise(x0, noise, t), t).sample
         loss = F.mse_loss(prediction, training_target(scheduler, x0, noise, t, cfg.prediction))
         for group in opt.param_groups:
