@@ -4,9 +4,11 @@
 batched kernels (a convolution may sum in another order at another batch size: ~1e-6 here, against
 differences of order 1 when the noise itself changes, as the sequential scheme's does).
 
-A GPU is simulated where it matters: with ``torch.cuda.is_available`` patched to True, a command that ignored
-``--device cpu`` would pick CUDA and crash on this CUDA-less torch. The meta device stands in for the GPU
-where a model only has to land on it.
+Commands are run with ``--device cpu:0``: a real device, and one no code uses by default, so every network
+recorded moving to "cpu:0" was put there by the command's device and nothing was left on a hard-coded
+CPU. ``hrf train``, which takes accelerate's devices, runs with a GPU simulated: with
+``torch.cuda.is_available`` patched to True, ignoring ``--device cpu`` would pick CUDA and crash on this
+CUDA-less torch. The meta device stands in for the GPU where a network only has to land on it.
 """
 
 from __future__ import annotations
@@ -191,78 +193,143 @@ def gpu_machine(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
 
 
+@pytest.fixture
+def moves(monkeypatch):
+    """Every ``Module.to(device)`` call, as (class name, device)."""
+    seen: list[tuple[str, str]] = []
+    original = torch.nn.Module.to
+
+    def to(self, *args, **kwargs):
+        device = kwargs.get("device", args[0] if args else None)
+        if isinstance(device, (str, torch.device)):
+            seen.append((type(self).__name__, str(device)))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "to", to)
+    return seen
+
+
+PROBED: list[str] = []  # devices the probe reward was built for
+
+
+def device_probe(device: str = "cpu"):
+    """A reward factory with a ``device`` option (as the aesthetic reward): records where it was put."""
+    PROBED.append(str(device))
+    return lambda images: images.flatten(1).mean(1)
+
+
 def _json(path):
     return json.loads(path.read_text())
 
 
-def test_sample_runs_where_told_and_same_images_at_batch_4_and_8(model_dir, tmp_path, gpu_machine, capsys):
+@pytest.fixture(scope="module")
+def faces_model(tmp_path_factory):
+    """A 32×32 RGB model, so that the faces benchmark's classifiers can read its images."""
+    return str(save_model(tiny_unet(32, seed=0), celebahq_like_scheduler(), tmp_path_factory.mktemp("f") / "model"))
+
+
+def test_sample_runs_where_told_and_same_images_at_batch_4_and_8(model_dir, tmp_path, moves, capsys):
     outs = []
     for bs in (4, 8):
         out = tmp_path / f"b{bs}"
         with DrawsOnTheGeneratorsDevice() as mode:
             args = ["sample", "--model", model_dir, "--num", "8", "--steps", "3", "--out", str(out)]
-            assert main([*args, "--batch-size", str(bs), "--device", "cpu"]) == 0
+            assert main([*args, "--batch-size", str(bs), "--device", "cpu:0"]) == 0
         assert mode.violations == []
-        assert _json(out / "sample_args.json")["device_used"] == "cpu"
+        assert _json(out / "sample_args.json")["device_used"] == "cpu:0"
         outs.append(np.load(out / "samples.npz")["images"])
     assert np.abs(outs[0].astype(int) - outs[1]).max() <= 1
-    assert "device cpu" in capsys.readouterr().out
+    assert ("UNet2DModel", "cpu:0") in moves
+    assert "device cpu:0" in capsys.readouterr().out
 
 
-def test_evaluate_runs_where_told_and_same_metrics_at_batch_4_and_8(model_dir, tmp_path, gpu_machine):
+def test_evaluate_runs_where_told_and_same_metrics_at_batch_4_and_8(faces_model, tmp_path, moves, capsys):
+    PROBED.clear()
     reports = []
     for bs in (4, 8):
         out = tmp_path / f"b{bs}"
-        args = ["evaluate", "--model", model_dir, "--num", "8", "--steps", "3", "--out", str(out), "--n-boot", "0"]
-        args += ["--benchmark", "none", "--embedder", "pixels", "--is-splits", "1", "--reward", "jpeg_compressibility"]
-        assert main([*args, "--batch-size", str(bs), "--device", "cpu"]) == 0
+        args = ["evaluate", "--model", faces_model, "--num", "8", "--steps", "3", "--out", str(out), "--n-boot", "0"]
+        args += ["--benchmark", "faces", "--embedder", "pixels", "--is-splits", "1"]
+        args += ["--reward", "jpeg_compressibility", "tests.test_device:device_probe"]
+        assert main([*args, "--batch-size", str(bs), "--device", "cpu:0"]) == 0
         report = _json(out / "metrics.json")
-        assert report["config"]["device"] == "cpu" and report["config"]["noise"] == "per_sample"
-        assert _json(out / "evaluate_args.json")["device_used"] == "cpu"
+        assert report["config"]["device"] == "cpu:0" and report["config"]["noise"] == "per_sample"
+        assert _json(out / "evaluate_args.json")["device_used"] == "cpu:0"
         reports.append({k: v["value"] for k, v in report["models"][next(iter(report["models"]))].items()})
     assert reports[0] == pytest.approx(reports[1], rel=1e-3)
+    for network in ("UNet2DModel", "FaceClassifier", "MixerClassifier"):  # the model, domain and evaluator
+        assert (network, "cpu:0") in moves
+    assert PROBED == ["cpu:0", "cpu:0"]  # the reward followed the command's device
+    assert "device cpu:0" in capsys.readouterr().out
 
 
-def test_inject_runs_where_told_and_sample_i_does_not_depend_on_num(model_dir, tmp_path, gpu_machine):
-    distances = []
+def test_evaluate_puts_every_embedder_where_told(faces_model, tmp_path, moves):
+    """The optional networks (EfficientNet-Lite0, Inception) where installed, and a CLIP directory."""
+    from hrf.evaluation.embedders import efficientnet_installed, make_embedder
+    from tests.helpers import tiny_clip_dir
+
+    names = ["domain", f"clip:{tiny_clip_dir(tmp_path)}"]
+    names += ["efficientnet_lite0"] if efficientnet_installed() else []
+    try:
+        make_embedder("fid_inception")
+        names.append("fid_inception")
+    except Exception:  # not installed here
+        pass
+    for name in names:
+        moves.clear()
+        emb = make_embedder(name, "cpu:0")
+        assert emb.device == "cpu:0" and any(device == "cpu:0" for _, device in moves), name
+
+
+def test_inject_runs_where_told_and_sample_i_does_not_depend_on_num(model_dir, tmp_path, moves):
+    finals = []
     for num in (4, 8):
         out = tmp_path / f"n{num}"
         args = ["inject", "--model", model_dir, "--base", model_dir, "--num", str(num), "--steps", "4"]
-        assert main([*args, "--inject", "1", "2", "--out", str(out), "--device", "cpu"]) == 0
-        assert _json(out / "inject.json")["config"]["device_used"] == "cpu"
-    # the same model on both sides: no distance; the trajectories themselves are compared below
+        assert main([*args, "--inject", "1", "2", "--out", str(out), "--device", "cpu:0"]) == 0
+        assert _json(out / "inject.json")["config"]["device_used"] == "cpu:0"
+    assert sum(m == ("UNet2DModel", "cpu:0") for m in moves) == 4  # fine-tuned and base, twice
     from hrf.evaluation.inject import switched_trajectory
 
     unet, scheduler = load_pipeline_parts(model_dir, 4)
     for num in (4, 8):
-        distances.append(switched_trajectory(unet.eval(), unet, scheduler, num, 0, 4).images[:4])
-    assert torch.allclose(*distances, atol=1e-4)
+        finals.append(switched_trajectory(unet.eval(), unet, scheduler, num, 0, 4).images[:4])
+    assert torch.allclose(*finals, atol=1e-4)
 
 
-def test_transition_runs_where_told_and_same_curves_at_batch_4_and_8(model_dir, tmp_path, gpu_machine):
+@pytest.mark.parametrize("benchmark", ["none", "faces"])
+def test_transition_runs_where_told_and_same_curves_at_batch_4_and_8(
+    model_dir, faces_model, tmp_path, moves, benchmark
+):
     curves = []
+    model = faces_model if benchmark == "faces" else model_dir
     for bs in (4, 8):
         out = tmp_path / f"b{bs}"
-        args = ["transition", "--model", model_dir, "--out", str(out), "--steps", "4", "--grid", "0", "2"]
-        args += ["--refs", "3", "--branches", "3", "--benchmark", "none", "--embedder", "pixels"]
-        assert main([*args, "--batch-size", str(bs), "--device", "cpu"]) == 0
+        args = ["transition", "--model", model, "--out", str(out), "--steps", "4", "--grid", "0", "2"]
+        args += ["--refs", "3", "--branches", "3", "--benchmark", benchmark, "--embedder", "pixels"]
+        assert main([*args, "--batch-size", str(bs), "--device", "cpu:0"]) == 0
         report = _json(out / "transition.json")
-        assert report["config"]["device_used"] == "cpu"
+        assert report["config"]["device_used"] == "cpu:0"
         curves.append(report["curves"])
+    assert ("UNet2DModel", "cpu:0") in moves
+    if benchmark == "faces":
+        assert ("FaceClassifier", "cpu:0") in moves
     assert curves[0].keys() == curves[1].keys()
     for key, values in curves[0].items():
         assert values == pytest.approx(curves[1][key], rel=1e-3, abs=1e-6)
 
 
-def test_pretrain_runs_where_told(tmp_path, gpu_machine):
+def test_pretrain_runs_where_told(tmp_path, moves):
     out = tmp_path / "run"
     args = ["pretrain", "--data", "faces", "--out", str(out), "--steps", "2", "--size", "8", "--batch-size", "2"]
-    assert main([*args, "--warmup-steps", "1", "--device", "cpu"]) == 0
-    assert _json(out / "model" / "hrf_info.json")["device"] == "cpu"
+    assert main([*args, "--warmup-steps", "1", "--device", "cpu:0"]) == 0
+    assert _json(out / "model" / "hrf_info.json")["device"] == "cpu:0"
+    assert ("UNet2DModel", "cpu:0") in moves
 
 
 def test_pretrain_puts_model_and_batches_on_the_device(tmp_path, monkeypatch):
-    """The meta device as the GPU: every UNet forward sees its input on the model's device."""
+    """The meta device as the GPU: the UNet's first forward sees its weights and its input there."""
+    import hrf.models
     from hrf.training import pretrain as pt
 
     seen = []
@@ -271,33 +338,35 @@ def test_pretrain_puts_model_and_batches_on_the_device(tmp_path, monkeypatch):
         seen.append((next(module.parameters()).device.type, args[0].device.type))
         raise KeyboardInterrupt  # one forward is enough
 
-    import hrf.models
+    def hooked(*args):
+        unet = tiny_unet(8)
+        unet.register_forward_pre_hook(record)
+        return unet
 
-    monkeypatch.setattr(hrf.models, "unet_from_preset", lambda *a: _hooked(record))
+    monkeypatch.setattr(hrf.models, "unet_from_preset", hooked)
     cfg = pt.PretrainConfig(data="faces", size=8, steps=2, batch_size=2, warmup_steps=1)
     with pytest.raises(KeyboardInterrupt):
         pt.pretrain(cfg, tmp_path / "run", progress=False, device="meta")
     assert seen == [("meta", "meta")]
 
 
-def _hooked(hook):
-    unet = tiny_unet(8)
-    unet.register_forward_pre_hook(hook)
-    return unet
-
-
-def test_train_runs_where_told_and_says_so(tmp_path, model_dir, gpu_machine, capsys):
+def test_train_runs_where_told_and_the_reward_follows(tmp_path, model_dir, gpu_machine, moves, capsys):
     from tests.helpers import write_run_config
 
-    cfg = write_run_config(tmp_path / "c.toml", model_dir, train={"max_epochs": 1})
+    PROBED.clear()
+    cfg = write_run_config(
+        tmp_path / "c.toml", model_dir, train={"max_epochs": 1}, reward={"name": "tests.test_device:device_probe"}
+    )
     out = tmp_path / "run"
     assert main(["train", "--config", str(cfg), "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
     assert _json(out / "derived.json")["device"] == "cpu"
+    assert PROBED == ["cpu"]  # the trainer's device, passed to the reward
+    assert ("UNet2DModel", "cpu") in moves
     assert "device cpu" in capsys.readouterr().out
 
 
-def test_demo_quick_runs_where_told(tmp_path, gpu_machine, monkeypatch):
-    """The demo passes its device to training and to the evaluation (recorded, then run quickly elsewhere)."""
+def test_demo_passes_its_device_on(tmp_path, monkeypatch):
+    """The demo hands its device to training and to the evaluation (the run itself is tests/test_demo.py's)."""
     import hrf.experiments.demo as demo
 
     calls = {}
@@ -307,5 +376,29 @@ def test_demo_quick_runs_where_told(tmp_path, gpu_machine, monkeypatch):
         (out / "REPORT.md").write_text("report")
 
     monkeypatch.setattr(demo, "run_demo", fake_demo)
-    assert main(["demo", "--out", str(tmp_path / "d"), "--quick", "--device", "cpu"]) == 0
-    assert calls["device"] == torch.device("cpu")
+    assert main(["demo", "--out", str(tmp_path / "d"), "--quick", "--device", "cpu:0"]) == 0
+    assert calls["device"] == torch.device("cpu:0")
+
+
+def test_demo_trains_and_evaluates_where_told(tmp_path, monkeypatch):
+    import hrf.evaluation.pipeline as pipeline
+    import hrf.experiments.demo as demo
+
+    seen = {}
+
+    def fake_train(cfg, out, progress, device):
+        seen["train"] = device
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").write_text(json.dumps({"last_reward_mean": 0.0, "epochs": 1}))
+        return out / "final"
+
+    monkeypatch.setattr(demo, "train_to_completion", fake_train)
+
+    def fake_evaluate(models, **kwargs):
+        seen["evaluate"] = kwargs["device"]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "evaluate_models", fake_evaluate)
+    with pytest.raises(KeyboardInterrupt):
+        demo.run_demo(tmp_path / "d", quick=True, progress=False, device="cpu:0")
+    assert seen == {"train": "cpu", "evaluate": torch.device("cpu:0")}
