@@ -83,16 +83,20 @@ def train_and_evaluate(
     benchmark=None,
     rewards: Sequence | None = None,
     progress: bool = False,
+    device: str | None = None,
 ) -> dict[str, float]:
     """Train ``cfg`` to completion in ``run_dir`` (resuming or reusing a finished run) and evaluate its final model
-    on ``num_eval`` samples from the shared evaluation noise; returns ``{metric key: value}``.
+    on ``num_eval`` samples from the shared evaluation noise (``STUDY_NOISE``), both on ``device``
+    (:func:`hrf.models.resolve_device`); returns ``{metric key: value}``.
 
     ``rewards`` defaults to the config's own reward with its options.
     """
     from hrf.evaluation.pipeline import evaluate_models, metric_values
+    from hrf.models import resolve_device
     from hrf.training.run_dir import train_to_completion
 
-    final = train_to_completion(cfg, run_dir, progress=progress)
+    where = resolve_device(device)
+    final = train_to_completion(cfg, run_dir, progress=progress, device=where.type)
     report = evaluate_models(
         {"model": str(final)},
         num=num_eval,
@@ -104,6 +108,7 @@ def train_and_evaluate(
         progress=progress,
         noise=STUDY_NOISE_SCHEME,
         batch_size=STUDY_BATCH_SIZE,
+        device=where,
     )
     return metric_values(report, "model")
 
