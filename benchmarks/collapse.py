@@ -36,7 +36,8 @@ from hrf.experiments.collapse import EPOCHS, EVAL_EVERY, METHODS, MODEL, collaps
 NUM_EVAL = 1000  # evaluation samples per checkpoint
 EVAL_BATCH = 250  # the evaluation noise depends on it (EVAL_NOISE): every committed cell was sampled at 250
 # How the evaluation noise is drawn, recorded in every cell: one CPU generator seeded with EVAL_SEED, drawn
-# batch after batch of EVAL_BATCH (each batch's initial noise, then its per-step noise). Cells without the
+# batch after batch of EVAL_BATCH (each batch's initial noise, then its per-step noise: the "sequential"
+# scheme of hrf.sampling.noise), on the CPU so that a GPU machine reproduces the cells. Cells without the
 # field were drawn this way too.
 EVAL_NOISE = f"sequential/{EVAL_BATCH}"
 EVAL_SEED = 2_026_113_001  # the evaluation noise; training draws derive from (train.seed, epoch, rank, purpose)
@@ -158,7 +159,9 @@ def measured(spec: str, work: Path, steps: int) -> dict[str, float]:
         return stored["metrics"] | {f"timing/{k}": v for k, v in stored.get("timing", {}).items()}
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    images = sample_or_load(spec, work / "samples.npz", NUM_EVAL, EVAL_SEED, steps, batch_size=EVAL_BATCH)
+    images = sample_or_load(
+        spec, work / "samples.npz", NUM_EVAL, EVAL_SEED, steps, batch_size=EVAL_BATCH, noise="sequential", device="cpu"
+    )
     t1 = time.perf_counter()
     metrics = checkpoint_metrics(images)
     # what measuring costs against sampling; samples read from the cache (well under a second) time no sampling

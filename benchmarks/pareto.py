@@ -111,6 +111,8 @@ def base_metrics(out: Path, model: str, num_eval: int, eval_seed: int, steps: in
         cache_dir=out,
         rewards=list(TASKS.values()),
         benchmark=FACES,
+        noise="sequential",  # the study's noise (hrf.experiments.cells.STUDY_NOISE): its committed cells used it
+        batch_size=64,
     )
     metrics = metric_values(report, "base")
     write_json(path, {**key, "metrics": metrics})

@@ -36,6 +36,21 @@ def test_a_cell_is_reused_only_for_the_same_config_weights_and_evaluation(tmp_pa
     assert stored_cell(cell, cell_key(cfg, 16, 7)) is None
 
 
+def test_a_cell_records_its_noise_and_cells_from_before_read_as_the_study_noise(tmp_path):
+    """Committed cells were drawn with one generator in batches of 64 before the noise was recorded: they
+    stay valid, and a cell of any other noise is not taken for one of them."""
+    model = _tiny_model(tmp_path)
+    cfg = load_config(preset_path("faces32/compressibility-hrf"), [f"model.path={json.dumps(model)}"])
+    key = cell_key(cfg, 16, 7)
+    assert key["noise"] == "sequential" and key["noise_batch_size"] == 64
+    cell = tmp_path / "cell.json"
+    old = {k: v for k, v in key.items() if not k.startswith("noise")}
+    cell.write_text(json.dumps({"metrics": {}, **old}))
+    assert stored_cell(cell, key) is not None
+    cell.write_text(json.dumps({"metrics": {}, **key, "noise": "per_sample"}))
+    assert stored_cell(cell, key) is None
+
+
 def test_seed_summary_against_a_hand_computation():
     values = [1.0, 2.0, 4.0]
     mean = 7 / 3

@@ -11,7 +11,7 @@ from diffusers import DDIMScheduler
 from hrf.evaluation.inject import PAPER_STEPS, injection_distances, paper_to_index, switched_trajectory
 from hrf.images import cosine_distance
 from hrf.models import make_ddim_scheduler, save_model, tiny_unet
-from hrf.sampling import predicted_x0, sample_images
+from hrf.sampling import make_noise, predicted_x0, sample_images
 
 
 def test_paper_steps_convert_to_step_indices():
@@ -31,11 +31,12 @@ def test_predicted_x0_matches_diffusers(train_scheduler, prediction_type):
     torch.testing.assert_close(predicted_x0(ddim, out, t, x), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_unswitched_trajectory_is_what_sample_images_draws(ddim40):
+@pytest.mark.parametrize("noise", ["per_sample", "sequential"])
+def test_unswitched_trajectory_is_what_sample_images_draws(ddim40, noise):
     unet = tiny_unet(8, seed=0).eval()
     ddim = make_ddim_scheduler(ddim40, 5)
-    traj = switched_trajectory(unet, unet, ddim, 3, seed=9, switch_at=5)
-    expected = sample_images(unet, ddim, 3, torch.Generator().manual_seed(9), batch_size=3)
+    traj = switched_trajectory(unet, unet, ddim, 3, seed=9, switch_at=5, noise=noise)
+    expected = sample_images(unet, ddim, 3, make_noise(noise, 9, 3), batch_size=3)
     torch.testing.assert_close(traj.images, expected)
     assert traj.x0.shape == (5, 3, 3, 8, 8)
 

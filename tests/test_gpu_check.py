@@ -1,4 +1,5 @@
-"""scripts/gpu_check.sh on this machine: the CPU rows pass; without CUDA every CUDA row is SKIPPED."""
+"""scripts/gpu_check.sh on this machine: the CPU rows pass and name the CPU; without CUDA every CUDA row is
+SKIPPED; a command that runs elsewhere than its row's device fails its row."""
 
 from __future__ import annotations
 
@@ -27,7 +28,26 @@ def test_gpu_check_runs_its_cpu_rows_and_skips_cuda_without_a_gpu():
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = [ln.split() for ln in done.stdout.splitlines() if ln.startswith(("cpu ", "cuda "))]
     cpu = [r for r in table if r[0] == "cpu"]
-    assert len(cpu) == 11 and all("PASS" in r for r in cpu)  # 9 presets, resume, 2 processes
+    # 9 presets, resume, 2 processes; sample, evaluate × 5 embedders, pretrain, inject, transition, frontier
+    assert len(cpu) == 11 + 10
+    ran = [r for r in cpu if "SKIPPED" not in r]
+    assert all("PASS" in r and r[r.index("PASS") + 1].startswith("cpu") for r in ran), done.stdout[-3000:]
+    names = {" ".join(r[: r.index("PASS")]) for r in ran}
+    assert {"cpu sample", "cpu evaluate pixels", "cpu evaluate domain", "cpu pretrain", "cpu inject"} <= names
+    assert {"cpu transition", "cpu 2 processes"} <= names
     if not torch.cuda.is_available():
         cuda = [r for r in table if r[0] == "cuda"]
-        assert len(cuda) == 28 and all("SKIPPED" in r for r in cuda)
+        assert len(cuda) == 28 + 10 and all("SKIPPED" in r for r in cuda)
+
+
+def test_a_row_fails_when_its_command_names_another_device():
+    from hrf.cli.gpu_check import Row, _finish, device_used
+
+    assert device_used("hrf sample: device cuda:0, per_sample noise") == "cuda:0"
+    row = Row("cuda sample", "cuda", command=("sample",))
+    _finish(row, subprocess.CompletedProcess([], 0, "hrf sample: device cpu, per_sample noise\n", ""))
+    assert row.result == "FAIL" and "cpu" in row.note
+    _finish(row, subprocess.CompletedProcess([], 0, "hrf sample: device cuda:0, per_sample noise\n", ""))
+    assert row.result == "PASS" and row.used == "cuda:0"
+    _finish(row, subprocess.CompletedProcess([], 2, "", "hrf sample: error: boom\n"))
+    assert row.result == "FAIL" and row.note == "hrf sample: error: boom"

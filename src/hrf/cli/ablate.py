@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hrf.cli.common import add_run_options, nonneg_int, positive_int
+from hrf.cli.common import add_device_option, add_run_options, nonneg_int, positive_int
 
 
 def register(sub) -> None:
@@ -24,14 +24,18 @@ def register(sub) -> None:
     p.add_argument("--num-eval", type=positive_int, default=256, help="samples per cell for the evaluation")
     p.add_argument("--out", required=True)
     add_run_options(p, "override a config field of every cell, e.g. --set train.references=4")
+    add_device_option(p, "training, sampling, rewards and metrics")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from hrf.cli.common import writable_dir
     from hrf.experiments.ablate import run_ablation
+    from hrf.models import resolve_device
 
+    device = str(resolve_device(args.device))
     out = writable_dir(args.out)
+    print(f"hrf ablate: device {device}")
     summary = run_ablation(
         out,
         args.preset,
@@ -41,7 +45,8 @@ def run(args) -> int:
         args.num_eval,
         overrides=args.overrides,
         progress=not args.no_progress,
+        device=device,
     )
     print((out / "ablation.md").read_text())
-    print(f"hrf ablate: {len(summary['cells'])} cells; figure {out / summary['figure']}")
+    print(f"hrf ablate: {len(summary['cells'])} cells; figure {out / summary['figure']} (device {device})")
     return 0

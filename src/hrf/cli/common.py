@@ -28,3 +28,24 @@ def add_run_options(parser, set_help: str) -> None:
     """The options every training command shares: dotted config overrides and quiet mode."""
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=set_help)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_device_option(parser, what: str = "the model, rewards and embedders") -> None:
+    """``--device``: where ``what`` run (hrf.models.resolve_device: CUDA when there is one, else the CPU)."""
+    parser.add_argument(
+        "--device",
+        default="auto",
+        metavar="auto|cpu|cuda|cuda:N",
+        help=f"where {what} run (default auto: CUDA when available, else the CPU)",
+    )
+
+
+def add_noise_option(parser) -> None:
+    """``--noise``: the noise scheme of hrf.sampling.noise (named here without importing torch)."""
+    parser.add_argument(
+        "--noise",
+        choices=("per_sample", "sequential"),
+        default="per_sample",
+        help="per_sample (default): image i of a seed is the same whatever the batch size and device; "
+        "sequential: one generator drawn batch after batch, as hrf did before (images depend on --batch-size)",
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hrf.cli.common import add_run_options, nonneg_int, positive_int
+from hrf.cli.common import add_device_option, add_run_options, nonneg_int, positive_int
 
 
 def register(sub) -> None:
@@ -33,14 +33,18 @@ def register(sub) -> None:
         help="the paper's protocol: HRF (and HRF-D) stop once they reach DDPO_IS's last training reward",
     )
     add_run_options(p, "override a field of every method's config, e.g. --set train.seed=1")
+    add_device_option(p, "training, sampling, rewards and metrics")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from hrf.cli.common import writable_dir
     from hrf.experiments.demo import run_demo
+    from hrf.models import resolve_device
 
+    device = resolve_device(args.device)
     out = writable_dir(args.out)
+    print(f"hrf demo: device {device}")
     run_demo(
         out,
         args.task,
@@ -51,7 +55,8 @@ def run(args) -> int:
         not args.no_progress,
         args.match_reward,
         args.methods,
+        device=device,
     )
     print((out / "REPORT.md").read_text())
-    print(f"hrf demo: report in {out / 'REPORT.md'}")
+    print(f"hrf demo: report in {out / 'REPORT.md'} (device {device})")
     return 0

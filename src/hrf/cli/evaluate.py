@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hrf.cli.common import nonneg_int, positive_int, writable_dir
+from hrf.cli.common import add_device_option, add_noise_option, nonneg_int, positive_int, writable_dir
 from hrf.cli.evaluate_prompts import add_prompt_options, chosen_prompts, refuse_conditional, run_per_prompt
 from hrf.errors import HrfError
 
@@ -101,6 +101,8 @@ def register(sub) -> None:
     p.add_argument("--n-boot", type=nonneg_int, default=100, help="bootstrap resamples for the Vendi intervals")
     p.add_argument("--is-splits", type=positive_int, default=10, help="splits of the Inception Score")
     add_prompt_options(p)
+    add_noise_option(p)
+    add_device_option(p)
     p.set_defaults(func=run)
 
 
@@ -111,9 +113,10 @@ def run(args) -> int:
     from hrf.evaluation.pipeline import evaluate_models
     from hrf.evaluation.report import metrics_markdown, report_figures
     from hrf.evaluation.samples import load_reference
-    from hrf.models import resolve_model_path
+    from hrf.models import resolve_device, resolve_model_path
     from hrf.rewards import make_reward
 
+    device = resolve_device(args.device)
     out = writable_dir(args.out)
     embedders = args.embedder or ["pixels", *(["efficientnet_lite0"] if efficientnet_installed() else [])]
     # Bad names fail here, before any network is loaded or image sampled.
@@ -127,13 +130,18 @@ def run(args) -> int:
     config = {k: v for k, v in vars(args).items() if k != "func"} | {
         "embedders_used": embedders,
         "benchmark_used": benchmark is not None,
+        "device_used": str(device),
     }
     (out / "evaluate_args.json").write_text(json.dumps(config, indent=2))
+    print(f"hrf evaluate: device {device}, {args.noise} noise")
 
-    embs = [make_embedder(e) for e in embedders]
+    embs = [make_embedder(e, device) for e in embedders]
     if prompts is not None:
         return run_per_prompt(args, labelled, prompts, embs, benchmark, out)
-    rewards = {r.name: make_reward(r.name, **r.options) for r in reward_options(args.reward, args.reward_option)}
+    rewards = {
+        r.name: make_reward(r.name, default_device=device, **r.options)
+        for r in reward_options(args.reward, args.reward_option)
+    }
     reference, ref_text = (
         load_reference(args.reference, args.num, args.seed, benchmark.data if benchmark else None)
         if args.reference
@@ -161,6 +169,8 @@ def run(args) -> int:
         batch_size=args.batch_size,
         progress=True,
         return_arrays=True,
+        noise=args.noise,
+        device=device,
     )
     images = report.pop("images")
     figures = report_figures(report, ({REFERENCE: reference} if reference is not None else {}) | images, out)
@@ -176,5 +186,5 @@ def run(args) -> int:
     table = metrics_markdown(report)
     (out / "metrics.md").write_text(table)
     print(table)
-    print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'} and {len(figures)} figures")
+    print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'} and {len(figures)} figures (device {device})")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hrf.cli.common import nonneg_int, positive_int, writable_dir
+from hrf.cli.common import add_device_option, nonneg_int, positive_int, writable_dir
 from hrf.errors import HrfError
 
 
@@ -57,7 +57,7 @@ def register(sub) -> None:
         help="the benchmark whose classifiers read features, factor combinations and gold readings "
         "(auto: the model's own, e.g. hrf:faces32 → faces)",
     )
-    p.add_argument("--device", default=None, help="torch device for sampling (default: cuda if available, else cpu)")
+    add_device_option(p, "the model, rewards and embedders")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -77,18 +77,16 @@ def parse_gains(texts: list[str], rewards: list[str]) -> dict[str, list[float]]:
 
 
 def run(args) -> int:
-    import torch
-
     from hrf.benchmarks import choose_benchmark
     from hrf.cli.evaluate import reward_options
     from hrf.evaluation.embedders import make_embedder
     from hrf.evaluation.frontier import FRONTIER_SEED, run_frontier
-    from hrf.models import resolve_model_path
+    from hrf.models import resolve_device, resolve_model_path
 
     resolve_model_path(args.model)  # a bad spec fails before anything is loaded
     gains = parse_gains(args.gain, args.reward)
     out = writable_dir(args.out)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(resolve_device(args.device))
     benchmark = choose_benchmark(args.benchmark, [args.model])
     seed = FRONTIER_SEED if args.seed is None else args.seed
     settings = {k: v for k, v in vars(args).items() if k != "func"} | {"seed": seed, "device": device}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hrf.cli.common import nonneg_int, positive_int, writable_dir
+from hrf.cli.common import add_device_option, add_noise_option, nonneg_int, positive_int, writable_dir
 
 DEFAULT_INJECT = (2, 5, 10, 15, 20, 30)
 
@@ -34,6 +34,8 @@ def register(sub) -> None:
     p.add_argument("--steps", type=positive_int, default=40, help="DDIM steps T (eta = 1)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the initial and per-step noise")
     p.add_argument("--out", required=True, help="output directory")
+    add_noise_option(p)
+    add_device_option(p, "both models")
     p.set_defaults(func=run)
 
 
@@ -44,12 +46,15 @@ def run(args) -> int:
     from hrf.evaluation.inject import injection_distances
     from hrf.evaluation.plots import figure_injection
     from hrf.images import save_grid
-    from hrf.models import load_pipeline_parts, load_unet
+    from hrf.models import load_pipeline_parts, load_unet, resolve_device
 
+    device = resolve_device(args.device)
     out = writable_dir(args.out)
-    (out / "inject_args.json").write_text(json.dumps({k: v for k, v in vars(args).items() if k != "func"}, indent=2))
-    finetuned, scheduler = load_pipeline_parts(args.model, args.steps)
-    base = load_unet(args.base)
+    config = {k: v for k, v in vars(args).items() if k != "func"} | {"device_used": str(device)}
+    (out / "inject_args.json").write_text(json.dumps(config, indent=2))
+    print(f"hrf inject: device {device}, {args.noise} noise")
+    finetuned, scheduler = load_pipeline_parts(args.model, args.steps, device=device)
+    base = load_unet(args.base, device=device)
     shape = lambda u: (u.config.in_channels, u.config.sample_size)  # noqa: E731
     if shape(finetuned) != shape(base):
         raise HrfError(
@@ -58,13 +63,13 @@ def run(args) -> int:
         )
     inject_at = sorted(set(args.inject))
     result = injection_distances(
-        finetuned.eval(), base.eval(), scheduler, args.num, args.seed, inject_at, progress=True
+        finetuned.eval(), base.eval(), scheduler, args.num, args.seed, inject_at, progress=True, noise=args.noise
     )
 
     T = args.steps
     curves = {k: (d.mean(1).numpy(), d.std(1).numpy()) for k, d in result["distance"].items()}
     report = {
-        "config": {k: v for k, v in vars(args).items() if k != "func"},
+        "config": config,
         "convention": "k = denoising steps taken (0 = pure noise); paper step t = T - k",
         "inject": [
             {
@@ -91,6 +96,6 @@ def run(args) -> int:
         )
     print(
         f"wrote {out / 'inject.json'} and {out / 'figure6_injection.png'} "
-        "(grid rows: fine-tuned, then one row per switch step)"
+        f"(grid rows: fine-tuned, then one row per switch step; device {device})"
     )
     return 0

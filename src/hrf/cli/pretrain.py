@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from hrf.cli.common import nonneg_int, positive_int
+from hrf.cli.common import add_device_option, nonneg_int, positive_int
 
 BUILT_IN = ("faces", "digits", "lfw", "mnist")  # hrf.training.pretrain.DATASETS, without importing torch
 
@@ -81,6 +81,7 @@ def register(sub) -> None:
     p.add_argument("--checkpoint-minutes", type=_positive_float, default=5.0, help="minutes between checkpoints")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (same settings)")
+    add_device_option(p, "the model and its training")
     p.set_defaults(func=run)
 
 
@@ -88,6 +89,7 @@ def run(args) -> int:
     import torch
 
     from hrf.cli.common import writable_dir
+    from hrf.models import resolve_device
     from hrf.training.pretrain import PretrainConfig, check_config, data_pool, pretrain
 
     if args.threads:
@@ -112,11 +114,13 @@ def run(args) -> int:
         cond_dropout=args.cond_dropout,
     )
     check_config(cfg)
+    device = resolve_device(args.device)
     pool = data_pool(cfg.data, cfg.size)  # unreadable data fails here, before --out is created
     if pool is not None and args.data not in BUILT_IN:
         print(f"hrf pretrain: {len(pool)} images of {pool.shape[1]} channel(s) from {data}, at {size}×{size}")
     out = writable_dir(args.out)
+    print(f"hrf pretrain: device {device}")
     command = "hrf " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
-    info = pretrain(cfg, out, resume=args.resume, command=command, pool=pool)
-    print(f"step {info['steps_done']}: loss {info['final_loss']:.4f}; EMA model in {out / 'model'}")
+    info = pretrain(cfg, out, resume=args.resume, command=command, pool=pool, device=device)
+    print(f"step {info['steps_done']}: loss {info['final_loss']:.4f}; EMA model in {out / 'model'} (device {device})")
     return 0

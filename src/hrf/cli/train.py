@@ -35,6 +35,13 @@ def register(sub) -> None:
         help="with --resume: accept changes beyond max_epochs, target_reward, batch sizes and output.* "
         "(model.lora_rank and schedule.kind never change)",
     )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto (default): accelerate's choice, each process on its GPU when there are GPUs, else the CPU; "
+        "cpu keeps the run off the GPU. The reward runs there too unless reward.options set its device",
+    )
     p.set_defaults(func=run)
 
 
@@ -49,6 +56,10 @@ def run(args) -> int:
     out = args.resume or args.out
     if out is None:
         raise HrfError("pass --out DIR for a new run, or --resume DIR")
+    if args.device == "cuda":
+        from hrf.models import resolve_device
+
+        resolve_device("cuda")  # one line, before anything is written, when there is no GPU
     cfg = load_config(config_source(args.config), args.overrides) if args.config else None
     # without --config the overrides apply to the saved config (--resume) or the defaults (a new run)
     trainer = prepare_run(
@@ -59,10 +70,12 @@ def run(args) -> int:
         overrides=[] if cfg is not None else args.overrides,
         allow_config_change=args.allow_config_change,
         progress=not args.no_progress,
+        device=None if args.device == "auto" else args.device,
     )
     if trainer.acc.is_main_process:
         print(
-            f"hrf train: {trainer.cfg.schedule.kind} schedule, reward '{trainer.cfg.reward.name}', "
+            f"hrf train: device {trainer.acc.device} ({trainer.acc.num_processes} process(es)), "
+            f"{trainer.cfg.schedule.kind} schedule, reward '{trainer.cfg.reward.name}', "
             f"starting at epoch {trainer.epoch + 1}; derived quantities:"
         )
         print(json.dumps(trainer.derived, indent=2))

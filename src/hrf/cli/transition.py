@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hrf.cli.common import nonneg_int, positive_int, writable_dir
+from hrf.cli.common import add_device_option, add_noise_option, nonneg_int, positive_int, writable_dir
 
 
 def _level(text: str) -> float:
@@ -61,6 +61,9 @@ def register(sub) -> None:
     )
     p.add_argument("--embedder", default="pixels", help="embedder for the cosine distance when not on the benchmark")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of references and branches")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per UNet batch")
+    add_noise_option(p)
+    add_device_option(p, "the model and the classifier or embedder")
     p.set_defaults(func=run)
 
 
@@ -72,15 +75,17 @@ def run(args) -> int:
     from hrf.evaluation.plots import figure_transition
     from hrf.evaluation.transition import embedding_measure, factor_measure, suggest_windows, transition_curves
     from hrf.images import save_grid
-    from hrf.models import load_pipeline_parts
+    from hrf.models import load_pipeline_parts, resolve_device
 
+    device = resolve_device(args.device)
     out = writable_dir(args.out)
-    config = {k: v for k, v in vars(args).items() if k != "func"}
+    config = {k: v for k, v in vars(args).items() if k != "func"} | {"device_used": str(device)}
     (out / "transition_args.json").write_text(json.dumps(config, indent=2))
+    print(f"hrf transition: device {device}, {args.noise} noise")
     bench = choose_benchmark(args.benchmark, [args.model])
     benchmark = bench is not None
-    measure = factor_measure(bench) if benchmark else embedding_measure(make_embedder(args.embedder))
-    unet, scheduler = load_pipeline_parts(args.model, args.steps)
+    measure = factor_measure(bench, device) if benchmark else embedding_measure(make_embedder(args.embedder, device))
+    unet, scheduler = load_pipeline_parts(args.model, args.steps, device=device)
     grid = sorted(set(args.grid if args.grid else range(0, args.steps - 1, 2)))
     result = transition_curves(
         unet.eval(),
@@ -91,6 +96,8 @@ def run(args) -> int:
         seed=args.seed,
         measure=measure,
         progress=True,
+        noise=args.noise,
+        batch_size=args.batch_size,
     )
 
     curves = {k: np.asarray(v) for k, v in result["curves"].items()}
@@ -118,5 +125,5 @@ def run(args) -> int:
         where = "not reached on the grid" if w["crossing"] is None else f"crossed at k ≈ {w['crossing']:.1f}"
         print(f"relative change {w['level']:.2f}: {where}")
     print(f"suggested HRF windows (schedule.windows): {json.dumps(found)}")
-    print(f"wrote {out / 'transition.json'} and {out / 'transition.png'}")
+    print(f"wrote {out / 'transition.json'} and {out / 'transition.png'} (device {device})")
     return 0

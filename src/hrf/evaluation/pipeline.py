@@ -17,6 +17,7 @@ from hrf.errors import HrfError
 from hrf.evaluation.embedders import Embedder
 from hrf.evaluation.metrics import evaluate_images
 from hrf.evaluation.samples import sample_or_load, unique_slug
+from hrf.sampling.noise import DEFAULT_NOISE, NoiseScheme, noise_key
 
 if TYPE_CHECKING:
     from hrf.benchmarks import Benchmark
@@ -30,16 +31,19 @@ def sample_models(
     steps: int,
     batch_size: int = 64,
     progress: bool = False,
+    *,
+    noise: NoiseScheme = DEFAULT_NOISE,
+    device: torch.device | str | None = None,
 ) -> dict[str, torch.Tensor]:
-    """``num`` images of every model ``{name: spec}`` from the noise seeded with ``seed``, each cached as
-    ``cache_dir/samples_NAME.npz``; models of different image shapes are refused."""
+    """``num`` images of every model ``{name: spec}`` from the noise of ``seed`` (scheme ``noise``) on
+    ``device``, each cached as ``cache_dir/samples_NAME.npz``; models of different image shapes are refused."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     taken: set[str] = set()
     images = {}
     for name, spec in models.items():
         path = cache_dir / f"samples_{unique_slug(name, taken)}.npz"
-        images[name] = sample_or_load(spec, path, num, seed, steps, batch_size, progress=progress)
+        images[name] = sample_or_load(spec, path, num, seed, steps, batch_size, progress, noise=noise, device=device)
     shapes = {tuple(x.shape[1:]) for x in images.values()}
     if len(shapes) > 1:
         raise HrfError(f"the models make images of different shapes {sorted(shapes)}; compare models of one size")
@@ -62,9 +66,14 @@ def evaluate_models(
     batch_size: int = 64,
     progress: bool = False,
     return_arrays: bool = False,
+    noise: NoiseScheme = DEFAULT_NOISE,
+    device: torch.device | str | None = None,
 ) -> dict:
-    """Sample ``num`` images of every model ``{name: spec}`` from the same noise (seed ``seed``, ``steps`` DDIM
-    steps, eta = 1; cached in ``cache_dir``) and compute their metrics.
+    """Sample ``num`` images of every model ``{name: spec}`` from the same noise (seed ``seed``, scheme ``noise``,
+    ``steps`` DDIM steps, eta = 1; cached in ``cache_dir``) and compute their metrics.
+
+    Models, embedders and the rewards that take a ``device`` option run on ``device``
+    (:func:`hrf.models.resolve_device`: CUDA when there is one); ``report["config"]`` records it and the noise.
 
     ``rewards`` are registered names, reward configs (``.name`` + ``.options``) or ``{name: fn}``;
     ``benchmark`` adds its classifier's factor metrics; ``reference`` adds distances to real images.
@@ -72,7 +81,10 @@ def evaluate_models(
     is one metric of one model (see :func:`metric_values`); with ``return_arrays`` it also holds the
     per-sample rewards and the features, and ``report["images"]`` the samples.
     """
-    images = sample_models(models, cache_dir, num, seed, steps, batch_size, progress)
+    from hrf.models import resolve_device
+
+    where = resolve_device(device)
+    images = sample_models(models, cache_dir, num, seed, steps, batch_size, progress, noise=noise, device=where)
     if reference is not None and tuple(reference.shape[1:]) != tuple(next(iter(images.values())).shape[1:]):
         raise HrfError(
             f"reference images have shape {tuple(reference.shape[1:])}, the models' "
@@ -87,9 +99,11 @@ def evaluate_models(
         n_boot=n_boot,
         is_splits=is_splits,
         seed=seed,
+        device=where,
         progress=progress,
         return_arrays=return_arrays,
     )
+    report["config"] |= noise_key(noise, batch_size)
     return report | ({"images": images} if return_arrays else {})
 
 

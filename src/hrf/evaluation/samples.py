@@ -1,8 +1,10 @@
 """Model samples for evaluation: drawn from shared noise, cached on disk, and reference image sets.
 
 A sample cache is one ``.npz`` (uint8 N×H×W×C plus its settings) per model. It is reused only when the
-model spec, the model's weights, the number of samples, the noise seed and the number of steps all match,
-so a retrained model in the same directory is never mistaken for the old one.
+model spec, the model's weights, the number of samples, the noise seed, the number of steps, the noise
+scheme (with the batch size when the images depend on it: ``sequential``) and the device type all match,
+so a retrained model in the same directory is never mistaken for the old one, and images drawn from other
+noise or computed on other hardware never stand in for fresh ones.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 
 from hrf.atomic import atomic_path
 from hrf.errors import HrfError
+from hrf.sampling.noise import DEFAULT_NOISE, NoiseScheme
 
 
 def weights_fingerprint(spec: str) -> str:
@@ -44,32 +47,45 @@ def unique_slug(text: str, taken: set[str]) -> str:
 
 
 def sample_or_load(
-    spec: str, path: Path, num: int, seed: int, steps: int, batch_size: int = 64, progress: bool = False
+    spec: str,
+    path: Path,
+    num: int,
+    seed: int,
+    steps: int,
+    batch_size: int = 64,
+    progress: bool = False,
+    *,
+    noise: NoiseScheme = DEFAULT_NOISE,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Images of model ``spec`` from noise seeded with ``seed``, cached in ``path`` (.npz, uint8).
 
-    Every model draws from a generator seeded identically, so all models start from the same noise.
-    Images are returned after the uint8 round trip, so fresh and cached runs give the same metrics.
+    Every model draws from the same noise of ``seed`` under the scheme ``noise`` (:mod:`hrf.sampling.noise`):
+    ``per_sample`` (image i does not depend on ``batch_size``) or ``sequential`` (the scheme of caches and
+    studies made before ``per_sample``; its images depend on ``batch_size``). The model runs on ``device``
+    (:func:`hrf.models.resolve_device`). Images are returned on the CPU after the uint8 round trip, so fresh
+    and cached runs give the same metrics.
     """
     from hrf.images import from_uint8_hwc, to_uint8_hwc
-    from hrf.models import load_pipeline_parts
-    from hrf.sampling import sample_images
+    from hrf.models import load_pipeline_parts, resolve_device
+    from hrf.sampling import make_noise, noise_key, sample_images
 
+    where = resolve_device(device)
     meta: dict[str, str | int] = {
         "spec": spec,
         "num": num,
         "seed": seed,
         "steps": steps,
         "weights": weights_fingerprint(spec),
+        **noise_key(noise, batch_size),
+        "device": where.type,
     }
     if path.is_file():
         with np.load(path) as cached:
             if all(k in cached and str(cached[k]) == str(v) for k, v in meta.items()):
                 return from_uint8_hwc(cached["images"])
-    unet, scheduler = load_pipeline_parts(spec, steps)
-    images = sample_images(
-        unet.eval(), scheduler, num, torch.Generator().manual_seed(seed), batch_size, progress=progress
-    )
+    unet, scheduler = load_pipeline_parts(spec, steps, device=where)
+    images = sample_images(unet.eval(), scheduler, num, make_noise(noise, seed, num), batch_size, progress=progress)
     pixels = to_uint8_hwc(images)
     with atomic_path(path) as tmp, tmp.open("wb") as fh:
         # allow_pickle named: mypy matches **meta against it otherwise; str and int arrays never pickle

@@ -21,6 +21,7 @@ from diffusers import DDIMScheduler
 
 from hrf.errors import HrfError
 from hrf.sampling import branch_images, sample_images
+from hrf.sampling.noise import DEFAULT_NOISE, Noise, NoiseScheme, make_noise
 
 
 def flip_rates(ref_labels: dict[str, np.ndarray], branch_labels: dict[str, np.ndarray]) -> dict[str, float]:
@@ -88,31 +89,48 @@ def transition_curves(
     seed: int,
     measure: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
     progress: bool = False,
+    noise: NoiseScheme = DEFAULT_NOISE,
+    batch_size: int = 64,
 ) -> dict:
-    """Curves of ``measure(refs, branches)`` (each a dict name → value) over the start steps in ``grid``."""
+    """Curves of ``measure(refs, branches)`` (each a dict name → value) over the start steps in ``grid``.
+
+    ``per_sample`` noise gives reference i the noise of sample i of ``seed`` and the branches from step k
+    their own streams (stream 1 + k), so nothing depends on ``batch_size``; ``sequential`` draws everything
+    from one generator, references first, as before per-sample noise.
+    """
     from tqdm.auto import tqdm
 
     T = len(scheduler.timesteps)
     bad = [k for k in grid if not 0 <= k < T]
     if bad:
         raise HrfError(f"start steps {bad} are outside 0..{T - 1} (k = steps taken, 0 = pure noise)")
-    gen = torch.Generator().manual_seed(seed)
-    references = sample_images(unet, scheduler, refs, gen)
+    shared = make_noise(noise, seed, refs) if noise == "sequential" else None
+
+    def streams(num: int, stream: int) -> Noise:
+        return shared if shared is not None else make_noise(noise, seed, num, stream)
+
+    references = sample_images(unet, scheduler, refs, streams(refs, 0), batch_size)
     curves: dict[str, list[float]] = {}
     for k in tqdm(list(grid), desc="transition", unit="step", disable=not progress):
-        values = measure(references, branch_images(unet, scheduler, references, k, branches, gen))
+        images = branch_images(unet, scheduler, references, k, branches, streams(refs * branches, 1 + k), batch_size)
+        values = measure(references, images)
         for name, v in values.items():
             curves.setdefault(name, []).append(v)
     return {"grid": list(grid), "curves": curves, "references": references}
 
 
-def factor_measure(bench) -> Callable[[torch.Tensor, torch.Tensor], dict[str, float]]:
-    """Flip rates from a benchmark's classifier: any high-level factor, any low-level factor, and each factor."""
-    clf = bench.classifier()
+def factor_measure(
+    bench, device: torch.device | str = "cpu"
+) -> Callable[[torch.Tensor, torch.Tensor], dict[str, float]]:
+    """Flip rates from a benchmark's classifier (run on ``device``): any high-level factor, any low-level
+    factor, and each factor."""
+    from hrf.evaluation.embedders import on_device
+
+    clf = on_device(bench.classifier(), device)
     low = tuple(f for f in bench.factors if f not in bench.high_level)
 
     def labels(images):
-        return {f: p.argmax(-1).cpu().numpy() for f, p in clf.probs(images).items()}
+        return {f: p.argmax(-1).cpu().numpy() for f, p in clf.probs(images.to(device)).items()}
 
     def measure(refs, branches):
         ref, br = labels(refs), labels(branches.flatten(0, 1))

@@ -74,9 +74,12 @@ def run_cell(
     eval_seed: int,
     overrides: Sequence[str],
     progress: bool,
+    device: str | None = None,
 ) -> dict:
-    """Train and evaluate one (regime, seed) cell, or read its stored result if computed with the same key."""
+    """Train and evaluate one (regime, seed) cell on ``device``, or read its stored result if computed with the
+    same key."""
     from hrf.benchmarks import benchmark_of_model
+    from hrf.models import resolve_device
 
     name = f"{regime}-seed{seed}"
     cfg = cell_config(preset, regime, seed, per_window, overrides)
@@ -84,7 +87,13 @@ def run_cell(
     if (stored := stored_cell(out / "cells" / f"{name}.json", key)) is not None:
         return stored
     metrics = train_and_evaluate(
-        cfg, out / "runs" / name, num_eval, eval_seed, benchmark_of_model(cfg.model.path), progress=progress
+        cfg,
+        out / "runs" / name,
+        num_eval,
+        eval_seed,
+        benchmark_of_model(cfg.model.path),
+        progress=progress,
+        device=device,
     )
     cell = {
         "regime": regime,
@@ -94,6 +103,7 @@ def run_cell(
         "reward": metrics[f"reward/{cfg.reward.name}"],
         "vendi": {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith("vendi/")},
         "metrics": metrics,
+        "device": str(resolve_device(device)),
         **key,
     }
     write_json(out / "cells" / f"{name}.json", cell)
@@ -131,8 +141,10 @@ def run_ablation(
     eval_seed: int = 1234,
     overrides: Sequence[str] = (),
     progress: bool = True,
+    device: str | None = None,
 ) -> dict:
-    """All cells, then ``ablation.json``, ``ablation.md`` and ``figure5_windows.png`` in ``out``."""
+    """All cells (trained and evaluated on ``device``), then ``ablation.json``, ``ablation.md`` and
+    ``figure5_windows.png`` in ``out``."""
     from tqdm.auto import tqdm
 
     from hrf.evaluation.plots import figure_reward_vs_vendi
@@ -141,7 +153,7 @@ def run_ablation(
     out.mkdir(parents=True, exist_ok=True)
     todo = [(r, s) for r in regimes for s in seeds]
     cells = [
-        run_cell(out, preset, r, s, per_window, num_eval, eval_seed, list(overrides), False)
+        run_cell(out, preset, r, s, per_window, num_eval, eval_seed, list(overrides), False, device)
         for r, s in tqdm(todo, desc="ablation cells", disable=not progress, unit="cell")
     ]
     vendi_key = "pixels"

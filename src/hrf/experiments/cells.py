@@ -14,6 +14,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -27,6 +28,13 @@ def config_fingerprint(cfg: Config) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# The evaluation noise of study cells (hrf.sampling.noise): one generator drawn in batches of 64, the scheme
+# every committed cell was measured with, so that new cells stay comparable with them.
+STUDY_NOISE_SCHEME: Literal["sequential"] = "sequential"
+STUDY_BATCH_SIZE = 64
+STUDY_NOISE = {"noise": STUDY_NOISE_SCHEME, "noise_batch_size": STUDY_BATCH_SIZE}
+
+
 def cell_key(cfg: Config, num_eval: int, eval_seed: int) -> dict:
     """What a stored cell must have been computed with to be reused."""
     from hrf.evaluation.samples import weights_fingerprint  # imports torch; `hrf ablate --help` reaches this module
@@ -36,14 +44,16 @@ def cell_key(cfg: Config, num_eval: int, eval_seed: int) -> dict:
         "weights": weights_fingerprint(cfg.model.path),
         "num_eval": num_eval,
         "eval_seed": eval_seed,
+        **STUDY_NOISE,
     }
 
 
 def stored_cell(path: Path, key: dict) -> dict | None:
-    """The cell stored at ``path`` if it was computed with ``key``, else None."""
+    """The cell stored at ``path`` if it was computed with ``key``, else None. A cell written before the noise
+    was recorded was drawn with ``STUDY_NOISE``."""
     if not Path(path).is_file():
         return None
-    cell = json.loads(Path(path).read_text())
+    cell = STUDY_NOISE | json.loads(Path(path).read_text())
     return cell if all(cell.get(k) == v for k, v in key.items()) else None
 
 
@@ -73,16 +83,20 @@ def train_and_evaluate(
     benchmark=None,
     rewards: Sequence | None = None,
     progress: bool = False,
+    device: str | None = None,
 ) -> dict[str, float]:
     """Train ``cfg`` to completion in ``run_dir`` (resuming or reusing a finished run) and evaluate its final model
-    on ``num_eval`` samples from the shared evaluation noise; returns ``{metric key: value}``.
+    on ``num_eval`` samples from the shared evaluation noise (``STUDY_NOISE``), both on ``device``
+    (:func:`hrf.models.resolve_device`); returns ``{metric key: value}``.
 
     ``rewards`` defaults to the config's own reward with its options.
     """
     from hrf.evaluation.pipeline import evaluate_models, metric_values
+    from hrf.models import resolve_device
     from hrf.training.run_dir import train_to_completion
 
-    final = train_to_completion(cfg, run_dir, progress=progress)
+    where = resolve_device(device)
+    final = train_to_completion(cfg, run_dir, progress=progress, device=where.type)
     report = evaluate_models(
         {"model": str(final)},
         num=num_eval,
@@ -92,6 +106,9 @@ def train_and_evaluate(
         rewards=[cfg.reward] if rewards is None else rewards,
         benchmark=benchmark,
         progress=progress,
+        noise=STUDY_NOISE_SCHEME,
+        batch_size=STUDY_BATCH_SIZE,
+        device=where,
     )
     return metric_values(report, "model")
 

@@ -90,9 +90,11 @@ def run_demo(
     progress: bool = True,
     match_reward: bool = False,
     methods: Sequence[str] = DEFAULT_METHODS,
+    device: str | None = None,
 ) -> dict:
     """Fine-tune with each method, evaluate the final models and the checkpoints against the base model,
-    write ``REPORT.md``.
+    write ``REPORT.md``. Everything runs on ``device`` (:func:`hrf.models.resolve_device`); the evaluation
+    draws ``per_sample`` noise.
 
     ``match_reward`` is the paper's §5.2 protocol: DDPO_IS trains first, and the others stop as soon as an
     epoch's mean reward reaches DDPO_IS's last one (or at the end of their budget).
@@ -100,7 +102,9 @@ def run_demo(
     from hrf.benchmarks import get_benchmark
     from hrf.evaluation.pipeline import evaluate_models
     from hrf.evaluation.report import metrics_markdown, report_figures
+    from hrf.models import resolve_device
 
+    where = resolve_device(device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -111,7 +115,7 @@ def run_demo(
         if progress:
             epochs, kind = cfg.train.max_epochs, cfg.schedule.kind
             print(f"hrf demo: {METHODS[method]} ({epochs} epochs, {kind} schedule) → {out / method}")
-        models[METHODS[method]] = str(train_to_completion(cfg, out / method, progress=progress))
+        models[METHODS[method]] = str(train_to_completion(cfg, out / method, progress=progress, device=where.type))
         timings[f"train {METHODS[method]}"] = time.perf_counter() - t0
         if match_reward and method == "ddpo":
             target = json.loads((out / method / "summary.json").read_text())["last_reward_mean"]
@@ -129,6 +133,7 @@ def run_demo(
         "rewards": [TASKS[task]],
         "benchmark": get_benchmark("faces"),
         "progress": progress,
+        "device": where,
     }
     report = evaluate_models(
         models, n_boot=0 if quick else 200, is_splits=1 if quick else 5, return_arrays=True, **common
@@ -153,6 +158,7 @@ def run_demo(
         "models": models,
         "match_reward": match_reward,
         "budgets": budgets,
+        "device": str(where),
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     (out / "REPORT.md").write_text(_report_markdown(report, metrics_markdown(report), figures, out))
@@ -320,7 +326,7 @@ def _report_markdown(report: dict, table: str, figures: list[Path], out: Path) -
         f"Base model {demo['models']['base']} fine-tuned with {', '.join(names)} in the collapse regime (the "
         f"presets configs/faces32/{task}-*.toml trained for longer; HRF's start windows at the paper's "
         f"fractions of the chain; training seed {demo['train_seed']}); {demo['num_eval']} samples per model "
-        f"from the same initial noise (seed {demo['seed']}).",
+        f"from the same initial noise (seed {demo['seed']}, drawn per sample); run on {demo['device']}.",
         "",
         table,
         "## Reward change over the base model, paired over the same initial noise",

@@ -72,8 +72,8 @@ def _from_hub(load, spec: str, **kwargs):
     )
 
 
-def load_unet(spec: str, dtype: torch.dtype = torch.float32) -> UNet2DModel:
-    """Load the UNet2DModel of ``spec`` (``hrf:NAME``, a directory or a hub id)."""
+def load_unet(spec: str, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> UNet2DModel:
+    """Load the UNet2DModel of ``spec`` (``hrf:NAME``, a directory or a hub id) onto ``device``."""
     path, subfolder = resolve_model_path(spec)
     kwargs = {"subfolder": subfolder} if subfolder else {}
     kwargs["torch_dtype"] = dtype
@@ -84,7 +84,7 @@ def load_unet(spec: str, dtype: torch.dtype = torch.float32) -> UNet2DModel:
             raise HrfError(f"cannot load a UNet2DModel from '{spec}': {exc}".splitlines()[0]) from exc
     else:
         unet = _from_hub(UNet2DModel.from_pretrained, path, **kwargs)
-    return unet
+    return unet.to(device)
 
 
 def load_scheduler(spec: str) -> DDPMScheduler:
@@ -115,9 +115,11 @@ def make_ddim_scheduler(train_scheduler, num_steps: int) -> DDIMScheduler:
     return ddim
 
 
-def load_pipeline_parts(spec: str, num_steps: int, dtype: torch.dtype = torch.float32):
-    """``(unet, ddim_scheduler)`` for a model spec, ready for :func:`hrf.sampling.rollout`."""
-    return load_unet(spec, dtype), make_ddim_scheduler(load_scheduler(spec), num_steps)
+def load_pipeline_parts(
+    spec: str, num_steps: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+):
+    """``(unet, ddim_scheduler)`` for a model spec, the UNet on ``device``, ready for :func:`hrf.sampling.rollout`."""
+    return load_unet(spec, dtype, device), make_ddim_scheduler(load_scheduler(spec), num_steps)
 
 
 def save_model(unet: UNet2DModel, scheduler, directory: str | Path, extra: dict | None = None) -> Path:

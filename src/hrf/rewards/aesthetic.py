@@ -80,8 +80,14 @@ def load_aesthetic_scorer(clip_path: str | None, mlp_path: str | None) -> Aesthe
 
 
 @register_reward("aesthetic")
-def aesthetic(clip_path: str | None = None, mlp_path: str | None = None, batch_size: int = 32, device: str = "cpu"):
-    """Reward = LAION aesthetic score of each image."""
+def aesthetic(
+    clip_path: str | None = None, mlp_path: str | None = None, batch_size: int = 32, device: str | None = None
+):
+    """Reward = LAION aesthetic score of each image, computed on ``device`` (default: the device of the model
+    being trained or evaluated, passed by hrf; alone, :func:`hrf.models.resolve_device`'s choice)."""
+    from hrf.models.device import resolve_device
+
+    device = str(resolve_device(device))
     scorer = load_aesthetic_scorer(clip_path, mlp_path).to(device)
 
     @torch.no_grad()

@@ -104,8 +104,24 @@ def _build(name: str, factory: Callable, options: dict) -> Callable:
     return fn
 
 
-def make_reward(name: str, **options) -> RewardFn:
-    """Build the reward ``name``: registered, or ``module:function`` (a reward or a factory, see the module doc)."""
+def with_default_device(factory: Callable, options: dict, device: torch.device | str | None) -> dict:
+    """``options`` plus ``device=str(device)`` when the factory takes a ``device`` parameter and the options
+    do not name one: rewards run where the model runs unless the user says otherwise."""
+    if device is None or "device" in options:
+        return options
+    try:
+        takes = "device" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        takes = False
+    return options | {"device": str(device)} if takes else options
+
+
+def make_reward(name: str, default_device: torch.device | str | None = None, **options) -> RewardFn:
+    """Build the reward ``name``: registered, or ``module:function`` (a reward or a factory, see the module doc).
+
+    A factory with a ``device`` parameter gets ``default_device`` (the device of the model being scored)
+    unless ``options`` set ``device``.
+    """
     if ":" in name:
         obj = _import_user_reward(name)
         if takes_images(obj, options):
@@ -117,9 +133,9 @@ def make_reward(name: str, **options) -> RewardFn:
                 )
             fn = obj
         else:
-            fn = _build(name, obj, options)
+            fn = _build(name, obj, with_default_device(obj, options, default_device))
     elif name in REWARDS:
-        fn = _build(name, REWARDS[name], options)
+        fn = _build(name, REWARDS[name], with_default_device(REWARDS[name], options, default_device))
     else:
         close = difflib.get_close_matches(name, REWARDS, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""

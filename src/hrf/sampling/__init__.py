@@ -10,15 +10,31 @@ from hrf.sampling.ddim import (
     start_states,
     step_sigmas,
 )
+from hrf.sampling.noise import (
+    DEFAULT_NOISE,
+    NOISE_SCHEMES,
+    Noise,
+    NoiseScheme,
+    SampleNoise,
+    make_noise,
+    noise_key,
+)
 from hrf.sampling.rollout import Trajectory, branch_images, rollout, sample_images
 
 __all__ = [
     "Condition",
+    "DEFAULT_NOISE",
+    "NOISE_SCHEMES",
+    "Noise",
+    "NoiseScheme",
+    "SampleNoise",
     "predict_noise",
     "Trajectory",
     "branch_images",
     "ddim_step_with_logprob",
     "gaussian_step_kl",
+    "make_noise",
+    "noise_key",
     "noise_to_step",
     "predicted_x0",
     "prev_timesteps",

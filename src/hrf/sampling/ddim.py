@@ -20,6 +20,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from hrf.errors import HrfError
+from hrf.sampling.noise import Noise, gaussian
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -86,7 +87,7 @@ def ddim_step_with_logprob(
     sample: torch.Tensor,
     eta: float = 1.0,
     prev_sample: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: Noise = None,
     return_mean: bool = False,
 ):
     """One DDIM step; returns ``(prev_sample, log_prob)`` (and ``mean`` when ``return_mean``).
@@ -115,7 +116,7 @@ def ddim_step_with_logprob(
 
     std = _bcast(sigma, sample)
     if prev_sample is None:
-        noise = torch.randn(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
+        noise = gaussian(generator, sample.shape, sample.device, sample.dtype)
         prev_sample = mean + std * noise
     # Mean over C·H·W of the per-dimension Gaussian log-density, as DDPO does.
     log_prob = -((prev_sample.detach() - mean) ** 2) / (2 * std**2) - torch.log(std) - _HALF_LOG_2PI
@@ -133,7 +134,7 @@ def gaussian_step_kl(mean_a: torch.Tensor, mean_b: torch.Tensor, sigma: torch.Te
 
 
 def noise_to_step(
-    x0: torch.Tensor, k: int | torch.Tensor, scheduler: DDIMScheduler, generator: torch.Generator | None = None
+    x0: torch.Tensor, k: int | torch.Tensor, scheduler: DDIMScheduler, generator: Noise = None
 ) -> torch.Tensor:
     """HRF start state at step index ``k``: ``sqrt(ᾱ_t(k))·x0 + sqrt(1−ᾱ_t(k))·ε`` (``scheduler.add_noise``).
 
@@ -142,7 +143,7 @@ def noise_to_step(
     k = torch.as_tensor(k, device=x0.device).long()
     t = scheduler.timesteps.to(x0.device)[k]
     acp = scheduler.alphas_cumprod.to(x0.device, torch.float64)[t]
-    noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    noise = gaussian(generator, x0.shape, x0.device, x0.dtype)
     return _bcast(acp.sqrt(), x0) * x0 + _bcast((1 - acp).sqrt(), x0) * noise
 
 
@@ -151,15 +152,16 @@ def start_states(
     start: torch.Tensor,
     scheduler: DDIMScheduler,
     shape: tuple[int, ...],
-    generator: torch.Generator | None = None,
+    generator: Noise = None,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """Initial states for trajectories that start at step indices ``start`` (one per sample).
 
     Index 0 is DDPO's prior, pure noise N(0, I); index k > 0 is ``x0_ref`` noised to step k (HRF). The noise
-    is drawn on ``device`` (the generator's); ``start`` may live on any device.
+    is drawn where ``generator`` lives (:func:`hrf.sampling.noise.gaussian`) and returned on ``device``;
+    ``start`` may live on any device.
     """
-    noise = torch.randn(shape, generator=generator, dtype=torch.float32, device=device)
+    noise = gaussian(generator, shape, device)
     if x0_ref is None:
         if bool((start > 0).any()):
             raise ValueError("start steps > 0 need reference images")

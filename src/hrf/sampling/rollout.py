@@ -9,6 +9,7 @@ from diffusers import DDIMScheduler
 
 from hrf.sampling.condition import Condition, predict_noise
 from hrf.sampling.ddim import ddim_step_with_logprob, start_states
+from hrf.sampling.noise import Noise, SampleNoise, batch_noise
 
 
 @dataclass
@@ -67,7 +68,7 @@ def rollout(
     x_start: torch.Tensor,
     start_index: int | torch.Tensor,
     eta: float = 1.0,
-    generator: torch.Generator | None = None,
+    generator: Noise = None,
     keep_states: bool = True,
     cond: Condition | None = None,
     guidance_scale: float = 1.0,
@@ -75,9 +76,10 @@ def rollout(
     """Denoise ``x_start`` (states at step indices ``start_index``) to the clean image, recording log-probs.
 
     ``start_index`` is one int or one index per sample in 0..T−1; 0 is DDPO's full trajectory from noise.
-    At each step only the samples whose trajectory has begun go through the UNet. Deterministic given
-    ``generator``. ``keep_states=False`` keeps only start and final states (for plain sampling). ``cond``
-    (one row per sample) conditions every step, guided by ``guidance_scale`` (``predict_noise``).
+    At each step only the samples whose trajectory has begun go through the UNet (and, with a
+    :class:`~hrf.sampling.noise.SampleNoise`, only their streams draw). Deterministic given ``generator``.
+    ``keep_states=False`` keeps only start and final states (for plain sampling). ``cond`` (one row per
+    sample) conditions every step, guided by ``guidance_scale`` (``predict_noise``).
     """
     device, dtype = _device_dtype(unet)
     timesteps = scheduler.timesteps.to(device)
@@ -98,8 +100,9 @@ def rollout(
             everyone = len(active) == n  # the common case: no gather/scatter copies of the batch
             xa = x if everyone else x[active]
             ca = None if on_device is None else (on_device if everyone else on_device[active.cpu()])
+            noise = generator.subset(active) if isinstance(generator, SampleNoise) and not everyone else generator
             eps = predict_noise(unet, xa, t, ca, guidance_scale)
-            new, lp = ddim_step_with_logprob(scheduler, eps, t, xa, eta=eta, generator=generator)
+            new, lp = ddim_step_with_logprob(scheduler, eps, t, xa, eta=eta, generator=noise)
             if everyone:
                 x = new.to(dtype)
             else:
@@ -121,17 +124,21 @@ def sample_images(
     unet,
     scheduler: DDIMScheduler,
     num: int,
-    generator: torch.Generator | None = None,
+    generator: Noise = None,
     batch_size: int = 64,
     eta: float = 1.0,
     progress: bool = False,
     cond: Condition | None = None,
     guidance_scale: float = 1.0,
 ) -> torch.Tensor:
-    """``num`` images from pure noise (step index 0), in [-1, 1], drawn in batches of ``batch_size``.
+    """``num`` images from pure noise (step index 0), in [-1, 1] on the CPU, drawn in batches of ``batch_size``.
 
+    With a :class:`~hrf.sampling.noise.SampleNoise` of ``num`` streams (``make_noise("per_sample", ...)``)
+    image ``i`` is the same whatever the batch size; a generator draws batch after batch (``sequential``).
     ``cond`` (``num`` rows) conditions them; for a latent model the result is latents (decode them).
     """
+    if isinstance(generator, SampleNoise) and len(generator) != num:
+        raise ValueError(f"{len(generator)} sample streams for {num} images")
     from tqdm.auto import tqdm
 
     device, _ = _device_dtype(unet)
@@ -140,11 +147,10 @@ def sample_images(
     out = []
     for i in tqdm(range(0, num, batch_size), desc="sampling", disable=not progress, unit="batch"):
         b = min(batch_size, num - i)
-        noise = start_states(None, torch.zeros(b, dtype=torch.long), scheduler, (b, *shape), generator, device)
+        gen = batch_noise(generator, i, i + b)
+        noise = start_states(None, torch.zeros(b, dtype=torch.long), scheduler, (b, *shape), gen, device)
         c = None if cond is None else cond[i : i + b]
-        tr = rollout(
-            unet, scheduler, noise, 0, eta, generator, keep_states=False, cond=c, guidance_scale=guidance_scale
-        )
+        tr = rollout(unet, scheduler, noise, 0, eta, gen, keep_states=False, cond=c, guidance_scale=guidance_scale)
         out.append(tr.images.float().cpu())
     return torch.cat(out)
 
@@ -156,7 +162,7 @@ def branch_images(
     refs: torch.Tensor,
     k: int,
     branches: int,
-    generator: torch.Generator | None = None,
+    generator: Noise = None,
     batch_size: int = 64,
     eta: float = 1.0,
     cond: Condition | None = None,
@@ -166,7 +172,9 @@ def branch_images(
 
     Each reference is noised to step k (k = 0: fresh noise, as a DDPO trajectory) and denoised to the end: the
     HRF-D probe and the phase-transition probe both branch this way. Start states are drawn for all branches
-    at once, then denoised ``batch_size`` at a time. ``cond`` has one row per reference: its branches share it.
+    at once, then denoised ``batch_size`` at a time (a :class:`~hrf.sampling.noise.SampleNoise` has one
+    stream per branch, reference-major, and makes the images independent of ``batch_size``). ``cond`` has one
+    row per reference: its branches share it.
     """
     x0 = refs.repeat_interleave(branches, dim=0)
     bc = None if cond is None else cond.repeat_interleave(branches)
@@ -179,7 +187,7 @@ def branch_images(
             xs[i : i + batch_size],
             start[i : i + batch_size],
             eta,
-            generator,
+            batch_noise(generator, i, min(i + batch_size, len(xs))),
             keep_states=False,
             cond=None if bc is None else bc[i : i + batch_size],
             guidance_scale=guidance_scale,

@@ -272,8 +272,11 @@ def pretrain(
     progress: bool = True,
     command: str | None = None,
     pool: torch.Tensor | None = None,
+    device: torch.device | str = "cpu",
 ) -> dict:
-    """Train (or continue) a DDPM in ``out``; returns the info written beside the final EMA model.
+    """Train (or continue) a DDPM in ``out`` on ``device``; returns the info written beside the final EMA model.
+
+    Weights, data and noise are drawn on the CPU and moved, so a seed starts the same run on every device.
 
     ``pool`` is ``data_pool(cfg.data, cfg.size)`` when the caller has loaded it already. Files in ``out``:
     ``pretrain_config.json``, ``checkpoint.pt`` (every ``checkpoint_minutes`` and at the end), ``model/``
@@ -300,7 +303,7 @@ def pretrain(
     torch.manual_seed(cfg.seed)
     cond = condition_info(cfg.condition).get("condition")
     extra = {"num_class_embeds": cond["classes"] + 1} if cond else {}
-    model = unet_from_preset(cfg.preset, cfg.size, 3 if pool is None else pool.shape[1], **extra)
+    model = unet_from_preset(cfg.preset, cfg.size, 3 if pool is None else pool.shape[1], **extra).to(device)
     # diffusers' EMA: decay min(ema_decay, (1 + n) / (10 + n)) after n updates, so early weights fade fast.
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -308,6 +311,7 @@ def pretrain(
     if state is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(_ema_state(state["ema"], ema, model, int(state["step"])))
+        ema.to(device=device)  # the checkpoint is read onto the CPU
         opt.load_state_dict(state["optimizer"])
         step, losses, wall = int(state["step"]), list(state["losses"]), float(state["wall_seconds"])
         history = list(state.get("history", []))  # absent in checkpoints written before it was kept
@@ -337,7 +341,12 @@ def pretrain(
         (out / "losses.json").write_text(json.dumps(_loss_curve(losses)))
 
     def info() -> dict:
-        return {**_info(cfg, step, losses, wall, history), **record, **condition_info(cfg.condition)}
+        return {
+            **_info(cfg, step, losses, wall, history),
+            **record,
+            **condition_info(cfg.condition),
+            "device": str(device),
+        }
 
     started = last_ckpt = time.monotonic()
     wall0 = wall
@@ -348,11 +357,11 @@ def pretrain(
         gen = torch.Generator().manual_seed(s)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen)
         noise = torch.randn(x0.shape, generator=gen)
-        if (
-            cond is not None and classes is not None
-        ):  # drawn after t and the noise, so those streams match an unconditional run's
+        if cond is not None and classes is not None:
+            # drawn after t and the noise, so those streams match an unconditional run's
             dropped = torch.rand(len(classes), generator=gen) < cfg.cond_dropout
-            classes = torch.where(dropped, cond["null_class"], classes)
+            classes = torch.where(dropped, cond["null_class"], classes).to(device)
+        t, noise, x0 = t.to(device), noise.to(device), x0.to(device)
         prediction = model(scheduler.add_noise(x0, noise, t), t, class_labels=classes).sample
         loss = F.mse_loss(prediction, training_target(scheduler, x0, noise, t, cfg.prediction))
         for group in opt.param_groups:

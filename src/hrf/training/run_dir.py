@@ -170,7 +170,12 @@ def train_to_completion(cfg: Config, out: Path, progress: bool = True, **trainer
     )
     trainer.train()
     if trainer.acc.is_main_process:
-        summary = {**run_totals(out), "epochs": trainer.epoch, "stopped": trainer.stopped_reason}
+        summary = {
+            **run_totals(out),
+            "epochs": trainer.epoch,
+            "stopped": trainer.stopped_reason,
+            "device": str(trainer.acc.device),
+        }
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return out / "final"
 

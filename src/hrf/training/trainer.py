@@ -120,12 +120,14 @@ class Trainer:
         reward_fn=None,
         accelerator=None,
         progress: bool = True,
+        device: str | None = None,
     ):
         from accelerate import Accelerator
 
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        cuda = torch.cuda.is_available()
+        # accelerate places each process (its GPU, or the CPU); device="cpu" keeps a run off the GPU
+        cuda = torch.cuda.is_available() and device != "cpu"
         precision = resolve_mixed_precision(cfg.model.mixed_precision, cuda, cuda and torch.cuda.is_bf16_supported())
         self.acc = accelerator or Accelerator(
             mixed_precision=precision, cpu=not cuda, **tracker_kwargs(cfg.output.trackers, self.run_dir)
@@ -133,7 +135,7 @@ class Trainer:
         if cfg.output.trackers:
             self.acc.init_trackers(PROJECT)
         self.progress = progress and self.acc.is_main_process
-        self.derived = derived_quantities(cfg, self.acc.num_processes)
+        self.derived = derived_quantities(cfg, self.acc.num_processes) | {"device": str(self.acc.device)}
         self.pipe = None  # a latent text-to-image pipeline's VAE and text encoder, when the model is one
         if unet is None and is_latent_pipeline(cfg.model.path):
             if not cfg.model.lora_rank:
@@ -145,7 +147,7 @@ class Trainer:
             if cfg.model.vae_slicing:
                 self.pipe.vae.enable_slicing()
             unet, train_scheduler = self.pipe.unet, train_scheduler or self.pipe.scheduler
-        unet = unet if unet is not None else load_unet(cfg.model.path)
+        unet = unet if unet is not None else load_unet(cfg.model.path, device=self.acc.device)
         self.train_scheduler = train_scheduler if train_scheduler is not None else load_scheduler(cfg.model.path)
         self.conditioner = make_conditioner(
             prompt_source(cfg.prompts), unet, self.pipe, cfg.prompts.null_class, f"model '{cfg.model.path}'"
@@ -177,7 +179,11 @@ class Trainer:
         )
         self.unet, self.optimizer = self.acc.prepare(unet, optimizer)
         self.params = params
-        self.reward_fn = reward_fn if reward_fn is not None else make_reward(cfg.reward.name, **cfg.reward.options)
+        self.reward_fn = (
+            reward_fn
+            if reward_fn is not None
+            else make_reward(cfg.reward.name, default_device=self.acc.device, **cfg.reward.options)
+        )
         self.schedule = make_schedule(cfg.schedule)
         self.epoch = 0
         self.stopped_reason: str | None = None
