@@ -675,15 +675,123 @@ def sample_grids(out: Path, seed: int, epochs: tuple[int, ...] = (30, 60)) -> li
 MARKERS = ("<!-- collapse-report:start -->", "<!-- collapse-report:end -->")
 
 
-def insert_report(path: Path, text: str) -> None:
-    """Replace what lies between the collapse-report markers of a markdown file with ``text``."""
+def insert_report(path: Path, text: str, markers: tuple[str, str] = MARKERS) -> None:
+    """Replace what lies between two report markers of a markdown file with ``text``."""
     from hrf.errors import HrfError
 
     doc = path.read_text()
-    start, end = doc.find(MARKERS[0]), doc.find(MARKERS[1])
+    start, end = doc.find(markers[0]), doc.find(markers[1])
     if start < 0 or end < start:
-        raise HrfError(f"{path} has no '{MARKERS[0]}' … '{MARKERS[1]}' block to fill")
-    path.write_text(doc[: start + len(MARKERS[0])] + "\n" + text.strip() + "\n" + doc[end:])
+        raise HrfError(f"{path} has no '{markers[0]}' … '{markers[1]}' block to fill")
+    path.write_text(doc[: start + len(markers[0])] + "\n" + text.strip() + "\n" + doc[end:])
+
+
+# ---------------------------------------------------------------- the confirmatory replication (RESULTS.md § R)
+
+REPLICATION_TASK = "smile"
+REPLICATION_MARKERS = ("<!-- replication-report:start -->", "<!-- replication-report:end -->")
+
+
+def replication(cells: list[dict]) -> dict | None:
+    """§ R: HRF − DDPO_IS on the replication seeds at every level (the primary level's test, once all 40
+    cells ran), the same over seeds 100–129 pooled, the domain classifier's Vendi, and the gold gains."""
+    from hrf.evaluation.gold import gold_name
+
+    levels = reward_levels(cells, REPLICATION_TASK)
+    if levels is None:
+        return None
+    task_cells = [c for c in cells if c["task"] == REPLICATION_TASK and c["method"] in PRIMARY_METHODS]
+    declared = len(SEEDS["replication"])
+    gold_key = gold_name(TASKS[REPLICATION_TASK])
+    out: dict = {"levels": levels, "seeds_run": {}, "contrasts": {}, "gold": {}}
+
+    def at(mc: list[dict], metric: str, level: float) -> list[float]:
+        return [v for c in mc if (v := value_at_reward(*curve_arrays(c, metric), level)) is not None]
+
+    for label, seeds in (("replication", SEEDS["replication"]), ("pooled", SEEDS["test"] + SEEDS["replication"])):
+        by = {m: [c for c in task_cells if c["method"] == m and c["seed"] in seeds] for m in PRIMARY_METHODS}
+        if label == "replication":
+            out["seeds_run"] = {m: len(v) for m, v in by.items()}
+        for metric in (PRIMARY, "vendi/domain"):
+            rows = []
+            for i, level in enumerate(levels):
+                a, b = at(by["hrf"], metric, level), at(by["ddpo"], metric, level)
+                row = {"level": level, "n": [len(a), len(b)], "primary": i == PRIMARY_LEVEL}
+                if len(a) >= 2 and len(b) >= 2:
+                    row |= welch(a, b)
+                rows.append(row)
+            out["contrasts"][f"{label} {metric}"] = rows
+    done = all(n == declared for n in out["seeds_run"].values())
+    primary = out["contrasts"][f"replication {PRIMARY}"][PRIMARY_LEVEL]
+    out["final"] = done
+    out["verdict"] = (
+        (verdict(primary["diff"], primary.get("p")) if "p" in primary else "not measurable") if done else None
+    )
+    if gold_key is not None:
+        for m in PRIMARY_METHODS:
+            mc = [c for c in task_cells if c["method"] == m and all(gold_key in p for p in c["curve"])]
+            out["gold"][m] = []
+            for level in levels:
+                vals = []
+                for c in mc:
+                    base = c["curve"][0][gold_key]
+                    gold = [p[gold_key] - base for p in c["curve"]]
+                    if (v := value_at_reward(curve_arrays(c, PRIMARY)[0], gold, level)) is not None:
+                        vals.append(v)
+                out["gold"][m].append({"level": level, "n": len(vals), "gold_gain": t_interval(vals) if vals else None})
+    return out
+
+
+def replication_markdown(rep: dict) -> str:
+    """§ Rb's text, every number from :func:`replication`."""
+    declared = len(SEEDS["replication"])
+    run = rep["seeds_run"]
+    lines = [
+        f"Replication seeds run: DDPO_IS {run['ddpo']} of {declared}, HRF {run['hrf']} of {declared}. "
+        "HRF − DDPO_IS in the metric named, mean difference and 95 % Welch interval, seeds reaching the level "
+        "(HRF, DDPO_IS).",
+        "",
+    ]
+    for name, rows in rep["contrasts"].items():
+        seeds, metric = name.split(" ", 1)
+        what = "seeds 110–129" if seeds == "replication" else "seeds 100–129 pooled"
+        lines.append(f"**{DIVERSITY[metric]}, {what}:**")
+        lines.append("")
+        for r in rows:
+            tag = " (primary)" if r["primary"] else ""
+            if "diff" not in r:
+                lines.append(
+                    f"- at {r['level']:+.4g}{tag}: fewer than 2 seeds of a method (n = {r['n'][0]}, {r['n'][1]})"
+                )
+                continue
+            lines.append(
+                f"- at {r['level']:+.4g}{tag}: {r['diff']:+.3f} [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}], "
+                f"Welch p = {r['p']:.3g} (n = {r['n'][0]}, {r['n'][1]})"
+            )
+        lines.append("")
+    if rep["verdict"] is not None:
+        lines.append(f"**Verdict (protocol § R.3): {rep['verdict']}.**")
+    else:
+        lines.append("Interim: the verdict is read only when all 40 cells have run (protocol § R.3).")
+    if rep["gold"]:
+        lines += [
+            "",
+            "Gold gain (the independent evaluator's P(mouth = smile)) at each reward level, cells that measured it:",
+            "",
+        ]
+        for m, rows in rep["gold"].items():
+            parts = [
+                f"at {r['level']:+.3g}: "
+                + (
+                    f"{r['gold_gain'][0]:+.3f}" + (f" ± {r['gold_gain'][1]:.3f}" if r["gold_gain"][1] else "")
+                    if r["gold_gain"]
+                    else "—"
+                )
+                + f" (n {r['n']})"
+                for r in rows
+            ]
+            lines.append(f"- {METHODS[m][0]}: " + "; ".join(parts))
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- command line
@@ -753,6 +861,13 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "report.md").write_text(text)
         if args.results is not None:
             insert_report(args.results, text)
+        if (rep := replication(cells)) is not None and any(rep["seeds_run"].values()):
+            write_json(args.out / "replication.json", rep)
+            rtext = replication_markdown(rep)
+            (args.out / "replication.md").write_text(rtext)
+            if args.results is not None:
+                insert_report(args.results, rtext, REPLICATION_MARKERS)
+            print(rtext)
         sample_grids(args.out, SEEDS["test"][0])
         print(text)
         return 0
