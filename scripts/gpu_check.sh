@@ -33,7 +33,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from hrf.config import load_config
-from hrf.experiments.runs import PRESETS as PRESET_DIR
+from hrf.config import PRESETS as PRESET_DIR
 from hrf.models import save_model, tiny_unet
 from hrf.models.configs import CELEBAHQ_SCHEDULER, CELEBAHQ_UNET
 
