@@ -137,7 +137,7 @@ def prepare_run(
                 p = out / stale
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         save_config(cfg, out / "config.toml")
-        (out / "derived.json").write_text(json.dumps(trainer.derived, indent=2))
+        write_text_atomic(out / "derived.json", json.dumps(trainer.derived, indent=2))
     trainer.acc.wait_for_everyone()
     return trainer
 
@@ -171,7 +171,7 @@ def train_to_completion(cfg: Config, out: Path, progress: bool = True, **trainer
     trainer.train()
     if trainer.acc.is_main_process:
         summary = {**run_totals(out), "epochs": trainer.epoch, "stopped": trainer.stopped_reason}
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
     return out / "final"
 
 

@@ -158,6 +158,7 @@ class Trainer:
         self.reward_fn = reward_fn if reward_fn is not None else make_reward(cfg.reward.name, **cfg.reward.options)
         self.schedule = make_schedule(cfg.schedule)
         self.epoch = 0
+        self.checkpointed_epoch = 0  # the epoch of the last checkpoint written or resumed from (epoch 0 needs none)
         self.stopped_reason: str | None = None
 
     # ------------------------------------------------------------ helpers
@@ -488,7 +489,7 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch = int(state["epoch"])
+        self.epoch = self.checkpointed_epoch = int(state["epoch"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_sched.load_state_dict(state["lr_scheduler"])
         self.schedule.load_state_dict(state["schedule"])
@@ -499,9 +500,11 @@ class Trainer:
         """Load weights and trainer state from a checkpoint directory."""
         from diffusers import UNet2DModel
 
+        from hrf.models.lora import load_lora_state
+
         state = load_checkpoint_state(checkpoint)
         if "lora" in state:  # frozen base from model.path, adapters from the checkpoint
-            self.model.load_state_dict(state["lora"], strict=False)
+            load_lora_state(self.model, state["lora"], checkpoint)
         else:
             self.model.load_state_dict(UNet2DModel.from_pretrained(checkpoint / "model").state_dict())
         self.load_state_dict(state)
@@ -512,6 +515,7 @@ class Trainer:
         self.acc.log(scalars(metrics), step=metrics["epoch"])
 
     def _checkpoint(self) -> None:
+        self.checkpointed_epoch = self.epoch
         if self.acc.is_main_process:
             save_checkpoint(
                 self.run_dir,
@@ -554,14 +558,14 @@ class Trainer:
             )
             target = cfg.train.target_reward
             reached = target is not None and metrics["reward_mean"] >= target
-            if self.epoch % out.checkpoint_every == 0 or reached or self.epoch == cfg.train.max_epochs:
+            if self.epoch % out.checkpoint_every == 0:
                 self._checkpoint()
             if reached:
                 self.stopped_reason = f"target reward {target} reached"
                 break
         bar.close()
         self.stopped_reason = self.stopped_reason or "max_epochs reached"
-        if self.epoch % out.checkpoint_every:
+        if self.checkpointed_epoch != self.epoch:  # the last epoch, once, whatever checkpoint_every says
             self._checkpoint()
         if self.acc.is_main_process:
             from hrf.models import save_model
