@@ -226,17 +226,31 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def read_toml(path: Path) -> dict:
+    """The tables of a TOML config file, or a one-line ConfigError naming it: missing, a directory, unreadable,
+    not UTF-8 text (a binary file), not TOML, or empty (no setting at all: pass ``--set`` without a file)."""
+    if path.is_dir():
+        raise ConfigError(f"config file '{path}' is a directory; pass a TOML file or a preset name")
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file '{path}': {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file '{path}' is not UTF-8 text (a binary file?); pass a TOML file") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file '{path}' is not valid TOML: {exc}") from exc
+    if not data:
+        raise ConfigError(f"config file '{path}' is empty; give it at least one setting (or use --set without a file)")
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a TOML preset (or the defaults when ``path`` is None) and apply ``--set`` overrides."""
-    data: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file '{path}' does not exist")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file '{path}' is not valid TOML: {exc}") from exc
+    data = read_toml(Path(path)) if path is not None else {}
     return config_from_dict(apply_overrides(data, overrides or []))
 
 

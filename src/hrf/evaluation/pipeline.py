@@ -4,8 +4,8 @@
 :func:`evaluate_models`. The collapse study (``benchmarks/collapse.py``) does not: it measures each of its
 many checkpoints with a leaner set (rewards, Vendi scores, factor entropy and coverage; its
 ``checkpoint_metrics``) through the same sample cache, because its committed cells were measured that way
-and new cells must stay comparable with them. A model is any spec :func:`hrf.models.load_pipeline_parts` opens: ``hrf:NAME``, a
-diffusers directory (e.g. a run's ``final/`` or ``checkpoints/epoch_N/model``) or a hub id.
+and new cells must stay comparable with them. A model is any spec :func:`hrf.models.load_pipeline_parts`
+opens: ``hrf:NAME``, a diffusers directory (e.g. a run's ``final/`` or ``checkpoints/epoch_N/model``) or a hub id.
 """
 
 from __future__ import annotations

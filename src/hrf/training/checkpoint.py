@@ -27,7 +27,8 @@ PREFIX = "epoch_"
 ASIDE = ".old-"  # an epoch's previous checkpoint while its rewrite is renamed into place
 
 
-def _epoch_of(path: Path) -> int:
+def checkpoint_epoch(path: Path) -> int:
+    """The epoch a checkpoint directory holds, from its name (``epoch_000012``, or its aside copy)."""
     return int(path.name.removeprefix(ASIDE).removeprefix(PREFIX).split("-")[0])
 
 
@@ -37,8 +38,8 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     if not root.is_dir():
         return []
     complete = [p for p in root.iterdir() if (p / "state.pt").is_file()]
-    named = {_epoch_of(p): p for p in complete if p.name.startswith(PREFIX)}
-    aside = {_epoch_of(p): p for p in complete if p.name.startswith(ASIDE + PREFIX)}
+    named = {checkpoint_epoch(p): p for p in complete if p.name.startswith(PREFIX)}
+    aside = {checkpoint_epoch(p): p for p in complete if p.name.startswith(ASIDE + PREFIX)}
     found = {**aside, **named}
     return [found[epoch] for epoch in sorted(found)]
 

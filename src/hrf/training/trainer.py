@@ -506,7 +506,14 @@ class Trainer:
         if "lora" in state:  # frozen base from model.path, adapters from the checkpoint
             load_lora_state(self.model, state["lora"], checkpoint)
         else:
-            self.model.load_state_dict(UNet2DModel.from_pretrained(checkpoint / "model").state_dict())
+            try:
+                weights = UNet2DModel.from_pretrained(checkpoint / "model").state_dict()
+            except (OSError, ValueError) as exc:  # an empty, truncated or binary file in the model directory
+                raise HrfError(
+                    f"checkpoint '{checkpoint}' has an unreadable model ({str(exc).strip().splitlines()[0]}); "
+                    "delete it to resume from the one before"
+                ) from exc
+            self.model.load_state_dict(weights)
         self.load_state_dict(state)
 
     def _write_metrics(self, metrics: dict) -> None:
