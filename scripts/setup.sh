@@ -7,7 +7,7 @@
 # or index that pip already knows (find-links, a mirror) is tried first, offline; otherwise the CPU index.
 #   HRF_TORCH        the torch requirement (default torch==2.13.0+cpu)
 #   HRF_TORCH_INDEX  the index that serves it (default https://download.pytorch.org/whl/cpu)
-# On a GPU machine, see docs/INSTALL.md (one line: HRF_TORCH=torch==2.13.0 HRF_TORCH_INDEX=…/whl/cu128).
+# On a GPU machine: docs/INSTALL.md gives the one line that installs the CUDA build instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH="${HRF_TORCH:-torch==2.13.0+cpu}"
