@@ -123,7 +123,6 @@ def run(args) -> int:
         "embedders_used": embedders,
         "benchmark_used": benchmark is not None,
     }
-    (out / "evaluate_args.json").write_text(json.dumps(config, indent=2))
 
     embs = [make_embedder(e) for e in embedders]
     rewards = {r.name: make_reward(r.name, **r.options) for r in reward_options(args.reward, args.reward_option)}
@@ -132,6 +131,7 @@ def run(args) -> int:
         if args.reference
         else (None, None)
     )
+    (out / "evaluate_args.json").write_text(json.dumps(config, indent=2))  # once the inputs have loaded
     taken: set[str] = set()
     specs: dict[str, str] = {}
     for label, spec in labelled:

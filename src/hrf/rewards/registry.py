@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import inspect
 from collections.abc import Callable
 from typing import Protocol
@@ -49,14 +50,25 @@ def _cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
+def _origin(module_name: str) -> str:
+    """`` (from FILE)`` for a module found on the path, so an error names the file to fix; else nothing."""
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return ""
+    return f" (from {spec.origin})" if spec is not None and spec.origin and spec.has_location else ""
+
+
 def _import_user_reward(spec: str) -> Callable:
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise HrfError(f"reward '{spec}': cannot import module '{module_name}' ({_cause(exc)})") from exc
+        raise HrfError(
+            f"reward '{spec}': cannot import module '{module_name}'{_origin(module_name)} ({_cause(exc)})"
+        ) from exc
     if not hasattr(module, attr):
-        raise HrfError(f"reward '{spec}': module '{module_name}' has no attribute '{attr}'")
+        raise HrfError(f"reward '{spec}': module '{module_name}'{_origin(module_name)} has no attribute '{attr}'")
     obj = getattr(module, attr)
     if not callable(obj):
         raise HrfError(f"reward '{spec}' is not a function (it is of type {type(obj).__name__})")

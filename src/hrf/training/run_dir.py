@@ -111,14 +111,14 @@ def prepare_run(
         if not saved.is_file():
             raise HrfError(f"'{out}' holds no run to resume (no config.toml); start one with --config")
         saved_cfg = load_config(saved)
+        ckpts = checkpoint_dirs(out)
+        if not ckpts:
+            raise HrfError(f"'{out}' has no complete checkpoint to resume from; start again with --force")
         lost = sorted(set(config_to_dict(saved_cfg)) - set(read_toml(saved)))
         if lost:  # hrf writes every section: a file without some was cut short or edited by hand
             raise HrfError(f"'{saved}' lacks its [{'], ['.join(lost)}] section(s); restore it or start the run again")
         cfg = with_overrides(cfg if cfg is not None else saved_cfg, list(overrides))
         changes = resume_changes(saved_cfg, cfg, allow_config_change)
-        ckpts = checkpoint_dirs(out)
-        if not ckpts:
-            raise HrfError(f"'{out}' has no complete checkpoint to resume from; start again with --force")
         logged = {entry["epoch"] for entry in read_metrics(out / "metrics.jsonl")}
         done = checkpoint_epoch(ckpts[-1])
         if not set(range(1, done + 1)) <= logged:  # each epoch's line is written before its checkpoint
