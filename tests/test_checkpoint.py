@@ -65,15 +65,19 @@ def test_a_kill_between_the_renames_of_a_rewrite_leaves_a_checkpoint(tmp_path, m
 
 
 def test_a_kill_before_pruning_leaves_the_new_checkpoint(tmp_path, monkeypatch):
-    trainer = _one_epoch_run(tmp_path / "run")
-    trainer.epoch = 2
+    """keep_checkpoints = 1: killed while epoch 2's checkpoint prunes epoch 1's, both are there; resume takes 2."""
+    cfg = _cfg("windows", max_epochs=2)
+    cfg.output.keep_checkpoints = 1
+    cfg.output.grid_every = 0
+    trainer = _run(cfg, tmp_path / "run")
 
     def dying_rmtree(path, ignore_errors=False):
         raise KeyboardInterrupt("killed")
 
     monkeypatch.setattr(checkpoint.shutil, "rmtree", dying_rmtree)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(tmp_path / "run", 2, trainer.model, trainer.train_scheduler, trainer.state_dict(), 1)
+        trainer.train()
+    monkeypatch.undo()
     assert [p.name for p in checkpoint_dirs(tmp_path / "run")] == ["epoch_000001", "epoch_000002"]
     assert _resumed_epoch(tmp_path / "run") == 2
 
