@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hrf.config import Config, load_config
+from hrf.config import Config, config_changes, load_config
 from hrf.evaluation.matched import holm, t_interval, value_at_reward, verdict, welch
 from hrf.experiments.cells import config_fingerprint, write_json
 from hrf.experiments.collapse import EPOCHS, EVAL_EVERY, METHODS, MODEL, collapse_config
@@ -91,19 +91,12 @@ def cell_config(task: str, method: str, seed: int) -> Config:
     return collapse_config(task, method, seed, EVAL_EVERY, epochs=EPOCHS)
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "options" else {f"{prefix}{k}": v})
-    return out
-
-
 def same_training(stored: dict, current: dict) -> bool:
     """Whether a cell's stored config trains as ``current`` does: every field both have is equal, except
     ``output.*`` (where checkpoints and logs go). A field the library added since the cell ran is accepted
     (the cell ran with the behaviour that field's default keeps); a field the library dropped is not."""
-    a, b = _flat(stored), _flat(current)
-    return all(k in b and json.dumps(a[k]) == json.dumps(b[k]) for k in a if not k.startswith("output."))
+    changes = config_changes(stored, current)
+    return all(old is dataclasses.MISSING for key, (old, _) in changes.items() if not key.startswith("output."))
 
 
 def checkpoint_metrics(images) -> dict[str, float]:

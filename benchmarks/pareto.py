@@ -24,7 +24,7 @@ import numpy as np
 
 from hrf.benchmarks import get_benchmark
 from hrf.cli.common import positive_int
-from hrf.config import Config, load_config
+from hrf.config import Config, load_config, preset_path
 from hrf.evaluation.samples import weights_fingerprint
 from hrf.experiments.cells import (
     cell_key,
@@ -34,7 +34,6 @@ from hrf.experiments.cells import (
     write_json,
 )
 from hrf.experiments.demo import TASKS
-from hrf.experiments.runs import preset_path
 from hrf.training.run_dir import run_totals
 
 FACES = get_benchmark("faces")  # the study's world: its presets and its classifier's factor metrics

@@ -187,8 +187,7 @@ def bench_sampling(unet, train_scheduler, steps: int, batch: int, reps: int) -> 
 
 def epoch_config(method: str, steps: int, refs: int, branches: int, sample_bs: int, train_bs: int, window):
     """The faces32 preset of ``method`` resized; HRF keeps one window so every epoch costs alike."""
-    from hrf.config import load_config
-    from hrf.experiments.runs import preset_path
+    from hrf.config import load_config, preset_path
 
     overrides = [
         f"sampling.num_steps={steps}",

@@ -17,6 +17,15 @@ def subprocess_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "OMP_NUM_THREADS": "1"}
 
 
+def free_port() -> int:
+    """A TCP port no process listens on now (the OS picks it), for a torchrun master in a test."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def celebahq_like_scheduler() -> DDPMScheduler:
     """The training schedule of google/ddpm-celebahq-256: linear betas, 1000 steps, clip_sample."""
     return DDPMScheduler(
@@ -43,6 +52,7 @@ def write_run_config(path, model_dir, **sections) -> Path:
             "sample_batch_size": 6,
             "train_batch_size": 8,
             "lr": 1e-3,
+            "advantage_norm": "group",
         },
     }
     for name, values in sections.items():

@@ -4,6 +4,7 @@ leaves every existing file intact."""
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,114 @@ def test_bad_input(name, world, capsys, monkeypatch):
 
 def test_catalogue_is_large_enough():
     assert len(CASES) >= 25
+
+
+# ---------------------------------------------------------------- every file the CLI reads, spoiled
+
+# How a new user might hand a file over: empty, cut short, binary, valid text of the wrong kind.
+SPOILERS = {
+    "empty": lambda data: b"",
+    "truncated": lambda data: data[: len(data) // 2],
+    "binary": lambda data: b"\xff\xfe\x00\x89PNG\r\n\x1a\n\x00" * 4,
+    "wrong type": lambda data: b"[1, 2, 3]\n",
+}
+# name: (what to copy from the world, the file inside the copy to spoil (None: the copy itself), the command)
+SAMPLE = ["sample", "--model", "{copy}", "--out", "{out}", "--num", "2", "--steps", "2"]
+RESUME = ["train", "--resume", "{copy}", "--set", "train.max_epochs=2", "--no-progress"]
+PRETRAIN = ["pretrain", "--data", "{copy}", "--out", "{out}", "--steps", "1", "--size", "8"]
+EVALUATE = ["evaluate", "--model", "{root}/model", "--reference", "{copy}", "--num", "2", "--steps", "2"]
+FILES = {
+    "config": ("ok.toml", None, ["train", "--config", "{copy}", "--out", "{out}", "--no-progress"]),
+    "model config.json": ("model", "config.json", SAMPLE),
+    "model weights": ("model", "diffusion_pytorch_model.safetensors", SAMPLE),
+    "model scheduler": ("model", "scheduler_config.json", SAMPLE),
+    "run config.toml": ("run", "config.toml", RESUME),
+    "run metrics.jsonl": ("run", "metrics.jsonl", RESUME),
+    "run checkpoint state": ("run", "checkpoints/epoch_000001/state.pt", RESUME),
+    "run checkpoint model": ("run", "checkpoints/epoch_000001/model/config.json", RESUME),
+    "pretraining image": ("images", "a.png", PRETRAIN),
+    "pretraining archive": ("images.npz", None, PRETRAIN),
+    "reference image": ("images", "a.png", [*EVALUATE, "--out", "{out}"]),
+    "reference archive": ("images.npz", None, [*EVALUATE, "--out", "{out}"]),
+    "reward module": (
+        "rewards/spoilt_reward.py",
+        None,
+        [*TRAIN[:3], "--out", "{out}", "--set", "reward.name=spoilt_reward:f", "--no-progress"],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def inputs(world):
+    """The world plus what the spoiled-file cases copy: an image folder, an archive, a reward module."""
+    import numpy as np
+    from PIL import Image
+
+    (world / "images").mkdir(exist_ok=True)
+    for i in range(3):
+        pixels = np.random.default_rng(i).integers(0, 256, (12, 12, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(world / "images" / f"{'abc'[i]}.png")
+    np.savez(world / "images.npz", images=np.zeros((3, 8, 8, 3), np.uint8))
+    (world / "rewards").mkdir(exist_ok=True)
+    (world / "rewards" / "spoilt_reward.py").write_text("def f(images):\n    return (images.mean(dim=(1, 2, 3)))\n")
+    return world
+
+
+def _spoiled_copy(world: Path, name: str, kind: str) -> tuple[Path, Path]:
+    """A fresh copy of the case's source with its file spoiled: (the copy, the spoiled file)."""
+    import shutil
+
+    source, inner, _ = FILES[name]
+    copy = world / "spoiled" / f"{name}-{kind}".replace(" ", "-") / Path(source).name
+    copy.parent.mkdir(parents=True)
+    (shutil.copytree if (world / source).is_dir() else shutil.copy)(world / source, copy)
+    spoiled = copy / inner if inner else copy
+    spoiled.write_bytes(SPOILERS[kind](spoiled.read_bytes()))
+    return copy, spoiled
+
+
+@pytest.mark.parametrize("kind", sorted(SPOILERS))
+@pytest.mark.parametrize("name", sorted(FILES))
+def test_a_spoiled_file_is_one_line_naming_it(name, kind, inputs, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    copy, spoiled = _spoiled_copy(inputs, name, kind)
+    monkeypatch.syspath_prepend(str(copy.parent))  # the reward module's folder
+    monkeypatch.delitem(sys.modules, "spoilt_reward", raising=False)  # each case imports its own copy
+    out = copy.parent / "out"
+    argv = [
+        a.replace("{copy}", str(copy)).replace("{out}", str(out)).replace("{root}", str(inputs)) for a in FILES[name][2]
+    ]
+    before = _snapshot(copy.parent)
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert len(err) == 1, err
+    assert str(spoiled.relative_to(copy.parent)).split("/")[0] in err[0] or str(copy) in err[0], err[0]
+    # no file written or changed (the output directory itself may exist: commands check up front it is writable)
+    assert _snapshot(copy.parent) == before
+
+
+def test_an_unreadable_config_is_one_line(world, capsys, monkeypatch):
+    """A file the user may not read (chmod does not stop root, so the refusal is simulated)."""
+    import pathlib
+
+    real = pathlib.Path.read_bytes
+
+    def refuse(self):
+        if self.name == "ok.toml":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", refuse)
+    assert main(["train", "--config", str(world / "ok.toml"), "--out", str(world / "unreadable")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1 and "cannot read config file" in err[0] and "ok.toml" in err[0] and "Permission denied" in err[0]
+    )
+    assert not (world / "unreadable").exists()
+
+
+def test_an_empty_config_file_is_refused_not_run_on_the_defaults(world, capsys):
+    (world / "blank.toml").write_text("# nothing yet\n")
+    assert main(["train", "--config", str(world / "blank.toml"), "--out", str(world / "blank")]) == 2
+    assert "is empty" in capsys.readouterr().err and not (world / "blank").exists()

@@ -8,9 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from hrf.config import load_config
+from hrf.config import load_config, preset_path
 from hrf.experiments.cells import cell_key, seed_summary, stored_cell
-from hrf.experiments.runs import preset_path
 
 
 def _tiny_model(tmp_path, seed=0, size=8):

@@ -334,8 +334,7 @@ def test_pretrain_condition_makes_a_class_conditional_model_that_trains_and_eval
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["ddpo", "hrf"])
 def test_faces32_cond_presets_train_on_a_conditional_model(tmp_path, method):
-    from hrf.config import load_config
-    from hrf.experiments.runs import preset_path
+    from hrf.config import load_config, preset_path
     from hrf.training.pretrain import PretrainConfig, pretrain
 
     pretrain(

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hrf.config import config_diff, derived_quantities, load_config, save_config
+from hrf.config import PRESETS, config_diff, derived_quantities, load_config, preset_names, preset_path, save_config
 from hrf.errors import ConfigError
-from hrf.experiments.runs import PRESETS, preset_names, preset_path
 
 PAPER = PRESETS / "paper"
 
@@ -150,3 +149,24 @@ def test_the_old_tensorboard_key_still_loads_as_a_tracker(tmp_path):
     with pytest.warns(FutureWarning):
         assert load_config(old).output.trackers == []
     assert load_config(None, ["train.branches=2", 'output.trackers=["wandb"]']).output.trackers == ["wandb"]
+
+
+def test_the_defaults_validate():
+    """Config() is DDPO_IS (one branch, batch advantages): valid as it stands, so ``--set`` alone can start a run."""
+    from hrf.config import Config, validate
+
+    cfg = Config()
+    validate(cfg)
+    assert (cfg.schedule.kind, cfg.train.branches, cfg.train.advantage_norm) == ("full", 1, "batch")
+
+
+def test_train_without_a_preset_runs_on_the_defaults(tmp_path):
+    from hrf.cli.main import main
+    from hrf.models import save_model, tiny_unet
+    from tests.helpers import celebahq_like_scheduler
+
+    model = save_model(tiny_unet(8), celebahq_like_scheduler(), tmp_path / "model")
+    sets = [f"model.path={str(model)!r}", "sampling.num_steps=4", "train.max_epochs=1", "train.references=2"]
+    argv = ["train", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main(argv + [a for s in sets for a in ("--set", s)]) == 0
+    assert load_config(tmp_path / "run" / "config.toml").schedule.kind == "full"

@@ -21,7 +21,7 @@ from hrf.errors import HrfError
 from hrf.models import save_model, tiny_unet
 from hrf.training.checkpoint import checkpoint_dirs
 from hrf.training.run_dir import prepare_run
-from tests.helpers import celebahq_like_scheduler, subprocess_env, write_run_config
+from tests.helpers import celebahq_like_scheduler, free_port, subprocess_env, write_run_config
 
 # Runs `hrf ...` in a child that SIGKILLs itself at the N-th call of a function (fault injection).
 KILLER = r"""
@@ -154,7 +154,7 @@ def test_rank_failure_stops_the_whole_run(tmp_path):
             "--nproc_per_node",
             "2",
             "--master_port",
-            "29533",
+            str(free_port()),
             "-m",
             "hrf",
             "train",

@@ -10,14 +10,14 @@ import sys
 import pytest
 
 from hrf.models import save_model, tiny_unet
-from tests.helpers import celebahq_like_scheduler, subprocess_env, write_run_config
+from tests.helpers import celebahq_like_scheduler, free_port, subprocess_env, write_run_config
 
 
 def _run(cmd, tmp_path, timeout=240):
     return subprocess.run(cmd, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
 
 
-def _two_processes(port: int) -> list[str]:
+def _two_processes() -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -25,7 +25,7 @@ def _two_processes(port: int) -> list[str]:
         "--nproc_per_node",
         "2",
         "--master_port",
-        str(port),
+        str(free_port()),
         "-m",
         "hrf",
         "train",
@@ -51,7 +51,7 @@ def test_two_processes_match_one(tmp_path):
         [sys.executable, "-m", "hrf", "train", "--config", "c.toml", "--out", "one", "--no-progress"], tmp_path
     )
     assert single.returncode == 0, single.stderr[-2000:]
-    multi = _run(_two_processes(29517) + ["--out", "two"], tmp_path)
+    multi = _run(_two_processes() + ["--out", "two"], tmp_path)
     assert multi.returncode == 0, multi.stderr[-3000:]
     one = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     two = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
@@ -75,7 +75,7 @@ def test_an_error_on_one_process_stops_both_with_the_same_line(tmp_path):
         reward={"name": "tests.test_distributed:nan_on_rank_one"},
         train={"references": 4},
     )
-    multi = _run(_two_processes(29518) + ["--out", "run"], tmp_path, timeout=180)
+    multi = _run(_two_processes() + ["--out", "run"], tmp_path, timeout=180)
     assert multi.returncode != 0
     # the two ranks write at the same moment, so their lines may run together: split on the prefix, not lines
     lines = [part.split("\n")[0].strip() for part in multi.stderr.split("hrf train: error:")[1:]]

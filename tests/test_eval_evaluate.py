@@ -247,19 +247,7 @@ def test_cli_evaluate_bad_input_is_one_line(tmp_path, capsys):
     assert err.startswith("hrf evaluate: error:") and "reference" in err and err.count("\n") == 1
 
 
-def _real_classifier_or_skip():
-    from hrf.errors import HrfError
-
-    try:
-        from hrf.data.classifier import load_face_classifier
-
-        load_face_classifier()
-    except (ImportError, OSError, HrfError) as exc:
-        pytest.skip(f"face classifier unavailable: {exc}")
-
-
 def test_collapse_is_seen_by_the_real_face_classifier():
-    _real_classifier_or_skip()
     diverse, labels = faces_tensor(200, seed=1)
     report = evaluate_images(
         {"diverse": diverse, "collapsed": _collapsed(200)},
@@ -286,7 +274,6 @@ def mixed_radix_codes_of(labels):
 
 
 def test_cli_evaluate_on_the_benchmark_with_data_reference(tmp_path):
-    _real_classifier_or_skip()
     from diffusers import DDPMScheduler
 
     from hrf.cli.main import main

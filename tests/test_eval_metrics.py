@@ -232,6 +232,8 @@ def test_prdc_hand_computed_example():
     # precision: only 0.5 lies in a real ball; recall: the ball of 0.5 (radius 19.5) holds every real point;
     # density: 0.5 lies in the balls of reals 0 and 1 → 2 / (1·3); coverage: balls of 0 and 1 → 2 / 10.
     assert out == pytest.approx({"precision": 1 / 3, "recall": 1.0, "density": 2 / 3, "coverage": 0.2})
+    # the balls are open: 11 lies exactly at distance 1 (the radius) from real 9, so it is in no ball
+    assert prdc(real, np.array([[11.0], [30.0]]), k=1)["precision"] == 0.0
 
 
 # --- ground-truth diversity ----------------------------------------------------------------------------

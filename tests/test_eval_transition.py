@@ -103,16 +103,9 @@ def test_cli_transition_on_pixels(tmp_path, train_scheduler, capsys):
 
 
 def test_cli_transition_on_the_faces_benchmark(tmp_path, train_scheduler, monkeypatch):
-    """Flip rates with the real classifier when its weights are there (a random 32 px UNet as the model)."""
+    """Flip rates with the shipped classifier (a random 32 px UNet as the model)."""
     from hrf.cli.main import main
-    from hrf.errors import HrfError
 
-    try:
-        from hrf.data.classifier import load_face_classifier
-
-        load_face_classifier()
-    except (ImportError, OSError, HrfError) as exc:
-        pytest.skip(f"face classifier unavailable: {exc}")
     model = save_model(tiny_unet(32, seed=0), train_scheduler, tmp_path / "m")
     out = tmp_path / "transition"
     assert (

@@ -53,7 +53,7 @@ def test_tiny_pipeline_is_a_latent_pipeline_and_encodes_once(tiny_sd):
 def test_sd_presets_train_lora_save_reload_and_resume(tiny_sd, tmp_path, preset):
     from diffusers import StableDiffusionPipeline
 
-    from hrf.experiments.runs import preset_path
+    from hrf.config import preset_path
 
     hrf = {"train.branches": 2, "schedule.windows": "[[1, 1]]", "schedule.iterations": "[2]"}
     extra = hrf if "hrf" in preset else {}
@@ -109,8 +109,8 @@ def test_sd_presets_train_lora_save_reload_and_resume(tiny_sd, tmp_path, preset)
 
 
 def test_full_fine_tuning_of_a_pipeline_is_refused(tiny_sd, tmp_path):
+    from hrf.config import preset_path
     from hrf.errors import HrfError
-    from hrf.experiments.runs import preset_path
 
     cfg = load_config(preset_path("sd/compressibility-ddpo"), _overrides(tiny_sd, **{"model.lora_rank": 0}))
     with pytest.raises(HrfError, match="lora_rank"):

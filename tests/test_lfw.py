@@ -10,9 +10,9 @@ import torch
 
 pytest.importorskip("skimage")
 
+from hrf.config import preset_path  # noqa: E402
 from hrf.data.lfw import lfw_faces  # noqa: E402
 from hrf.errors import HrfError  # noqa: E402
-from hrf.experiments.runs import preset_path  # noqa: E402
 from hrf.training.pretrain import make_batch_fn  # noqa: E402
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
 import torch
 from diffusers import UNet2DModel
 
@@ -58,3 +61,32 @@ def test_lora_training_changes_only_adapters_and_resumes(tmp_path):
     resumed.train()
     for (n, p), q in zip(trainer.model.named_parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(p, q), n
+
+
+def test_resume_with_mismatched_adapters_is_one_line(tmp_path):
+    """A checkpoint whose adapter keys do not match the model stops the resume instead of starting afresh."""
+    from hrf.errors import HrfError
+    from hrf.training.checkpoint import checkpoint_dirs
+
+    cfg = _cfg("windows", max_epochs=1)
+    cfg.model.lora_rank = 2
+
+    def run(**kw):
+        return prepare_run(
+            cfg if not kw else None,
+            tmp_path / "l",
+            unet=tiny_unet(8),
+            train_scheduler=celebahq_like_scheduler(),
+            progress=False,
+            **kw,
+        )
+
+    run().train()
+    state_path = checkpoint_dirs(tmp_path / "l")[-1] / "state.pt"
+    state = torch.load(state_path, weights_only=True)
+    renamed = next(k for k in state["lora"] if "lora_A" in k)
+    state["lora"][renamed.replace("lora_A", "lora_Z")] = state["lora"].pop(renamed)
+    torch.save(state, state_path)
+    with pytest.raises(HrfError, match=rf"1 missing \(first '{re.escape(renamed)}'\), 1 unexpected") as exc:
+        run(resume=True)
+    assert "\n" not in str(exc.value)

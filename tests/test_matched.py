@@ -214,6 +214,21 @@ def test_collapse_cells_are_reused_only_for_the_same_training():
     assert not collapse.same_training(cfg, {**cfg, "train": {"lr": 1e-4}})  # a field dropped
 
 
+def test_every_committed_collapse_cell_is_the_same_training_as_its_config():
+    """The committed cells stay reusable: each one's stored config trains as its cell's config does today."""
+    import dataclasses
+
+    collapse = import_benchmark("collapse")
+    paths = sorted((Path(__file__).resolve().parents[1] / "benchmarks/results/collapse/cells").rglob("*.json"))
+    assert len(paths) >= 90
+    for path in paths:
+        cell = json.loads(path.read_text())
+        current = dataclasses.asdict(collapse.cell_config(cell["task"], cell["method"], cell["seed"]))
+        assert collapse.same_training(cell["config"], current), path
+        changed = dict(current, train={**current["train"], "lr": current["train"]["lr"] * 2})
+        assert not collapse.same_training(cell["config"], changed), path
+
+
 def test_collapse_report_fills_only_its_markdown_block(tmp_path):
     collapse = import_benchmark("collapse")
     doc = tmp_path / "R.md"

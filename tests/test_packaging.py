@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hrf.config import load_config
+from hrf.config import PRESETS, config_source, load_config, preset_names, preset_path
 from hrf.errors import HrfError
-from hrf.experiments.runs import PRESETS, config_source, preset_names, preset_path
 
 
 def test_presets_ship_inside_the_package():

@@ -10,8 +10,7 @@ import pytest
 import torch
 from diffusers import UNet2DModel
 
-from hrf.config import load_config
-from hrf.experiments.runs import PRESETS
+from hrf.config import PRESETS, load_config
 from hrf.models import save_model, tiny_unet
 from hrf.rewards.aesthetic import AestheticMLP
 from hrf.training.run_dir import prepare_run

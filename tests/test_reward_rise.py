@@ -15,8 +15,7 @@ import os
 
 import pytest
 
-from hrf.config import load_config
-from hrf.experiments.runs import PRESETS
+from hrf.config import PRESETS, load_config
 from hrf.training.run_dir import prepare_run
 from tests.helpers import assert_rises, paired_reward_change
 

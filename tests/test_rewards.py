@@ -110,6 +110,23 @@ class Scaled:
         return images.double().mean(dim=(1, 2, 3)) * self.scale
 
 
+class NeedsPath:
+    def __init__(self, path):
+        self.path = path
+
+    def __call__(self, images):
+        return images.mean(dim=(1, 2, 3))
+
+
+def test_a_class_is_always_a_factory_even_with_a_required_argument_not_in_the_options():
+    """One rule for classes: constructed from reward.options, so a missing constructor argument is named at
+    start-up instead of the class being called on the images."""
+    with pytest.raises(HrfError, match=r"reward.options do not fit its factory .*'path'.*its options: path"):
+        make_reward("tests.test_rewards:NeedsPath")
+    rewards, _ = make_reward("tests.test_rewards:NeedsPath", path="x")(_images())
+    assert rewards.shape == (4,)
+
+
 def _images(n=4):
     return torch.rand(n, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
 

@@ -132,9 +132,22 @@ def test_noise_to_step_mean_and_variance(ddim40):
     # 5-sigma bounds on the sample mean and variance of n Gaussian draws
     assert abs(x.mean().item() - math.sqrt(a) * 0.7) < 5 * math.sqrt((1 - a) / n)
     assert abs(x.var().item() - (1 - a)) < 5 * (1 - a) * math.sqrt(2 / n)
-    # and it is exactly diffusers' add_noise for the same noise
-    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(x, ddim40.add_noise(x0, noise, torch.tensor([t])))
+
+
+def test_noise_to_step_is_diffusers_add_noise_and_the_float64_formula(ddim40, monkeypatch):
+    """One step index per sample: diffusers' ``add_noise`` does the noising, and it matches
+    ``sqrt(ᾱ_t)·x0 + sqrt(1−ᾱ_t)·ε`` computed independently in float64."""
+    k = torch.tensor([0, 5, 20, 38])
+    x0 = torch.linspace(-1, 1, 4 * 3 * 2 * 2).reshape(4, 3, 2, 2)
+    calls = []
+    real = type(ddim40).add_noise
+    monkeypatch.setattr(type(ddim40), "add_noise", lambda self, *a: calls.append(a[2].tolist()) or real(self, *a))
+    x = noise_to_step(x0, k, ddim40, torch.Generator().manual_seed(0))
+    assert calls == [ddim40.timesteps[k].tolist()]
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0)).double()
+    acp = ddim40.alphas_cumprod.double()[ddim40.timesteps[k]].reshape(4, 1, 1, 1)
+    expected = acp.sqrt() * x0.double() + (1 - acp).sqrt() * noise
+    torch.testing.assert_close(x.double(), expected, rtol=0, atol=1e-6)
 
 
 def test_start_states_index_zero_is_pure_noise(ddim40):
@@ -152,3 +165,26 @@ def test_make_ddim_scheduler_rejects_too_many_steps(train_scheduler):
 
     with pytest.raises(HrfError, match="num_steps"):
         make_ddim_scheduler(train_scheduler, 2000)
+
+
+def test_gaussian_step_kl_value_for_two_different_steps():
+    """The KL of two different Gaussian steps (one σ per sample) against float64: torch.distributions' closed
+    form per dimension, and a Monte Carlo estimate of E_a[log p_a − log p_b] from the densities themselves."""
+    from torch.distributions import Normal, kl_divergence
+
+    from hrf.sampling import gaussian_step_kl
+
+    g = torch.Generator().manual_seed(0)
+    mean_a = torch.randn(3, 2, 4, 4, generator=g, dtype=torch.float64)
+    mean_b = mean_a + 0.3 * torch.randn(3, 2, 4, 4, generator=g, dtype=torch.float64)
+    sigma = torch.tensor([0.2, 0.5, 1.3], dtype=torch.float64)
+    kl = gaussian_step_kl(mean_a, mean_b, sigma)
+    s = sigma.reshape(3, 1, 1, 1)
+    closed = kl_divergence(Normal(mean_a, s), Normal(mean_b, s)).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(kl, closed, rtol=1e-12, atol=0)
+    assert bool((kl > 0.01).all())  # the steps really differ
+    torch.manual_seed(1)
+    x = Normal(mean_a, s).sample((20000,))
+    log_ratio = (Normal(mean_a, s).log_prob(x) - Normal(mean_b, s).log_prob(x)).mean(dim=(2, 3, 4))
+    mc, se = log_ratio.mean(0), log_ratio.std(0) / 20000**0.5
+    assert bool(((mc - kl).abs() < 5 * se).all()), (mc, kl, se)

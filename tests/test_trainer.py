@@ -87,8 +87,9 @@ def test_trainable_pairs_counts_and_fraction():
     assert all(trainable[r, s] for r, s in zip(rows.tolist(), steps.tolist(), strict=True))
 
 
-def test_only_trained_steps_change_the_gradient(tmp_path):
-    """A gradient computed on pairs at steps ≥ start equals the one of the whole masked objective."""
+def test_trainable_steps_start_at_each_trajectorys_start(tmp_path):
+    """The trainable mask of a sampled epoch: no step before a trajectory's start, every step from it to T − 2
+    (that the loss trains exactly the masked pairs is ``test_only_steps_after_each_start_are_trained``)."""
     trainer = _run(_cfg("windows"), tmp_path / "run")
     traj, groups, *_ = trainer.sample_epoch(0)
     assert not traj.trainable[torch.arange(len(traj)), traj.start - 1].any()  # never before the start

@@ -1,4 +1,4 @@
-"""Typed run configuration: dataclasses, TOML presets in ``configs/``, dotted ``--set`` overrides.
+"""Typed run configuration: dataclasses, TOML presets in ``configs/`` (found by name), dotted ``--set`` overrides.
 
 Step-index convention (windows, candidates): k counts denoising steps already taken; k = 0 is pure
 noise, k = T is the clean image. The paper's §4.2 equations count the other way (t = T − k).
@@ -80,7 +80,9 @@ class TrainConfig:
     grad_clip: float = 4.5  # max gradient norm (paper: 4.5)
     clip_range: float = 1e-4  # PPO clip ε on the importance ratio (paper: 1e-4)
     adv_clip: float = 5.0  # advantages clipped to ±adv_clip (paper silent; DDPO's value)
-    advantage_norm: str = "group"  # "group" per reference; "group_std" GRPO; "batch" DDPO; "prompt" ddpo's stat tracker
+    # The default is "batch" because the other defaults are DDPO_IS (schedule.kind = "full", branches = 1),
+    # where one branch has no group to centre on; every preset sets its own, so no shipped run changes.
+    advantage_norm: str = "batch"  # "group" per reference; "group_std" GRPO; "batch" DDPO; "prompt" ddpo's stat tracker
     timestep_fraction: float = 1.0  # fraction of each trajectory's trainable steps trained (DDPO's subsampling)
     skip_last_steps: int = 0  # the last N stochastic steps are sampled, not trained (0 = all, as DDPO and the paper)
     kl_coef: float = 0.0  # > 0 adds a per-step KL to the frozen base model (DPOK-style baseline)
@@ -103,6 +105,33 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+
+
+# ---------------------------------------------------------------- presets
+
+# The presets ship inside the package (package data), so every kind of install finds them by name.
+PRESETS = Path(__file__).resolve().parent / "configs"
+
+
+def preset_names() -> list[str]:
+    """Every shipped preset's name, e.g. ``faces32/compressibility-hrf`` (its path under ``configs/``)."""
+    return sorted(p.relative_to(PRESETS).with_suffix("").as_posix() for p in PRESETS.rglob("*.toml"))
+
+
+def preset_path(name: str) -> Path:
+    """The TOML file of the shipped preset ``name``, e.g. ``faces32/compressibility-hrf`` (``.toml`` optional)."""
+    path = PRESETS / (name if name.endswith(".toml") else f"{name}.toml")
+    if not path.is_file():
+        raise ConfigError(f"no preset named '{name}'; presets: {', '.join(preset_names())}")
+    return path
+
+
+def config_source(spec: str | Path) -> Path:
+    """A ``--config`` value as a file: an existing TOML file path, else the shipped preset of that name."""
+    path = Path(spec)
+    if path.is_file() or (path.suffix == ".toml" and not (PRESETS / path).is_file()):
+        return path  # a missing *.toml that names no preset: load_config reports the missing file
+    return preset_path(str(spec))
 
 
 # ---------------------------------------------------------------- loading
@@ -210,17 +239,31 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def read_toml(path: Path) -> dict:
+    """The tables of a TOML config file, or a one-line ConfigError naming it: missing, a directory, unreadable,
+    not UTF-8 text (a binary file), not TOML, or empty (no setting at all: pass ``--set`` without a file)."""
+    if path.is_dir():
+        raise ConfigError(f"config file '{path}' is a directory; pass a TOML file or a preset name")
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file '{path}': {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file '{path}' is not UTF-8 text (a binary file?); pass a TOML file") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file '{path}' is not valid TOML: {exc}") from exc
+    if not data:
+        raise ConfigError(f"config file '{path}' is empty; give it at least one setting (or use --set without a file)")
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a TOML preset (or the defaults when ``path`` is None) and apply ``--set`` overrides."""
-    data: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file '{path}' does not exist")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file '{path}' is not valid TOML: {exc}") from exc
+    data = read_toml(Path(path)) if path is not None else {}
     return config_from_dict(apply_overrides(data, overrides or []))
 
 
@@ -239,11 +282,18 @@ def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as TOML (what ``hrf train --resume`` reads back)."""
     import tomli_w
 
-    Path(path).write_text(tomli_w.dumps(config_to_dict(cfg)))
+    from hrf.atomic import write_text_atomic
+
+    write_text_atomic(path, tomli_w.dumps(config_to_dict(cfg)))
 
 
-def config_changes(a: Config, b: Config) -> dict[str, tuple]:
-    """``{dotted key: (old, new)}`` where two configs differ; ``reward.options`` compares as one value."""
+def config_changes(a: Config | dict, b: Config | dict) -> dict[str, tuple]:
+    """``{dotted key: (old, new)}`` where two configs differ; ``reward.options`` compares as one value.
+
+    Either side may be a Config or its ``dataclasses.asdict`` dict (e.g. one stored in a JSON file, which may
+    lack fields added since or hold fields dropped since); a key only one side has is ``dataclasses.MISSING``
+    on the other.
+    """
 
     def flat(d, prefix=""):
         out = {}
@@ -254,8 +304,9 @@ def config_changes(a: Config, b: Config) -> dict[str, tuple]:
                 out[f"{prefix}{k}"] = v
         return out
 
-    fa, fb = flat(dataclasses.asdict(a)), flat(dataclasses.asdict(b))
-    return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}
+    fa, fb = (flat(x if isinstance(x, dict) else dataclasses.asdict(x)) for x in (a, b))
+    pairs = {k: (fa.get(k, dataclasses.MISSING), fb.get(k, dataclasses.MISSING)) for k in sorted(set(fa) | set(fb))}
+    return {k: (old, new) for k, (old, new) in pairs.items() if old != new}
 
 
 def config_diff(a: Config, b: Config) -> list[str]:

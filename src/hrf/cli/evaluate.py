@@ -132,7 +132,6 @@ def run(args) -> int:
         "benchmark_used": benchmark is not None,
         "device_used": str(device),
     }
-    (out / "evaluate_args.json").write_text(json.dumps(config, indent=2))
     print(f"hrf evaluate: device {device}, {args.noise} noise")
 
     embs = [make_embedder(e, device) for e in embedders]
@@ -147,6 +146,7 @@ def run(args) -> int:
         if args.reference
         else (None, None)
     )
+    (out / "evaluate_args.json").write_text(json.dumps(config, indent=2))  # once the inputs have loaded
     taken: set[str] = set()
     specs: dict[str, str] = {}
     for label, spec in labelled:

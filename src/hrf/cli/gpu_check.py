@@ -40,8 +40,8 @@ from pathlib import Path
 
 import torch
 
+from hrf.config import PRESETS as PRESET_DIR
 from hrf.config import load_config
-from hrf.experiments.runs import PRESETS as PRESET_DIR
 
 PRESETS = sorted((PRESET_DIR / "paper").glob("*.toml"))  # the installed package's presets
 EMBEDDERS = ("pixels", "domain", "efficientnet_lite0", "fid_inception", "clip")

@@ -46,9 +46,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from hrf.config import load_config
+    from hrf.config import config_source, load_config
     from hrf.errors import HrfError
-    from hrf.experiments.runs import config_source
     from hrf.training.run_dir import prepare_run
 
     if args.resume and args.out and args.out != args.resume:

@@ -95,8 +95,8 @@ def load_npz(path: Path, size: int) -> torch.Tensor:
             if "images" not in archive.files:
                 raise HrfError(f"'{path}' has no 'images' array (it holds: {', '.join(archive.files) or 'nothing'})")
             images = archive["images"]
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise HrfError(f"cannot read '{path}' as a .npz file: {exc}") from None
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:  # EOFError: an empty file
+        raise HrfError(f"cannot read '{path}' as a .npz file: {exc}".splitlines()[0]) from None
     if images.ndim != 4 or images.shape[-1] not in (1, 3) or images.dtype != np.uint8 or not images.size:
         raise HrfError(
             f"'{path}': 'images' must be a non-empty (N, H, W, C) uint8 array with C = 1 or 3, got shape "

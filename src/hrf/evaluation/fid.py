@@ -6,8 +6,8 @@ features, and checked against torchmetrics. They are called FID/KID only on Ince
 other features hrf names them "FD (embedder)" / "KD (embedder)".
 
 Precision and recall follow Kynkäänniemi et al. (2019), density and coverage Naeem et al. (2020): each
-point's k-NN radius within its own set defines a closed ball, and a point of the other set counts when it
-falls inside at least one ball.
+point's k-NN radius within its own set defines an open ball, and a point of the other set counts when it
+lies strictly closer than that radius to at least one ball's centre (a point exactly at the radius does not).
 """
 
 from __future__ import annotations
@@ -112,8 +112,9 @@ def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict[str, float]:
 
     precision = share of fake points inside some real ball; recall = share of real points inside some
     fake ball; density = (1 / kM) Σ_fake #real balls containing it; coverage = share of real balls that
-    contain a fake point. Balls are open (``<``), as in the published definition and its reference code, so
-    two identical sets give precision = recall = coverage = density = 1.
+    contain a fake point. Balls are open (``<``), as in Naeem et al.'s reference code (the ``prdc`` package);
+    Kynkäänniemi et al. write ``≤``, which differs only on exact ties. Two identical sets give precision =
+    recall = coverage = density = 1.
     """
     real = np.asarray(real, dtype=np.float64)
     fake = np.asarray(fake, dtype=np.float64)

@@ -1,8 +1,11 @@
 """One evaluation pipeline: sample every model from the same noise (cached), then compute every metric.
 
-``hrf evaluate``, the demo, the window ablation, the Pareto study and the collapse study all call
-:func:`evaluate_models`. A model is any spec :func:`hrf.models.load_pipeline_parts` opens: ``hrf:NAME``, a
-diffusers directory (e.g. a run's ``final/`` or ``checkpoints/epoch_N/model``) or a hub id.
+``hrf evaluate``, the demo, the window ablation (through ``experiments/cells.py``) and the Pareto study call
+:func:`evaluate_models`. The collapse study (``benchmarks/collapse.py``) does not: it measures each of its
+many checkpoints with a leaner set (rewards, Vendi scores, factor entropy and coverage; its
+``checkpoint_metrics``) through the same sample cache, because its committed cells were measured that way
+and new cells must stay comparable with them. A model is any spec :func:`hrf.models.load_pipeline_parts`
+opens: ``hrf:NAME``, a diffusers directory (e.g. a run's ``final/`` or ``checkpoints/epoch_N/model``) or a hub id.
 """
 
 from __future__ import annotations

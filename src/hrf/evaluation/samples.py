@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,17 @@ def sample_or_load(
     return from_uint8_hwc(pixels)
 
 
+def _read_reference_image(path: Path) -> np.ndarray:
+    """One reference image file as an array, or a one-line HrfError naming it (empty, truncated, not an image)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise HrfError(f"cannot read reference image '{path}': {exc}".splitlines()[0]) from None
+
+
 def load_reference(spec: str, num: int, seed: int, data=None) -> tuple[torch.Tensor, str]:
     """The reference set: ``data`` (draws from a benchmark's data, ``data(num, seed)``) or a .npz / directory of images.
 
@@ -108,19 +120,21 @@ def load_reference(spec: str, num: int, seed: int, data=None) -> tuple[torch.Ten
     if path.is_dir() and (path / "samples.npz").is_file():
         path = path / "samples.npz"
     if path.is_file() and path.suffix == ".npz":
-        with np.load(path) as arrays:
-            if "images" not in arrays:
-                raise HrfError(
-                    f"reference '{spec}' has no 'images' array (expected uint8 N×H×W×C, as hrf sample writes)"
-                )
-            return from_uint8_hwc(arrays["images"][:num]), f"{path} (first {min(num, len(arrays['images']))} images)"
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                if "images" not in arrays:
+                    raise HrfError(
+                        f"reference '{spec}' has no 'images' array (expected uint8 N×H×W×C, as hrf sample writes)"
+                    )
+                stored = arrays["images"]
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+            raise HrfError(f"cannot read reference '{path}' as a .npz archive ({type(exc).__name__})") from None
+        return from_uint8_hwc(stored[:num]), f"{path} (first {min(num, len(stored))} images)"
     if path.is_dir():
-        from PIL import Image
-
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:num]
         if not files:
             raise HrfError(f"reference directory '{spec}' has no samples.npz and no .png/.jpg images")
-        images = [np.asarray(Image.open(f)) for f in files]
+        images = [_read_reference_image(f) for f in files]
         if len({a.shape for a in images}) > 1:
             raise HrfError(f"images in '{spec}' differ in size; the reference needs equal sizes")
         return from_uint8_hwc(np.stack(images)), f"{path} ({len(files)} images)"

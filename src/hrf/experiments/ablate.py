@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from hrf.config import Config, last_trainable_start, load_config
+from hrf.config import Config, last_trainable_start, load_config, preset_path
 from hrf.experiments.cells import (
     cell_key,
     seed_summary,
@@ -23,7 +23,6 @@ from hrf.experiments.cells import (
     train_and_evaluate,
     write_json,
 )
-from hrf.experiments.runs import preset_path
 
 REGIMES: dict[str, list[list[int]]] = {
     "baseline": [[8, 12], [18, 22], [28, 32]],

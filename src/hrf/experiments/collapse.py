@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from hrf.config import Config, load_config
-from hrf.experiments.runs import preset_path
+from hrf.config import Config, load_config, preset_path
 
 MODEL = "hrf:faces32"
 EPOCHS = 60  # the collapse budget: 5× the presets' 12 epochs, where DDPO_IS loses most of its diversity

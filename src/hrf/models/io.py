@@ -52,6 +52,19 @@ def resolve_model_path(spec: str) -> tuple[str, str | None]:
     return spec, None  # a hub id
 
 
+def _check_json_object(path: Path) -> None:
+    """A model directory's JSON config must be a JSON object: anything else is a one-line HrfError naming it
+    (diffusers would report an empty, binary or wrong-type file as a failed download)."""
+    import json
+
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise HrfError(f"cannot read '{path}' as JSON ({type(exc).__name__}): empty, truncated or binary?") from None
+    if not isinstance(data, dict):
+        raise HrfError(f"'{path}' holds a JSON {type(data).__name__}, not a config object")
+
+
 def _from_hub(load, spec: str, **kwargs):
     """Load from the local cache first; download only when the user allows network (HF_HUB_OFFLINE unset)."""
     try:
@@ -78,6 +91,7 @@ def load_unet(spec: str, dtype: torch.dtype = torch.float32, device: torch.devic
     kwargs = {"subfolder": subfolder} if subfolder else {}
     kwargs["torch_dtype"] = dtype
     if Path(path).is_dir():
+        _check_json_object(Path(path, subfolder or "", "config.json"))
         try:
             unet = UNet2DModel.from_pretrained(path, **kwargs)
         except (OSError, ValueError, KeyError) as exc:
@@ -92,10 +106,14 @@ def load_scheduler(spec: str) -> DDPMScheduler:
     path, subfolder = resolve_model_path(spec)
     kwargs = {"subfolder": "scheduler"} if subfolder else {}
     if Path(path).is_dir():
+        config = Path(path, *kwargs.values(), "scheduler_config.json")
+        if not config.is_file():
+            raise HrfError(f"'{spec}' has no scheduler_config.json beside its UNet")
+        _check_json_object(config)
         try:
             return DDPMScheduler.from_pretrained(path, **kwargs)
         except (OSError, ValueError) as exc:
-            raise HrfError(f"'{spec}' has no scheduler_config.json beside its UNet") from exc
+            raise HrfError(f"cannot load a noise schedule from '{config}': {exc}".splitlines()[0]) from exc
     return _from_hub(DDPMScheduler.from_pretrained, path)
 
 

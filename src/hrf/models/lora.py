@@ -44,6 +44,24 @@ def lora_state_dict(unet) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in unet.state_dict().items() if "lora_" in k}
 
 
+def load_lora_state(unet, state: dict[str, torch.Tensor], source: object) -> None:
+    """Load adapter weights saved by :func:`lora_state_dict` into ``unet``; any key mismatch is a one-line HrfError.
+
+    ``load_state_dict(strict=False)`` is needed (the frozen base weights are not in ``state``), but on its own
+    it would skip a mismatched adapter silently and resume from fresh adapters.
+    """
+    expected = {k for k in unet.state_dict() if "lora_" in k}
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        parts = [
+            f"{len(keys)} {kind} (first '{keys[0]}')"
+            for kind, keys in (("missing", missing), ("unexpected", unexpected))
+            if keys
+        ]
+        raise HrfError(f"the LoRA adapters of '{source}' do not fit the model: {', '.join(parts)} adapter keys")
+    unet.load_state_dict(state, strict=False)
+
+
 def merged_unet(unet):
     """A plain model of ``unet``'s class with the adapters folded into the base weights."""
     from peft.tuners.tuners_utils import BaseTunerLayer

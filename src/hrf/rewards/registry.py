@@ -1,11 +1,13 @@
 """The reward registry, the ``module:function`` convention for user rewards, and the checks on every output.
 
-A user reward ``module:function`` is one of two things, told apart by its signature:
+A user reward ``module:function`` is one of two things:
 
-- the reward itself, ``function(images) -> rewards or (rewards, info)``: its first parameter is required,
-  positional and not named in ``reward.options``, so it receives the images;
-- a factory, ``function(**reward.options) -> reward``: every other callable (a function with no required
-  positional parameter, e.g. ``def make(scale=1.0)``, or a class), called once when the run starts.
+- a factory, ``function(**reward.options) -> reward``, called once when the run starts: every class (its
+  instance is the reward, whatever its constructor asks; a required argument missing from
+  ``reward.options`` is a one-line error naming it), and every function whose first parameter is optional,
+  keyword-only, named in ``reward.options`` or absent (e.g. ``def make(scale=1.0)``);
+- the reward itself, ``function(images) -> rewards or (rewards, info)``: any other function, i.e. one whose
+  first parameter is required, positional and not named in ``reward.options``, so it receives the images.
 
 Every reward :func:`make_reward` returns turns a failure inside it (an exception, an output of the wrong
 type or shape) into a one-line :class:`HrfError` naming the reward and the cause.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import inspect
 from collections.abc import Callable
 from typing import Protocol
@@ -47,14 +50,25 @@ def _cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
+def _origin(module_name: str) -> str:
+    """`` (from FILE)`` for a module found on the path, so an error names the file to fix; else nothing."""
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return ""
+    return f" (from {spec.origin})" if spec is not None and spec.origin and spec.has_location else ""
+
+
 def _import_user_reward(spec: str) -> Callable:
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise HrfError(f"reward '{spec}': cannot import module '{module_name}' ({_cause(exc)})") from exc
+        raise HrfError(
+            f"reward '{spec}': cannot import module '{module_name}'{_origin(module_name)} ({_cause(exc)})"
+        ) from exc
     if not hasattr(module, attr):
-        raise HrfError(f"reward '{spec}': module '{module_name}' has no attribute '{attr}'")
+        raise HrfError(f"reward '{spec}': module '{module_name}'{_origin(module_name)} has no attribute '{attr}'")
     obj = getattr(module, attr)
     if not callable(obj):
         raise HrfError(f"reward '{spec}' is not a function (it is of type {type(obj).__name__})")
@@ -62,7 +76,10 @@ def _import_user_reward(spec: str) -> Callable:
 
 
 def takes_images(fn: Callable, options: dict) -> bool:
-    """True when ``fn`` is a reward itself: its first parameter is required, positional and not an option."""
+    """True when ``fn`` is a reward itself: not a class, and its first parameter is required, positional and not
+    an option."""
+    if inspect.isclass(fn):
+        return False
     try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):  # some builtins have no signature: take them as the reward itself

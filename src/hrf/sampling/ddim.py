@@ -141,10 +141,9 @@ def noise_to_step(
     ``k`` counts denoising steps already taken (0 = noisiest timestep), scalar or one per sample.
     """
     k = torch.as_tensor(k, device=x0.device).long()
-    t = scheduler.timesteps.to(x0.device)[k]
-    acp = scheduler.alphas_cumprod.to(x0.device, torch.float64)[t]
+    t = scheduler.timesteps.to(x0.device)[k].expand(x0.shape[0])
     noise = gaussian(generator, x0.shape, x0.device, x0.dtype)
-    return _bcast(acp.sqrt(), x0) * x0 + _bcast((1 - acp).sqrt(), x0) * noise
+    return scheduler.add_noise(x0, noise, t)
 
 
 def start_states(

@@ -1,8 +1,15 @@
 """Atomic checkpoints: a diffusers model directory plus the trainer state, renamed into place when complete.
 
 Layout: ``RUN/checkpoints/epoch_000012/{model/, state.pt}``. A checkpoint is written under a temporary
-name and renamed in one ``os.replace``, so a crash mid-write leaves the previous checkpoint intact; a
-half-written temporary directory is ignored and cleaned up on the next write.
+name and renamed in one ``os.replace``; only then are checkpoints beyond ``keep`` pruned, so a kill at any
+point leaves at least one complete checkpoint (with ``keep = 1`` too). A half-written temporary directory
+is ignored and cleaned up on the next write. Rewriting an epoch that already has a checkpoint first renames
+the old one aside (``.old-epoch_…``), which still counts as that epoch's checkpoint until the new one is in
+place.
+
+Not accelerate's ``save_state`` with ``ProjectConfiguration(total_limit=…)``: it deletes the oldest
+checkpoint *before* writing the new one, in place, so with ``total_limit = 1`` a kill mid-write leaves
+none; and it saves raw state dicts, where ours hold a diffusers model directory every command accepts.
 """
 
 from __future__ import annotations
@@ -17,15 +24,24 @@ from hrf.errors import HrfError
 from hrf.models import save_model
 
 PREFIX = "epoch_"
+ASIDE = ".old-"  # an epoch's previous checkpoint while its rewrite is renamed into place
+
+
+def checkpoint_epoch(path: Path) -> int:
+    """The epoch a checkpoint directory holds, from its name (``epoch_000012``, or its aside copy)."""
+    return int(path.name.removeprefix(ASIDE).removeprefix(PREFIX).split("-")[0])
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first."""
+    """Complete checkpoints of a run, oldest first: one per epoch, an aside copy only where the epoch has no other."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.name.startswith(PREFIX) and (p / "state.pt").is_file()]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
+    complete = [p for p in root.iterdir() if (p / "state.pt").is_file()]
+    named = {checkpoint_epoch(p): p for p in complete if p.name.startswith(PREFIX)}
+    aside = {checkpoint_epoch(p): p for p in complete if p.name.startswith(ASIDE + PREFIX)}
+    found = {**aside, **named}
+    return [found[epoch] for epoch in sorted(found)]
 
 
 def save_checkpoint(run_dir: Path, epoch: int, unet, train_scheduler, state: dict, keep: int, save=save_model) -> Path:
@@ -41,9 +57,13 @@ def save_checkpoint(run_dir: Path, epoch: int, unet, train_scheduler, state: dic
     save(unet, train_scheduler, tmp / "model")
     torch.save(state, tmp / "state.pt")
     final = root / f"{PREFIX}{epoch:06d}"
+    aside = root / f"{ASIDE}{final.name}-{os.getpid()}"
     if final.exists():
-        shutil.rmtree(final)
+        os.replace(final, aside)
     os.replace(tmp, final)
+    for old in root.glob(f"{ASIDE}*"):  # superseded: this write's aside, or one a kill left behind
+        if (root / old.name.removeprefix(ASIDE).split("-")[0] / "state.pt").is_file():
+            shutil.rmtree(old, ignore_errors=True)
     for old in checkpoint_dirs(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

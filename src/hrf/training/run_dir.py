@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hrf.atomic import write_text_atomic
-from hrf.config import Config, config_changes, config_diff, load_config, save_config, with_overrides
+from hrf.config import (
+    Config,
+    config_changes,
+    config_diff,
+    config_to_dict,
+    load_config,
+    read_toml,
+    save_config,
+    with_overrides,
+)
 from hrf.errors import HrfError
 
 if TYPE_CHECKING:
@@ -93,7 +102,7 @@ def prepare_run(
     ``allow_config_change`` or is refused (:func:`resume_changes`), and once accepted takes effect, the
     optimizer's settings included. Accepted changes are logged in ``config_changes.jsonl``.
     """
-    from hrf.training.checkpoint import apply_optimizer_settings, checkpoint_dirs
+    from hrf.training.checkpoint import apply_optimizer_settings, checkpoint_dirs, checkpoint_epoch
     from hrf.training.trainer import Trainer
 
     out = Path(out)
@@ -102,11 +111,21 @@ def prepare_run(
         if not saved.is_file():
             raise HrfError(f"'{out}' holds no run to resume (no config.toml); start one with --config")
         saved_cfg = load_config(saved)
-        cfg = with_overrides(cfg if cfg is not None else saved_cfg, list(overrides))
-        changes = resume_changes(saved_cfg, cfg, allow_config_change)
         ckpts = checkpoint_dirs(out)
         if not ckpts:
             raise HrfError(f"'{out}' has no complete checkpoint to resume from; start again with --force")
+        lost = sorted(set(config_to_dict(saved_cfg)) - set(read_toml(saved)))
+        if lost:  # hrf writes every section: a file without some was cut short or edited by hand
+            raise HrfError(f"'{saved}' lacks its [{'], ['.join(lost)}] section(s); restore it or start the run again")
+        cfg = with_overrides(cfg if cfg is not None else saved_cfg, list(overrides))
+        changes = resume_changes(saved_cfg, cfg, allow_config_change)
+        logged = {entry["epoch"] for entry in read_metrics(out / "metrics.jsonl")}
+        done = checkpoint_epoch(ckpts[-1])
+        if not set(range(1, done + 1)) <= logged:  # each epoch's line is written before its checkpoint
+            raise HrfError(
+                f"'{out / 'metrics.jsonl'}' lacks epochs the last checkpoint ({done}) has done; restore it or "
+                "start the run again with --force"
+            )
     else:
         if overrides:
             cfg = with_overrides(cfg if cfg is not None else Config(), list(overrides))
@@ -137,18 +156,46 @@ def prepare_run(
                 p = out / stale
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         save_config(cfg, out / "config.toml")
-        (out / "derived.json").write_text(json.dumps(trainer.derived, indent=2))
+        write_text_atomic(out / "derived.json", json.dumps(trainer.derived, indent=2))
     trainer.acc.wait_for_everyone()
     return trainer
 
 
+def read_metrics(path: Path) -> list[dict]:
+    """The epochs of a ``metrics.jsonl`` (none if it is missing), or a one-line HrfError naming the file.
+
+    A last line that does not parse is dropped: a kill mid-append leaves one, and its epoch has no checkpoint
+    yet. Any other unreadable line means the file is not the run's log.
+    """
+    if not path.is_file():
+        return []
+    try:
+        lines = [ln for ln in path.read_bytes().decode("utf-8").splitlines() if ln.strip()]
+    except UnicodeDecodeError:
+        raise HrfError(
+            f"'{path}' is not UTF-8 text (a binary file?); it should be the run's log, one JSON line per epoch"
+        ) from None
+    epochs = []
+    for number, line in enumerate(lines, 1):
+        try:
+            entry = json.loads(line)
+            if not isinstance(entry, dict) or not isinstance(entry.get("epoch"), int):
+                raise ValueError("no epoch")
+        except ValueError:
+            if number == len(lines):
+                break
+            raise HrfError(
+                f"'{path}' line {number} is not an epoch's JSON record; restore the file or start the run again"
+            ) from None
+        epochs.append(entry)
+    return epochs
+
+
 def _truncate_metrics(path: Path, epochs_done: int) -> None:
     """Drop metric lines of epochs after the checkpoint (they will be recomputed identically)."""
-    if not path.is_file():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    kept = [ln for ln in lines if json.loads(ln)["epoch"] <= epochs_done]
-    write_text_atomic(path, "".join(ln + "\n" for ln in kept))
+    if path.is_file():
+        kept = [entry for entry in read_metrics(path) if entry["epoch"] <= epochs_done]
+        write_text_atomic(path, "".join(json.dumps(entry) + "\n" for entry in kept))
 
 
 def train_to_completion(cfg: Config, out: Path, progress: bool = True, **trainer_kwargs) -> Path:
@@ -176,15 +223,14 @@ def train_to_completion(cfg: Config, out: Path, progress: bool = True, **trainer
             "stopped": trainer.stopped_reason,
             "device": str(trainer.acc.device),
         }
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
     return out / "final"
 
 
 def run_totals(out: Path) -> dict:
     """A run directory's totals from its ``metrics.jsonl`` (one line per finished epoch): epochs, trajectories,
     trained (trajectory, step) pairs, and the last epoch's mean reward."""
-    path = Path(out) / "metrics.jsonl"
-    history = [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+    history = read_metrics(Path(out) / "metrics.jsonl")
     return {
         "epochs": len(history),
         "last_reward_mean": history[-1]["reward_mean"] if history else None,

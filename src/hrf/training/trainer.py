@@ -186,6 +186,7 @@ class Trainer:
         )
         self.schedule = make_schedule(cfg.schedule)
         self.epoch = 0
+        self.checkpointed_epoch = 0  # the epoch of the last checkpoint written or resumed from (epoch 0 needs none)
         self.stopped_reason: str | None = None
 
     # ------------------------------------------------------------ helpers
@@ -551,7 +552,7 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch = int(state["epoch"])
+        self.epoch = self.checkpointed_epoch = int(state["epoch"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_sched.load_state_dict(state["lr_scheduler"])
         self.schedule.load_state_dict(state["schedule"])
@@ -564,11 +565,20 @@ class Trainer:
         """Load weights and trainer state from a checkpoint directory."""
         from diffusers import UNet2DModel
 
+        from hrf.models.lora import load_lora_state
+
         state = load_checkpoint_state(checkpoint)
         if "lora" in state:  # frozen base from model.path, adapters from the checkpoint
-            self.model.load_state_dict(state["lora"], strict=False)
+            load_lora_state(self.model, state["lora"], checkpoint)
         else:
-            self.model.load_state_dict(UNet2DModel.from_pretrained(checkpoint / "model").state_dict())
+            try:
+                weights = UNet2DModel.from_pretrained(checkpoint / "model").state_dict()
+            except (OSError, ValueError) as exc:  # an empty, truncated or binary file in the model directory
+                raise HrfError(
+                    f"checkpoint '{checkpoint}' has an unreadable model ({str(exc).strip().splitlines()[0]}); "
+                    "delete it to resume from the one before"
+                ) from exc
+            self.model.load_state_dict(weights)
         self.load_state_dict(state)
 
     def _save_model(self, unet, scheduler, directory: Path, extra: dict | None = None) -> None:
@@ -586,6 +596,7 @@ class Trainer:
         self.acc.log(scalars(metrics), step=metrics["epoch"])
 
     def _checkpoint(self) -> None:
+        self.checkpointed_epoch = self.epoch
         if self.acc.is_main_process:
             save_checkpoint(
                 self.run_dir,
@@ -629,14 +640,14 @@ class Trainer:
             )
             target = cfg.train.target_reward
             reached = target is not None and metrics["reward_mean"] >= target
-            if self.epoch % out.checkpoint_every == 0 or reached or self.epoch == cfg.train.max_epochs:
+            if self.epoch % out.checkpoint_every == 0:
                 self._checkpoint()
             if reached:
                 self.stopped_reason = f"target reward {target} reached"
                 break
         bar.close()
         self.stopped_reason = self.stopped_reason or "max_epochs reached"
-        if self.epoch % out.checkpoint_every:
+        if self.checkpointed_epoch != self.epoch:  # the last epoch, once, whatever checkpoint_every says
             self._checkpoint()
         if self.acc.is_main_process:
             self._save_model(
