@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
-from hrf.cli.common import nonneg_int, positive_int, writable_dir
+from hrf.cli.common import nonneg_int, positive_int
 
 
 def register(sub) -> None:
@@ -19,20 +19,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import numpy as np
-    import torch
+    from hrf.api import sample
 
-    from hrf.images import save_grid, to_uint8_hwc
-    from hrf.models import load_pipeline_parts
-    from hrf.sampling import sample_images
-
-    out = writable_dir(args.out)
-    unet, scheduler = load_pipeline_parts(args.model, args.steps)
-    images = sample_images(
-        unet.eval(), scheduler, args.num, torch.Generator().manual_seed(args.seed), args.batch_size, progress=True
+    sample(
+        args.model, args.num, steps=args.steps, seed=args.seed, batch_size=args.batch_size, out=args.out, progress=True
     )
-    np.savez_compressed(out / "samples.npz", images=to_uint8_hwc(images))
-    save_grid(images[:256], out / "grid.png", scale=max(1, 128 // images.shape[-1]))
-    (out / "sample_args.json").write_text(json.dumps({k: v for k, v in vars(args).items() if k != "func"}, indent=2))
-    print(f"wrote {args.num} images to {out / 'samples.npz'} and {out / 'grid.png'}")
+    print(f"wrote {args.num} images to {Path(args.out) / 'samples.npz'} and {Path(args.out) / 'grid.png'}")
     return 0
