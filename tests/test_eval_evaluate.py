@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from hrf.benchmarks import get_benchmark
 from hrf.api import model_slug
+from hrf.benchmarks import get_benchmark
 from hrf.data.faces import FACTORS, faces_tensor
 from hrf.evaluation.metrics import evaluate_images
 from hrf.evaluation.report import metrics_markdown
