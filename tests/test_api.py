@@ -19,7 +19,8 @@ def test_load_config_takes_a_preset_and_overrides_of_either_form():
     overrides = {"train.lr": 3e-5, "schedule.windows": [[1, 2]], "schedule.iterations": [4], "reward.name": "my mod:f"}
     as_dict = hrf.load_config("faces32/smile-hrf", overrides)
     as_text = hrf.load_config(
-        "faces32/smile-hrf", ["train.lr=3e-5", "schedule.windows=[[1, 2]]", "schedule.iterations=[4]", "reward.name=my mod:f"]
+        "faces32/smile-hrf",
+        ["train.lr=3e-5", "schedule.windows=[[1, 2]]", "schedule.iterations=[4]", "reward.name=my mod:f"],
     )
     assert as_dict == as_text
     assert as_dict.train.lr == 3e-5 and as_dict.schedule.windows == [[1, 2]] and as_dict.schedule.iterations == [4]
@@ -32,7 +33,10 @@ def test_load_config_takes_a_preset_and_overrides_of_either_form():
 
 
 def test_model_names_label_specs_as_the_command_does():
-    assert model_names({"base": "hrf:faces32", "mine": "runs/x/final"}) == {"base": "hrf:faces32", "mine": "runs/x/final"}
+    assert model_names({"base": "hrf:faces32", "mine": "runs/x/final"}) == {
+        "base": "hrf:faces32",
+        "mine": "runs/x/final",
+    }
     assert model_names(["hrf:faces32", "tuned=runs/x/final", "runs/y/final"]) == {
         "hrf_faces32": "hrf:faces32",
         "tuned": "runs/x/final",
