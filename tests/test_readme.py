@@ -146,3 +146,13 @@ def test_import_hrf_is_cheap_and_lists_the_api():
     done = subprocess.run([sys.executable, "-c", probe], env=subprocess_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["[]", "True"]
+
+
+def test_every_relative_link_of_the_readme_and_docs_exists():
+    pages = [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+    missing = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if not target.startswith(("http://", "https://")) and not (page.parent / target).exists():
+                missing.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not missing, missing
