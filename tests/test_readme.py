@@ -108,7 +108,7 @@ def test_the_readme_commands_run_at_tiny_size(tmp_path, monkeypatch):
         ran.append(kind)
     assert sorted(set(ran)) == sorted(TINY)
     assert (tmp_path / "runs" / "hrf" / "final").is_dir() and (tmp_path / "runs" / "my-eval" / "metrics.json").is_file()
-    assert len((tmp_path / "runs" / "hrf" / "metrics.jsonl").read_text().splitlines()) == 2  # resumed to epoch 2
+    assert len((tmp_path / "runs" / "ddpo" / "metrics.jsonl").read_text().splitlines()) == 2  # resumed to epoch 2
 
 
 @pytest.mark.slow
