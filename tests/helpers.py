@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -93,18 +94,23 @@ def paired_reward_change(tuned: str, base: str, reward: str, steps: int = 10, nu
     """Per-sample reward of ``tuned`` minus ``base``, both sampled from the same initial noise (seed 123).
 
     Pairing on the noise removes most of the sample-to-sample spread, so a mean change of a few standard
-    errors is what training did, not which images happened to be drawn.
+    errors is what training did, not which images happened to be drawn. The base model's rewards are
+    computed once per session (its weights do not change).
     """
+    return _sampled_rewards(tuned, reward, steps, num) - _base_rewards(base, reward, steps, num)
+
+
+def _sampled_rewards(spec: str, reward: str, steps: int, num: int) -> torch.Tensor:
     from hrf.models import load_pipeline_parts
     from hrf.rewards import make_reward
     from hrf.sampling import sample_images
 
-    def rewards(spec: str) -> torch.Tensor:
-        unet, scheduler = load_pipeline_parts(spec, steps)
-        images = sample_images(unet.eval(), scheduler, num, torch.Generator().manual_seed(123), 128)
-        return make_reward(reward)(images)[0].double()
+    unet, scheduler = load_pipeline_parts(spec, steps)
+    images = sample_images(unet.eval(), scheduler, num, torch.Generator().manual_seed(123), 128)
+    return make_reward(reward)(images)[0].double()
 
-    return rewards(tuned) - rewards(base)
+
+_base_rewards = functools.lru_cache(maxsize=None)(_sampled_rewards)
 
 
 def assert_rises(change: torch.Tensor, sigmas: float = 3.0) -> None:

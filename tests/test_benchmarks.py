@@ -119,3 +119,17 @@ def test_perf_verdict_reads_the_median_against_the_spread_of_repetitions():
     assert perf.check(1.01, 1.0) == "MISSES"
     assert perf.check(1.01, 1.0, [1.005, 1.02]) == "MISSES"  # every repetition is slower
     assert perf.check(1.01, 1.0, [0.95, 1.08]).startswith("MISSES by the median")
+
+
+def test_suite_benchmark_reads_the_slowest_tests_and_outcomes(tmp_path):
+    suite = _load_script("suite")
+    xml = tmp_path / "junit.xml"
+    cases = "".join(
+        f'<testcase classname="tests.test_{i}" name="test_{i}" time="{t}">{body}</testcase>'
+        for i, (t, body) in enumerate([(0.5, ""), (3.25, "<failure/>"), (1.0, "<skipped/>")] + [(0.1, "")] * 10)
+    )
+    xml.write_text(f'<?xml version="1.0"?><testsuites><testsuite name="pytest">{cases}</testsuite></testsuites>')
+    slowest, outcomes = suite.slowest(xml)
+    assert outcomes == {"passed": 11, "failed": 1, "skipped": 1}
+    assert len(slowest) == 10 and [c["seconds"] for c in slowest[:3]] == [3.25, 1.0, 0.5]
+    assert slowest[0] == {"test": "tests/test_1.py::test_1", "seconds": 3.25, "outcome": "failed"}

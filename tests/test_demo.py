@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -91,10 +92,17 @@ def test_demo_configs_are_the_collapse_regime_and_refuse_bad_methods():
         demo_configs("compressibility", quick=False, methods=["ddpo", "ppo"])
 
 
-@pytest.mark.slow
-def test_demo_quick_end_to_end_and_resumes(tmp_path, capsys):
-    out = tmp_path / "demo"
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    """One ``hrf demo --quick`` run, made once: one test reads it, another reruns a copy of it."""
+    out = tmp_path_factory.mktemp("quick") / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_demo_quick_end_to_end(quick_demo):
+    out = quick_demo
     report = json.loads((out / "metrics.json").read_text())
     assert set(report["models"]) == {"base", "DDPO_IS", "HRF"}
     for name in ("DDPO_IS", "HRF"):
@@ -112,19 +120,20 @@ def test_demo_quick_end_to_end_and_resumes(tmp_path, capsys):
     assert "Reward and diversity over training" in (out / "REPORT.md").read_text()
     assert all(np.isfinite(c["mean"]) and c["sem"] > 0 for c in report["paired_change"].values())
     assert "paired over the same initial noise" in (out / "REPORT.md").read_text()
-    # every method run finished and a rerun reuses it (nothing is retrained)
-    before = {m: (out / m / "summary.json").stat().st_mtime for m in ("ddpo", "hrf")}
-    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
-    assert before == {m: (out / m / "summary.json").stat().st_mtime for m in ("ddpo", "hrf")}
 
 
 @pytest.mark.slow
-def test_demo_match_reward_stops_hrf_at_ddpo_reward(tmp_path):
+def test_demo_match_reward_stops_hrf_at_ddpo_reward_and_reuses_finished_runs(quick_demo, tmp_path):
     from hrf.config import load_config
 
     out = tmp_path / "demo"
+    shutil.copytree(quick_demo, out)  # a finished demo, rerun with --match-reward
+    before = {m: (out / m / "summary.json").stat().st_mtime_ns for m in ("ddpo", "hrf")}
     argv = ["demo", "--quick", "--match-reward", "--methods", "ddpo", "hrf", "hrfd", "--out", str(out), "--no-progress"]
     assert main(argv) == 0
+    # DDPO_IS's config is unchanged, so its finished run is reused; HRF's now has a target reward: retrained
+    assert (out / "ddpo" / "summary.json").stat().st_mtime_ns == before["ddpo"]
+    assert (out / "hrf" / "summary.json").stat().st_mtime_ns != before["hrf"]
     ddpo_reward = json.loads((out / "ddpo" / "summary.json").read_text())["last_reward_mean"]
     for method in ("hrf", "hrfd"):
         assert load_config(out / method / "config.toml").train.target_reward == ddpo_reward

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from hrf.api import model_slug
 from hrf.benchmarks import get_benchmark
-from hrf.cli.evaluate import model_slug
 from hrf.data.faces import FACTORS, faces_tensor
 from hrf.evaluation.metrics import evaluate_images
 from hrf.evaluation.report import metrics_markdown
@@ -334,7 +334,7 @@ def test_sample_cache_is_reused_only_for_the_same_weights(tmp_path):
 
 
 def test_split_label(tmp_path):
-    from hrf.cli.evaluate import split_label
+    from hrf.api import split_label
     from hrf.errors import HrfError
 
     assert split_label("early/s0=runs/x") == ("early/s0", "runs/x")

@@ -97,8 +97,9 @@ def test_the_cli_benchmark_writes_its_table(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_wheel_installed_elsewhere_runs_the_demo(tmp_path):
-    """Build a wheel, install it (not editable) into a fresh venv and run ``hrf demo --quick`` from another directory.
+def test_a_wheel_installed_elsewhere_finds_its_package_data(tmp_path):
+    """Build a wheel, install it (not editable) into a fresh venv, and from another directory train a shipped preset
+    on the shipped model and evaluate it with both shipped classifiers.
 
     Offline: the wheel is built with this interpreter's setuptools from a copy of the sources, and the fresh venv
     reaches the test venv's dependencies through a .pth line; .pth files are not read from a directory a .pth
@@ -167,13 +168,47 @@ def test_a_wheel_installed_elsewhere_runs_the_demo(tmp_path):
     location, version, installed = where.stdout.split()
     assert Path(location).is_relative_to(tmp_path / "env") and not Path(location).is_relative_to(root)
     assert version == installed
-    demo = subprocess.run(
-        [tmp_path / "env" / "bin" / "hrf", "demo", "--quick", "--out", "demo", "--no-progress"],
+    # Every kind of package data, used from the installed wheel: a preset by name, the shipped model, the
+    # domain classifier (the smile reward and the factor metrics) and the independent evaluator.
+    train = subprocess.run(
+        [tmp_path / "env" / "bin" / "hrf", "train", "--config", "faces32/smile-hrf", "--out", "run", "--no-progress"]
+        + [x for o in INSTALLED_TINY for x in ("--set", o)],
         capture_output=True,
         text=True,
         env=env,
         cwd=elsewhere,
         timeout=1200,
     )
-    assert demo.returncode == 0, demo.stderr[-3000:]
-    assert (elsewhere / "demo" / "REPORT.md").is_file()
+    assert train.returncode == 0, train.stderr[-3000:]
+    evaluate = subprocess.run(
+        [python, "-c", INSTALLED_EVALUATE],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=elsewhere,
+        timeout=1200,
+    )
+    assert evaluate.returncode == 0, evaluate.stderr[-3000:]
+    report = json.loads((elsewhere / "eval" / "metrics.json").read_text())
+    for name in ("base", "tuned"):
+        metrics = report["models"][name]
+        assert {"reward/faces_smile", "vendi/domain", "vendi/evaluator", "confidence/evaluator"} <= set(metrics)
+
+
+# A tiny run of a shipped preset, and an evaluation through the Python API, for the installed-wheel test.
+INSTALLED_TINY = [
+    "sampling.num_steps=5",
+    "schedule.windows=[[1,2]]",
+    "schedule.iterations=[1]",
+    "train.max_epochs=1",
+    "train.references=2",
+    "train.branches=2",
+    "train.sample_batch_size=4",
+    "train.train_batch_size=16",
+    "output.grid_every=0",
+]
+INSTALLED_EVALUATE = (
+    "import hrf\n"
+    "hrf.evaluate({'base': 'hrf:faces32', 'tuned': 'run/final'}, 'eval', num=6, steps=5, rewards=['faces_smile'],\n"
+    "             embedders=['pixels'], n_boot=0, is_splits=1, progress=False)\n"
+)

@@ -151,3 +151,30 @@ def test_refused_changes_name_the_field_and_leave_the_run_untouched(tmp_path, mo
         overrides=["train.max_epochs=2", "output.keep_checkpoints=1", "train.train_batch_size=3"],
     )
     assert (free.cfg.train.max_epochs, free.cfg.output.keep_checkpoints, free.cfg.train.train_batch_size) == (2, 1, 3)
+
+
+def test_train_to_completion_reuses_a_finished_run_resumes_an_interrupted_one(tmp_path, model):
+    from hrf.training.run_dir import train_to_completion
+
+    window = {"iterations": [3]}  # the window lasts 3 epochs: a run of 2 can be continued
+    cfg = load_config(write_run_config(tmp_path / "c.toml", model, schedule=window, train={"max_epochs": 2}))
+    out = tmp_path / "run"
+    assert train_to_completion(cfg, out, progress=False) == out / "final"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["trajectories"] == 12
+    stamp = (out / "summary.json").stat().st_mtime_ns, (out / "metrics.jsonl").read_text()
+    train_to_completion(cfg, out, progress=False)  # the same config, finished: nothing is trained
+    assert ((out / "summary.json").stat().st_mtime_ns, (out / "metrics.jsonl").read_text()) == stamp
+    # interrupted after epoch 2 of 3: no summary, a checkpoint; the same config resumes from it
+    (out / "summary.json").unlink()
+    longer = load_config(write_run_config(tmp_path / "c3.toml", model, schedule=window, train={"max_epochs": 3}))
+    prepare_run(None, out, resume=True, overrides=["train.max_epochs=3"], progress=False)  # config.toml: 3 epochs
+    train_to_completion(longer, out, progress=False)
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3] and lines[:2] == stamp[1].splitlines()
+    # another config starts over
+    other = load_config(
+        write_run_config(tmp_path / "c4.toml", model, schedule=window, train={"max_epochs": 1, "lr": 5e-4})
+    )
+    train_to_completion(other, out, progress=False)
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 1

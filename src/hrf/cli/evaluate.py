@@ -2,43 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from hrf.cli.common import add_device_option, add_noise_option, nonneg_int, positive_int, writable_dir
-from hrf.cli.evaluate_prompts import add_prompt_options, chosen_prompts, refuse_conditional, run_per_prompt
+from hrf.cli.common import add_device_option, add_noise_option, nonneg_int, positive_int
+from hrf.cli.evaluate_prompts import add_prompt_options, chosen_prompts, run_per_prompt
 from hrf.errors import HrfError
 
 
-def split_label(text: str) -> tuple[str | None, str]:
-    """``LABEL=SPEC`` → ``(LABEL, SPEC)``; a bare spec (or an existing path containing "=") → ``(None, text)``."""
-    if "=" not in text or text.startswith("hrf:") or Path(text).exists():
-        return None, text
-    label, spec = text.split("=", 1)
-    if not label or not spec:
-        raise HrfError(f"model '{text}': write LABEL=SPEC with both parts, or just SPEC")
-    return label, spec
+def reward_options(rewards: list[str], options: list[str]) -> dict[str, dict]:
+    """``{name: options}`` of ``--reward`` names with their ``--reward-option NAME.KEY=VALUE`` options."""
+    from hrf.config import parse_override
 
-
-def model_slug(spec: str, taken: set[str]) -> str:
-    """A file-name-safe, unique short name for a model spec (``hrf:faces32`` → ``hrf_faces32``)."""
-    from hrf.evaluation.samples import unique_slug
-
-    return unique_slug(spec if spec.startswith("hrf:") else Path(spec.rstrip("/")).name, taken)
-
-
-def reward_options(rewards: list[str], options: list[str]) -> list:
-    """Reward configs of ``--reward`` names with their ``--reward-option NAME.KEY=VALUE`` options."""
-    from hrf.config import RewardConfig, parse_override
-
-    configs = {name: RewardConfig(name=name) for name in rewards}
+    configs: dict[str, dict] = {name: {} for name in rewards}
     for text in options:
         parts, value = parse_override(text)
         name, key = ".".join(parts[:-1]), parts[-1]
         if name not in configs:
             raise HrfError(f"--reward-option '{text}': '{name}' is not one of the --reward names {list(configs)}")
-        configs[name].options[key] = value
-    return list(configs.values())
+        configs[name][key] = value
+    return configs
 
 
 def register(sub) -> None:
@@ -107,84 +89,48 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from hrf.benchmarks import choose_benchmark
-    from hrf.evaluation.embedders import efficientnet_installed, make_embedder
-    from hrf.evaluation.metrics import REFERENCE
-    from hrf.evaluation.pipeline import evaluate_models
-    from hrf.evaluation.report import metrics_markdown, report_figures
-    from hrf.evaluation.samples import load_reference
-    from hrf.models import resolve_device, resolve_model_path
-    from hrf.rewards import make_reward
+    from hrf.api import evaluate
 
-    device = resolve_device(args.device)
-    out = writable_dir(args.out)
-    embedders = args.embedder or ["pixels", *(["efficientnet_lite0"] if efficientnet_installed() else [])]
-    # Bad names fail here, before any network is loaded or image sampled.
-    labelled = [split_label(m) for m in args.model]
+    out = Path(args.out)
     prompts = chosen_prompts(args)
-    for _, spec in labelled:
-        if prompts is None:
-            resolve_model_path(spec)
-            refuse_conditional(spec)
-    benchmark = choose_benchmark(args.benchmark, [spec for _, spec in labelled], args.reference)
-    config = {k: v for k, v in vars(args).items() if k != "func"} | {
-        "embedders_used": embedders,
-        "benchmark_used": benchmark is not None,
-        "device_used": str(device),
-    }
-    print(f"hrf evaluate: device {device}, {args.noise} noise")
-
-    embs = [make_embedder(e, device) for e in embedders]
     if prompts is not None:
-        return run_per_prompt(args, labelled, prompts, embs, benchmark, out)
-    rewards = {
-        r.name: make_reward(r.name, default_device=device, **r.options)
-        for r in reward_options(args.reward, args.reward_option)
-    }
-    reference, ref_text = (
-        load_reference(args.reference, args.num, args.seed, benchmark.data if benchmark else None)
-        if args.reference
-        else (None, None)
-    )
-    (out / "evaluate_args.json").write_text(json.dumps(config, indent=2))  # once the inputs have loaded
-    taken: set[str] = set()
-    specs: dict[str, str] = {}
-    for label, spec in labelled:
-        slug = model_slug(label.replace("/", "_") if label else spec, taken)
-        name = label if label and label not in specs else slug
-        print(f"model {spec} → {name}")
-        specs[name] = spec
-    report = evaluate_models(
-        specs,
+        return _run_per_prompt(args, prompts, out)
+    report = evaluate(
+        args.model,
+        out,
         num=args.num,
         seed=args.seed,
         steps=args.steps,
-        cache_dir=out,
-        rewards=rewards,
-        embedders=embs,
-        benchmark=benchmark,
-        reference=reference,
+        rewards=reward_options(args.reward, args.reward_option),
+        embedders=args.embedder,
+        reference=args.reference,
+        benchmark=args.benchmark,
         n_boot=args.n_boot,
         is_splits=args.is_splits,
         batch_size=args.batch_size,
-        progress=True,
-        return_arrays=True,
         noise=args.noise,
-        device=device,
+        device=args.device,
+        progress=True,
+        verbose=True,
     )
-    images = report.pop("images")
-    figures = report_figures(report, ({REFERENCE: reference} if reference is not None else {}) | images, out)
-    report.pop("arrays")
-    report["config"] |= {
-        "models": specs,
-        "reference_source": ref_text,
-        "num": args.num,
-        "seed": args.seed,
-        "steps": args.steps,
-    }
-    (out / "metrics.json").write_text(json.dumps(report, indent=2))
-    table = metrics_markdown(report)
-    (out / "metrics.md").write_text(table)
-    print(table)
-    print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'} and {len(figures)} figures (device {device})")
+    print((out / "metrics.md").read_text())
+    device = report["config"]["device"]
+    print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'} and {len(report['figures'])} figures (device {device})")
     return 0
+
+
+def _run_per_prompt(args, prompts, out: Path) -> int:
+    """``hrf evaluate --prompts/--prompt-file/--classes``: every model on every prompt from the same noise."""
+    from hrf.api import split_label
+    from hrf.benchmarks import choose_benchmark
+    from hrf.evaluation.embedders import efficientnet_installed, make_embedder
+    from hrf.models import resolve_device
+    from hrf.training.run_dir import writable_dir
+
+    device = resolve_device(args.device)
+    out = writable_dir(out)
+    labelled = [split_label(m) for m in args.model]
+    benchmark = choose_benchmark(args.benchmark, [spec for _, spec in labelled], args.reference)
+    names = args.embedder or ["pixels", *(["efficientnet_lite0"] if efficientnet_installed() else [])]
+    print(f"hrf evaluate: device {device}, per prompt")
+    return run_per_prompt(args, labelled, prompts, [make_embedder(e, device) for e in names], benchmark, out)

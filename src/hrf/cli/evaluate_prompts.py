@@ -67,13 +67,16 @@ def run_per_prompt(args, labelled, prompts, embedders, benchmark, out: Path) -> 
 
     if args.reference:
         raise HrfError("--reference is not used per prompt; evaluate without --prompts/--classes for FD/KID")
-    from hrf.cli.evaluate import model_slug, reward_options
+    from hrf.api import model_slug
+    from hrf.cli.evaluate import reward_options
 
     taken: set[str] = set()
     specs = {}
     for label, spec in labelled:
         specs[label or model_slug(spec, taken)] = spec
-    rewards = {r.name: make_reward(r.name, **r.options) for r in reward_options(args.reward, args.reward_option)}
+    rewards = {
+        name: make_reward(name, **opts) for name, opts in reward_options(args.reward, args.reward_option).items()
+    }
     report = evaluate_per_prompt(
         specs,
         prompts,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from hrf.cli.common import add_device_option, nonneg_int, positive_int, writable_dir
+from hrf.cli.common import add_device_option, nonneg_int, positive_int
 from hrf.errors import HrfError
 
 
@@ -77,33 +78,28 @@ def parse_gains(texts: list[str], rewards: list[str]) -> dict[str, list[float]]:
 
 
 def run(args) -> int:
-    from hrf.benchmarks import choose_benchmark
+    from hrf.api import frontier
     from hrf.cli.evaluate import reward_options
-    from hrf.evaluation.embedders import make_embedder
-    from hrf.evaluation.frontier import FRONTIER_SEED, run_frontier
-    from hrf.models import resolve_device, resolve_model_path
+    from hrf.models import resolve_device
 
-    resolve_model_path(args.model)  # a bad spec fails before anything is loaded
     gains = parse_gains(args.gain, args.reward)
-    out = writable_dir(args.out)
     device = str(resolve_device(args.device))
-    benchmark = choose_benchmark(args.benchmark, [args.model])
-    seed = FRONTIER_SEED if args.seed is None else args.seed
-    settings = {k: v for k, v in vars(args).items() if k != "func"} | {"seed": seed, "device": device}
-    (out / "frontier_args.json").write_text(json.dumps(settings, indent=2))
-    results = run_frontier(
+    results = frontier(
         args.model,
         reward_options(args.reward, args.reward_option),
-        out,
+        args.out,
         num=args.num,
-        seed=seed,
+        seed=args.seed,
         steps=args.steps,
-        benchmark=benchmark,
-        embedders=[make_embedder(e, device) for e in args.embedder],
         gains=gains,
+        benchmark=args.benchmark,
+        embedders=args.embedder,
         device=device,
         progress=not args.no_progress,
     )
+    out = Path(args.out)
+    settings = {k: v for k, v in vars(args).items() if k != "func"} | {"device_used": device}
+    (out / "frontier_args.json").write_text(json.dumps(settings, indent=2))
     print((out / "frontier.md").read_text())
     for name, fr in results.items():
         print(f"{name}: largest gain reachable by reweighting {fr['largest_reachable_gain']:+.4g} (device {device})")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
-from hrf.cli.common import add_device_option, add_noise_option, nonneg_int, positive_int, writable_dir
+from hrf.cli.common import add_device_option, add_noise_option, nonneg_int, positive_int
 
 
 def register(sub) -> None:
@@ -21,21 +21,22 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import numpy as np
-
-    from hrf.images import save_grid, to_uint8_hwc
-    from hrf.models import load_pipeline_parts, resolve_device
-    from hrf.sampling import make_noise, sample_images
+    from hrf.api import sample
+    from hrf.models import resolve_device
 
     device = resolve_device(args.device)
-    out = writable_dir(args.out)
     print(f"hrf sample: device {device}, {args.noise} noise")
-    unet, scheduler = load_pipeline_parts(args.model, args.steps, device=device)
-    noise = make_noise(args.noise, args.seed, args.num)
-    images = sample_images(unet.eval(), scheduler, args.num, noise, args.batch_size, progress=True)
-    np.savez_compressed(out / "samples.npz", images=to_uint8_hwc(images))
-    save_grid(images[:256], out / "grid.png", scale=max(1, 128 // images.shape[-1]))
-    record = {k: v for k, v in vars(args).items() if k != "func"} | {"device_used": str(device)}
-    (out / "sample_args.json").write_text(json.dumps(record, indent=2))
+    sample(
+        args.model,
+        args.num,
+        steps=args.steps,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        out=args.out,
+        noise=args.noise,
+        device=str(device),
+        progress=True,
+    )
+    out = Path(args.out)
     print(f"wrote {args.num} images to {out / 'samples.npz'} and {out / 'grid.png'} (device {device})")
     return 0

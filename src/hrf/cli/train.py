@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import NoReturn
@@ -46,9 +45,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from hrf.config import config_source, load_config
+    from accelerate import PartialState
+
+    from hrf.api import train
     from hrf.errors import HrfError
-    from hrf.training.run_dir import prepare_run
 
     if args.resume and args.out and args.out != args.resume:
         raise HrfError("pass the run directory once: --resume DIR (without --out)")
@@ -59,51 +59,33 @@ def run(args) -> int:
         from hrf.models import resolve_device
 
         resolve_device("cuda")  # one line, before anything is written, when there is no GPU
-    cfg = load_config(config_source(args.config), args.overrides) if args.config else None
     # without --config the overrides apply to the saved config (--resume) or the defaults (a new run)
-    trainer = prepare_run(
-        cfg,
+    train(
+        args.config,
         out,
+        overrides=args.overrides,
         resume=bool(args.resume),
         force=args.force,
-        overrides=[] if cfg is not None else args.overrides,
         allow_config_change=args.allow_config_change,
         progress=not args.no_progress,
-        device=None if args.device == "auto" else args.device,
+        device=args.device,
+        verbose=True,
     )
-    if trainer.acc.is_main_process:
-        print(
-            f"hrf train: device {trainer.acc.device} ({trainer.acc.num_processes} process(es)), "
-            f"{trainer.cfg.schedule.kind} schedule, reward '{trainer.cfg.reward.name}', "
-            f"starting at epoch {trainer.epoch + 1}; derived quantities:"
-        )
-        print(json.dumps(trainer.derived, indent=2))
-    history = trainer.train()
-    if trainer.acc.is_main_process:
-        last = history[-1]["reward_mean"] if history else float("nan")
-        print(
-            f"hrf train: done after {trainer.epoch} epochs ({trainer.stopped_reason}); last mean reward "
-            f"{last:.4g}; model in {out}/final"
-        )
-    trainer.acc.wait_for_everyone()
-    if trainer.acc.num_processes > 1:
-        leave_process_group(trainer.acc)
-    trainer.acc.end_training()
+    if PartialState().num_processes > 1:
+        leave_process_group()
     return 0
 
 
-def leave_process_group(acc) -> NoReturn:
+def leave_process_group() -> NoReturn:
     """End one rank of a multi-process run after its last barrier, without tearing the process group down.
 
     Both ways of tearing it down hang or crash now and then on gloo. Destroying the group joins gloo's worker
     threads while holding the GIL, and a worker still freeing a finished collective's tensors waits for the
     GIL: a deadlock (seen: rank 1 hung in ~ProcessGroupGloo after its final model was saved). Leaving the
     group to interpreter exit can abort the rank ("terminate called without an active exception"). Every
-    file the run writes is complete before the last barrier, so the rank finishes its trackers, flushes its
-    output and exits at once; the operating system closes the group's sockets.
+    file the run writes is complete before the last barrier and :func:`hrf.api.train` has finished the
+    trackers, so the rank flushes its output and exits at once; the operating system closes the group's sockets.
     """
-    for tracker in acc.trackers:
-        tracker.finish()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
