@@ -111,7 +111,8 @@ def analyse(cells: list[dict], frontiers: dict[str, dict]) -> dict:
     """Every number of § Fb from the cells and the frontiers."""
     from hrf.evaluation.gold import gold_name
 
-    test = [c for c in cells if c["seed"] in SEEDS["test"]]
+    # the frontier is the T = 10 base model's: cells at another T have another base model and are left out
+    test = [c for c in cells if c["seed"] in SEEDS["test"] and c["config"]["sampling"]["num_steps"] == STEPS]
     report: dict = {"tasks": {}, "contrasts": []}
     for task, reward in TASKS.items():
         fr = frontiers.get(reward)
@@ -213,7 +214,7 @@ def markdown(report: dict, frontiers: dict[str, dict]) -> str:
                 continue
             tag = " (primary)" if lv["gain_target"] == e["primary_level"] else ""
             if not lv.get("reached"):
-                lines.append(f"| {lv['gain_target']:+.4g}{tag} | off-support: {lv.get('why', '')} | | | | |")
+                lines.append(f"| {lv['gain_target']:+.4g}{tag} | {lv.get('why', 'off-support')} | | | | |")
                 continue
             gold = f"{lv['gold_gain']:+.3f}" if lv.get("gold_gain") is not None else "—"
             lines.append(
@@ -279,7 +280,14 @@ def figure(report: dict, cells: list[dict], frontiers: dict[str, dict], path: Pa
         on = [p for p in fr["curve"] if p["reached"] and p.get(FRONTIER_KEY) is not None]
         ax.plot([p["gain"] for p in on], [p[FRONTIER_KEY] for p in on], "k-", lw=3, label="frontier (tilted base)")
         for i, m in enumerate(report["tasks"][task]["methods"]):
-            mc = [c for c in cells if c["task"] == task and c["method"] == m and c["seed"] in SEEDS["test"]]
+            mc = [
+                c
+                for c in cells
+                if c["task"] == task
+                and c["method"] == m
+                and c["seed"] in SEEDS["test"]
+                and c["config"]["sampling"]["num_steps"] == STEPS
+            ]
             g, f = mean_curve(mc, PRIMARY)
             curves = [curve_arrays(c, PRIMARY) for c in mc]
             lo, hi = [], []
