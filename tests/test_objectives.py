@@ -191,3 +191,14 @@ def test_rtb_resume_is_bit_identical_and_keeps_log_z(tmp_path):
     assert resumed.log_z.item() == straight.log_z.item()
     for p, q in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("task", ["smile", "compressibility"])
+def test_the_frontier_presets_load_and_aim_at_an_explicit_beta(task):
+    from hrf.config import load_config
+    from hrf.experiments.runs import preset_path
+
+    kl, rtb, hrfkl = (load_config(preset_path(f"faces32/{task}-{m}")).train for m in ("kl", "rtb", "hrfkl"))
+    assert (kl.loss, rtb.loss, hrfkl.loss) == ("ppo", "rtb", "ppo")
+    assert kl.kl_beta == rtb.kl_beta == hrfkl.kl_beta > 0 and kl.kl_coef == rtb.kl_coef == hrfkl.kl_coef == 0
+    assert load_config(preset_path(f"faces32/{task}-hrfkl")).schedule.kind == "windows"
