@@ -1,8 +1,8 @@
 """A known answer for methods that aim at q_β: a tiny DDPM on a three-level mixture of 1×2×2 "images".
 
 Each image sits near one of ``LEVELS`` (every pixel the same level plus a little noise); the reward is constant
-on each mode. The base model's ε is exact (no pretraining). The tilted mode weights π_k·exp(β·r_k) / Σ π_j·exp(β·r_j) are exact, with π the base model's own
-mode weights measured from its samples.
+on each mode. The base model's ε is exact (no pretraining). The tilted mode weights π_k·exp(β·r_k) / Σ π_j·exp(β·r_j)
+are exact, with π the base model's own mode weights measured from its samples.
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ class MixtureEps(ModelMixin, ConfigMixin):
 
 
 def mixture_scheduler() -> DDPMScheduler:
-    return DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear", clip_sample=True)
+    return DDPMScheduler(
+        num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear", clip_sample=True
+    )
 
 
 def mixture_data(n: int, generator: torch.Generator) -> torch.Tensor:

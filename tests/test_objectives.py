@@ -96,7 +96,7 @@ def test_rtb_residual_and_its_pair_gradient_equal_the_trajectory_loss():
     log_z = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
     lp_theta, lp_base = _gaussian_chain(theta, base, x_next, sigma)
     # the residual from its definition: true log-densities are sums over dimensions
-    sum_theta = ((-((x_next - theta) ** 2) / (2 * sigma**2) - math.log(sigma) - 0.5 * math.log(2 * math.pi)).sum(-1))
+    sum_theta = (-((x_next - theta) ** 2) / (2 * sigma**2) - math.log(sigma) - 0.5 * math.log(2 * math.pi)).sum(-1)
     sum_base = (-((x_next - base) ** 2) / (2 * sigma**2) - math.log(sigma) - 0.5 * math.log(2 * math.pi)).sum(-1)
     delta_ref = log_z + torch.where(mask, sum_theta - sum_base, 0.0).sum(1) - beta * rewards
     delta = rtb_residual(log_z.detach(), D * (lp_theta - lp_base).detach(), mask, rewards, beta)

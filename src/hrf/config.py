@@ -71,9 +71,9 @@ class TrainConfig:
     advantage_norm: str = "group"  # "group": centred per reference, batch-scaled; "group_std": GRPO; "batch": DDPO
     timestep_fraction: float = 1.0  # fraction of each trajectory's trainable steps trained (DDPO's subsampling)
     skip_last_steps: int = 0  # the last N stochastic steps are sampled, not trained (0 = all, as DDPO and the paper)
-    kl_coef: float = 0.0  # > 0 adds a per-step KL to the frozen base model (DPOK-style baseline; aims at β ≈ 1/(kl_coef·reward std))
-    loss: str = "ppo"  # "ppo": DDPO_IS's clipped loss (with kl_beta > 0: KL-regularised toward q_β); "rtb": relative trajectory balance
-    kl_beta: float = 0.0  # β of the target q_β ∝ p_base·exp(β·r): ppo with kl_beta > 0 = KL-regularised with advantages in nats; rtb needs it
+    kl_coef: float = 0.0  # > 0 adds a per-step KL to the frozen base (DPOK-style); aims at β ≈ 1/(kl_coef·reward std)
+    loss: str = "ppo"  # "ppo": the clipped DDPO_IS loss (KL-regularised if kl_beta > 0); "rtb": relative traj. balance
+    kl_beta: float = 0.0  # β of the target q_β ∝ p_base·exp(β·r): > 0 with ppo = advantages in nats + KL; rtb needs it
     rtb_logz_lr: float = 0.1  # rtb: Adam learning rate of the learned scalar log Z (no warm-up, no weight decay)
 
 

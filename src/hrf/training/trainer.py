@@ -415,7 +415,7 @@ class Trainer:
 
     @torch.no_grad()
     def _log_probs(self, model, traj: Trajectory, mask: torch.Tensor) -> torch.Tensor:
-        """(N, T) per-dimension log-probabilities under ``model`` of the sampled transitions where ``mask``; 0 elsewhere."""
+        """(N, T) per-dimension log-probabilities under ``model`` of the sampled transitions at ``mask`` (else 0)."""
         dev, out = self.acc.device, torch.zeros(mask.shape)
         rows, steps = mask.nonzero(as_tuple=True)
         for mb in torch.arange(len(rows)).split(self.cfg.train.train_batch_size):
@@ -501,8 +501,7 @@ class Trainer:
                 n, unit = (len(rows.unique()), "trajectories") if rtb else (len(rows), "trained steps")
                 if n < U:
                     raise HrfError(
-                        f"only {n} {unit} on process {acc.process_index} for {U} updates; "
-                        "lower train.updates_per_epoch"
+                        f"only {n} {unit} on process {acc.process_index} for {U} updates; lower train.updates_per_epoch"
                     )
             if rtb:
                 chunks = trajectory_chunks(rows, U, gen)
