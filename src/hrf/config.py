@@ -85,7 +85,10 @@ class TrainConfig:
     advantage_norm: str = "batch"  # "group" per reference; "group_std" GRPO; "batch" DDPO; "prompt" ddpo's stat tracker
     timestep_fraction: float = 1.0  # fraction of each trajectory's trainable steps trained (DDPO's subsampling)
     skip_last_steps: int = 0  # the last N stochastic steps are sampled, not trained (0 = all, as DDPO and the paper)
-    kl_coef: float = 0.0  # > 0 adds a per-step KL to the frozen base model (DPOK-style baseline)
+    kl_coef: float = 0.0  # > 0 adds a per-step KL to the frozen base (DPOK-style); aims at β ≈ 1/(kl_coef·reward std)
+    loss: str = "ppo"  # "ppo": the clipped DDPO_IS loss (KL-regularised if kl_beta > 0); "rtb": relative traj. balance
+    kl_beta: float = 0.0  # β of the target q_β ∝ p_base·exp(β·r): > 0 with ppo = advantages in nats + KL; rtb needs it
+    rtb_logz_lr: float = 0.1  # rtb: Adam learning rate of the learned scalar log Z (no warm-up, no weight decay)
 
 
 @dataclass
@@ -342,8 +345,9 @@ def validate(cfg: Config) -> None:
         _positive(f"train.{name}", getattr(t, name))
     for name in ("lr", "clip_range", "adv_clip", "grad_clip", "adam_eps"):
         _positive(f"train.{name}", getattr(t, name))
-    for name in ("weight_decay", "kl_coef", "warmup_epochs"):
+    for name in ("weight_decay", "kl_coef", "kl_beta", "warmup_epochs"):
         _positive(f"train.{name}", getattr(t, name), allow_zero=True)
+    _validate_objective(t)
     if not 0 < t.timestep_fraction <= 1:
         raise ConfigError(f"train.timestep_fraction must be in (0, 1], got {t.timestep_fraction}")
     _positive("train.skip_last_steps", t.skip_last_steps, allow_zero=True)
@@ -440,6 +444,24 @@ def validate_prompts(cfg: Config) -> None:
                 f"prompts.buffer_size={p.buffer_size} < prompts.min_count={p.min_count}: per-prompt statistics "
                 "would never be used"
             )
+
+
+def _validate_objective(t: TrainConfig) -> None:
+    """The loss and its KL settings: one target at a time, and a β where the loss needs one."""
+    if t.loss not in ("ppo", "rtb"):
+        raise ConfigError(f"train.loss must be 'ppo' or 'rtb', got '{t.loss}'")
+    _positive("train.rtb_logz_lr", t.rtb_logz_lr)
+    if t.kl_coef > 0 and (t.kl_beta > 0 or t.loss == "rtb"):
+        raise ConfigError(
+            "train.kl_coef (normalised advantages, implicit β) cannot be combined with train.kl_beta or "
+            "train.loss='rtb'; set kl_coef=0 and give the target's β as train.kl_beta"
+        )
+    if t.loss == "rtb" and t.kl_beta <= 0:
+        raise ConfigError("train.loss='rtb' needs train.kl_beta > 0, the β of its target p_base·exp(β·r)")
+    if t.kl_beta > 0 and t.loss == "ppo" and t.advantage_norm == "group_std":
+        raise ConfigError(
+            "train.kl_beta needs advantages in nats; advantage_norm='group_std' rescales them: use 'group' or 'batch'"
+        )
 
 
 # ---------------------------------------------------------------- derived quantities

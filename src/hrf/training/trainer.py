@@ -42,6 +42,15 @@ from hrf.sampling import (
 )
 from hrf.training.checkpoint import load_checkpoint_state, save_checkpoint
 from hrf.training.loss import compute_advantages, ppo_clip_loss
+from hrf.training.objectives import (
+    initial_log_z,
+    kl_beta_advantages,
+    kl_weight,
+    leave_one_out_centred,
+    rtb_log_z_grad,
+    rtb_residual,
+    rtb_surrogate,
+)
 from hrf.training.prompts import PerPromptStatTracker, draw_prompts, make_conditioner, prompt_source
 from hrf.training.schedule import make_schedule
 from hrf.training.trackers import PROJECT, scalars, tracker_kwargs
@@ -69,16 +78,20 @@ def resolve_mixed_precision(requested: str, cuda: bool, bf16_supported: bool) ->
     return "bf16" if bf16_supported else "fp16"
 
 
-def trainable_pairs(trainable: torch.Tensor, fraction: float, generator: torch.Generator, skip_last: int = 0):
-    """(row, step) pairs to train: each trajectory's trainable steps, a random ``fraction`` of them kept.
+def trained_mask(trainable: torch.Tensor, skip_last: int = 0) -> torch.Tensor:
+    """The steps a trajectory trains: its trainable steps but step indices T−1−skip_last..T−2, the last
+    stochastic steps before the deterministic one, whose σ is tiny, so their score (x−μ)/σ² = z/σ makes
+    their gradient mostly noise (docs/MATH.md §3)."""
+    if not skip_last:
+        return trainable
+    last = trainable.shape[1] - 1 - skip_last
+    return trainable & (torch.arange(trainable.shape[1], device=trainable.device) < last)
 
-    ``skip_last`` drops step indices T−1−skip_last..T−2, the last stochastic steps before the deterministic
-    one: their σ is tiny, so their score (x−μ)/σ² = z/σ makes their gradient mostly noise (docs/MATH.md §3).
-    """
-    if skip_last:
-        last = trainable.shape[1] - 1 - skip_last
-        trainable = trainable & (torch.arange(trainable.shape[1], device=trainable.device) < last)
-    rows, steps = trainable.nonzero(as_tuple=True)
+
+def trainable_pairs(trainable: torch.Tensor, fraction: float, generator: torch.Generator, skip_last: int = 0):
+    """(row, step) pairs to train: each trajectory's trained steps (:func:`trained_mask`), a random ``fraction``
+    of them kept."""
+    rows, steps = trained_mask(trainable, skip_last).nonzero(as_tuple=True)
     if fraction >= 1.0:
         return rows, steps
     keep = torch.zeros(len(rows), dtype=torch.bool)
@@ -87,6 +100,14 @@ def trainable_pairs(trainable: torch.Tensor, fraction: float, generator: torch.G
         n = max(1, math.ceil(len(idx) * fraction))
         keep[idx[torch.randperm(len(idx), generator=generator, device=generator.device)[:n]]] = True
     return rows[keep], steps[keep]
+
+
+def trajectory_chunks(rows: torch.Tensor, parts: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Indices into ``rows`` split into ``parts`` chunks, each holding all pairs of a random share of the
+    trajectories: a trajectory-balance residual needs the whole trajectory in the update that uses it."""
+    ids = rows.unique()
+    ids = ids[torch.randperm(len(ids), generator=generator, device=generator.device)]
+    return [torch.isin(rows, group).nonzero().squeeze(1) for group in torch.tensor_split(ids, parts)]
 
 
 def agree_on_errors(acc, error: HrfError | None) -> None:
@@ -158,7 +179,12 @@ class Trainer:
             else None
         )
         self.ddim = make_ddim_scheduler(self.train_scheduler, cfg.sampling.num_steps)
-        self.base = copy.deepcopy(unet).requires_grad_(False).eval().to(self.acc.device) if cfg.train.kl_coef else None
+        to_base = cfg.train.kl_coef or cfg.train.kl_beta
+        self.base = copy.deepcopy(unet).requires_grad_(False).eval().to(self.acc.device) if to_base else None
+        # RTB's log Z: a float64 scalar with its own Adam, outside the model's optimizer and its lr schedule
+        self.log_z = torch.zeros((), dtype=torch.float64, requires_grad=True)
+        self.log_z_set = False
+        self.log_z_opt = torch.optim.Adam([self.log_z], lr=cfg.train.rtb_logz_lr)
         if cfg.model.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         if cfg.model.lora_rank:
@@ -353,17 +379,25 @@ class Trainer:
         all_r = torch.tensor([r for p in parts for r in p[1]])
         all_g = torch.tensor([g for p in parts for g in p[2]], dtype=torch.long)
         all_p = torch.tensor([q for p in parts for q in p[3]], dtype=torch.long) if prompts is not None else None
-        mode, clip = self.cfg.train.advantage_norm, self.cfg.train.adv_clip
-        if self.stat_tracker is not None and all_p is not None:
+        t = self.cfg.train
+        groups = None if t.advantage_norm == "batch" else all_g
+        if t.loss == "rtb":
+            adv = all_r  # RTB weighs each trajectory by its residual, computed per update from the reward
+        elif t.kl_beta:
+            adv = t.kl_beta * leave_one_out_centred(all_r, groups)
+        elif self.stat_tracker is not None and all_p is not None:
             # mode "prompt": every process updates the same statistics with the same gathered rewards
-            adv = self.stat_tracker.update(all_p, all_r).clamp(-clip, clip).float()
+            adv = self.stat_tracker.update(all_p, all_r).clamp(-t.adv_clip, t.adv_clip).float()
         else:
-            adv = compute_advantages(all_r, None if mode == "batch" else all_g, clip, group_scale=mode == "group_std")
+            adv = compute_advantages(all_r, groups, t.adv_clip, group_scale=t.advantage_norm == "group_std")
         offset = sum(len(p[1]) for p in parts if p[0] < self.acc.process_index)
         return adv[offset : offset + len(rewards)], all_r, all_p
 
     def _pair_loss(self, traj: Trajectory, adv: torch.Tensor, rows: torch.Tensor, steps: torch.Tensor):
-        """PPO loss (+ optional KL to base) of a micro-batch of (trajectory, step) pairs."""
+        """PPO loss (+ optional KL to base), or RTB's surrogate, of a micro-batch of (trajectory, step) pairs.
+
+        ``adv`` is per trajectory (N,) or per pair (N, T); for RTB it holds each trajectory's residual δ.
+        """
         dev = self.acc.device
         x = traj.states[rows, steps].to(dev)
         nxt = traj.states[rows, steps + 1].to(dev)
@@ -374,9 +408,10 @@ class Trainer:
         _, log_prob, mean = ddim_step_with_logprob(
             self.ddim, eps.float(), t, x, self.cfg.sampling.eta, prev_sample=nxt, return_mean=True
         )
-        loss, info = ppo_clip_loss(
-            log_prob, traj.log_probs[rows, steps].to(dev), adv[rows].to(dev), self.cfg.train.clip_range
-        )
+        weight = (adv[rows, steps] if adv.ndim == 2 else adv[rows]).to(dev)
+        if self.cfg.train.loss == "rtb":
+            return rtb_surrogate(log_prob, weight), {}
+        loss, info = ppo_clip_loss(log_prob, traj.log_probs[rows, steps].to(dev), weight, self.cfg.train.clip_range)
         if self.base is not None:
             with torch.no_grad(), self.acc.autocast():
                 eps_base = predict_noise(self.base, x, t, cond, w)
@@ -384,7 +419,7 @@ class Trainer:
                 self.ddim, eps_base.float(), t, x, self.cfg.sampling.eta, prev_sample=nxt, return_mean=True
             )
             kl = gaussian_step_kl(mean, mean_base, step_sigmas(self.ddim, t, self.cfg.sampling.eta))
-            loss = loss + self.cfg.train.kl_coef * kl.mean()
+            loss = loss + kl_weight(self.cfg.train.kl_coef, self.cfg.train.kl_beta) * kl.mean()
             info["kl_to_base"] = kl.mean().detach()
         return loss, info
 
@@ -416,10 +451,8 @@ class Trainer:
                         "Lower train.lr or check the reward"
                     )
                 stats["loss"].append(loss.item())
-                stats["approx_kl"].append(float(info["approx_kl"]))
-                stats["clipfrac"].append(float(info["clipfrac"]))
-                if "kl_to_base" in info:
-                    stats.setdefault("kl_to_base", []).append(float(info["kl_to_base"]))
+                for key, value in info.items():
+                    stats.setdefault(key, []).append(float(value))
                 if i < len(micro) - 1:
                     with acc.no_sync(self.unet):
                         acc.backward(loss * (len(mb) * world / total))
@@ -441,40 +474,118 @@ class Trainer:
         self.lr_sched.step()
         return True
 
+    @torch.no_grad()
+    def _log_probs(self, model, traj: Trajectory, mask: torch.Tensor) -> torch.Tensor:
+        """(N, T) per-dimension log-probabilities under ``model`` of the sampled transitions at ``mask`` (else 0),
+        each step under its trajectory's condition and guidance, as the policy sampled it."""
+        dev, out = self.acc.device, torch.zeros(mask.shape)
+        rows, steps = mask.nonzero(as_tuple=True)
+        for mb in torch.arange(len(rows)).split(self.cfg.train.train_batch_size):
+            r, s = rows[mb], steps[mb]
+            x, t = traj.states[r, s].to(dev), traj.timesteps[s].to(dev)
+            cond = None if traj.cond is None else traj.cond[r]
+            with self.acc.autocast():
+                eps = predict_noise(model, x, t, cond, self.cfg.sampling.guidance_scale)
+            _, lp = ddim_step_with_logprob(
+                self.ddim, eps.float(), t, x, self.cfg.sampling.eta, prev_sample=traj.states[r, s + 1].to(dev)
+            )
+            out[r, s] = lp.float().cpu()
+        return out
+
+    def _process_mean(self, value: torch.Tensor) -> torch.Tensor:
+        """A scalar averaged over processes (every process must call it at the same point)."""
+        if self.acc.num_processes == 1:
+            return value
+        return self.acc.reduce(value.float().to(self.acc.device), reduction="mean").double().cpu()
+
+    def _targets(self, traj: Trajectory, adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The loss's per-trajectory or per-pair weights, and the base model's log-probabilities (or None).
+
+        With ``train.kl_beta``, the base model's log-probabilities of the trained steps are read once per epoch:
+        KL-regularised PPO adds the later steps' sampled KL to each pair's advantage; RTB keeps them for δ.
+        """
+        t = self.cfg.train
+        if not t.kl_beta:
+            return adv, None
+        mask = trained_mask(traj.trainable, t.skip_last_steps)
+        base_lp = self._log_probs(self.base, traj, mask)
+        if t.loss == "rtb":
+            return adv, base_lp
+        dim = math.prod(self._image_shape())
+        return kl_beta_advantages(adv, dim * (traj.log_probs - base_lp), mask).float(), base_lp
+
+    def _rtb_residuals(
+        self, traj: Trajectory, rewards: torch.Tensor, base_lp: torch.Tensor, ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """δ of trajectories ``ids`` under the current parameters (no grad): as an (N,) weight tensor (0 elsewhere)
+        and alone. At the run's first update log Z is set to the value that zeroes their mean residual."""
+        t = self.cfg.train
+        mask = trained_mask(traj.trainable, t.skip_last_steps)
+        sub = torch.zeros_like(mask)
+        sub[ids] = mask[ids]
+        dim = math.prod(self._image_shape())
+        log_ratio = dim * (self._log_probs(self.model, traj, sub)[ids] - base_lp[ids])
+        if not self.log_z_set:
+            with torch.no_grad():
+                self.log_z.copy_(self._process_mean(initial_log_z(log_ratio, mask[ids], rewards[ids], t.kl_beta)))
+            self.log_z_set = True
+        delta = rtb_residual(self.log_z.detach(), log_ratio, mask[ids], rewards[ids], t.kl_beta)
+        weights = torch.zeros(len(traj), dtype=torch.float64)
+        weights[ids] = delta
+        return weights.float(), delta
+
+    def _step_log_z(self, delta: torch.Tensor) -> None:
+        """One Adam step of log Z on the mean δ² of the update's trajectories (over all processes)."""
+        self.log_z_opt.zero_grad(set_to_none=True)
+        self.log_z.grad = self._process_mean(rtb_log_z_grad(delta)).reshape(())
+        self.log_z_opt.step()
+
     def train_epoch(self, epoch: int, traj: Trajectory, adv: torch.Tensor) -> dict:
-        """PPO updates on the trained pairs, ``updates_per_epoch`` optimizer steps per inner epoch.
+        """Updates on the trained pairs, ``updates_per_epoch`` optimizer steps per inner epoch.
 
         The ``timestep_fraction`` subset of each trajectory's steps is drawn anew for every inner epoch, as DDPO.
+        With ``train.loss = "rtb"``, ``adv`` holds the rewards and each update takes whole trajectories.
         """
         cfg, acc = self.cfg, self.acc
         from accelerate.utils import gather_object
 
         gen = epoch_generator(cfg.train.seed, epoch, acc.process_index, _TRAINING)
         U = cfg.train.updates_per_epoch
+        rtb = cfg.train.loss == "rtb"
         stats: dict[str, list[float]] = {"loss": [], "approx_kl": [], "clipfrac": [], "grad_norm": []}
         world = acc.num_processes
         updates = skipped = 0
+        weights, base_lp = self._targets(traj, adv)
         for _ in range(cfg.train.inner_epochs):
             with self._all_processes():
                 rows, steps = trainable_pairs(
                     traj.trainable, cfg.train.timestep_fraction, gen, cfg.train.skip_last_steps
                 )
-                if len(rows) < U:
+                n, unit = (len(rows.unique()), "trajectories") if rtb else (len(rows), "trained steps")
+                if n < U:
                     raise HrfError(
-                        f"only {len(rows)} trained steps on process {acc.process_index} for {U} updates; "
-                        "lower train.updates_per_epoch"
+                        f"only {n} {unit} on process {acc.process_index} for {U} updates; lower train.updates_per_epoch"
                     )
-            perm = torch.randperm(len(rows), generator=gen, device=gen.device)
-            chunks = torch.tensor_split(perm, U)
+            if rtb:
+                chunks = trajectory_chunks(rows, U, gen)
+            else:
+                chunks = list(torch.tensor_split(torch.randperm(len(rows), generator=gen, device=gen.device), U))
             local = [len(c) for c in chunks]
             # each micro-batch's loss is weighted by its share of the update's pairs over all processes
             totals = [sum(col) for col in zip(*gather_object([local]), strict=True)] if world > 1 else local
             for u, chunk in enumerate(chunks):
-                if self._update(epoch, traj, adv, rows[chunk], steps[chunk], totals[u], stats):
+                if rtb:
+                    weights, delta = self._rtb_residuals(traj, adv, base_lp, rows[chunk].unique())
+                    stats.setdefault("rtb_residual_rms", []).append(float(delta.pow(2).mean().sqrt()))
+                if self._update(epoch, traj, weights, rows[chunk], steps[chunk], totals[u], stats):
                     updates += 1
+                    if rtb:
+                        self._step_log_z(delta)
                 else:
                     skipped += 1
         out = {k: float(np.mean(v)) for k, v in stats.items() if v}
+        if rtb:
+            out["log_z"] = self.log_z.item()
         out["trained_pairs"] = int(sum(gather_object([int(len(rows))]))) if world > 1 else int(len(rows))
         out["optimizer_updates"] = updates
         if acc.scaler is not None:
@@ -543,6 +654,10 @@ class Trainer:
         }
         if self.acc.scaler is not None:
             state["grad_scaler"] = self.acc.scaler.state_dict()
+        if self.cfg.train.loss == "rtb":
+            state["log_z"] = self.log_z.detach().clone()
+            state["log_z_set"] = self.log_z_set
+            state["log_z_optimizer"] = self.log_z_opt.state_dict()
         if self.cfg.model.lora_rank:
             from hrf.models.lora import lora_state_dict
 
@@ -560,6 +675,13 @@ class Trainer:
             self.acc.scaler.load_state_dict(state["grad_scaler"])
         if self.stat_tracker is not None and "prompt_stats" in state:
             self.stat_tracker.load_state_dict(state["prompt_stats"])
+        if "log_z" in state:
+            with torch.no_grad():
+                self.log_z.copy_(state["log_z"])
+            self.log_z_set = bool(state["log_z_set"])
+            self.log_z_opt.load_state_dict(state["log_z_optimizer"])
+            for group in self.log_z_opt.param_groups:  # a changed rtb_logz_lr takes effect on resume
+                group["lr"] = self.cfg.train.rtb_logz_lr
 
     def resume_from(self, checkpoint: Path) -> None:
         """Load weights and trainer state from a checkpoint directory."""
