@@ -141,3 +141,17 @@ def test_the_command_writes_resumes_and_refuses_bad_gains(tmp_path, monkeypatch,
     capsys.readouterr()
     assert main([*args, "--gain", "nope=0.1"]) == 2
     assert "--gain 'nope=0.1'" in capsys.readouterr().err
+
+
+def test_the_study_betas_are_the_shipped_frontiers():
+    from hrf.evaluation.frontier import shipped_frontier
+    from hrf.experiments.collapse import FRONTIER_BETA, collapse_config
+
+    smile = shipped_frontier("hrf:faces32", "faces_smile", 10)
+    jpeg = shipped_frontier("hrf:faces32", "jpeg_compressibility", 10)
+    assert smile is not None and jpeg is not None  # the shipped curves match the shipped weights
+    level = next(lv for lv in smile["levels"] if abs(lv["gain_target"] - 0.4692) < 1e-3)
+    assert FRONTIER_BETA["smile"] == pytest.approx(level["beta"], rel=1e-4)
+    assert FRONTIER_BETA["compressibility"] == pytest.approx(jpeg["largest_reachable_beta"], rel=1e-4)
+    assert collapse_config("smile", "rtb", 0).train.kl_beta == FRONTIER_BETA["smile"]
+    assert collapse_config("compressibility", "hrfkl", 0).schedule.kind == "windows"

@@ -273,11 +273,13 @@ def evaluate(
         "n_boot": n_boot,
         "is_splits": is_splits,
         "batch_size": batch_size,
+        "noise": noise,
+        "device_used": str(used),
     }
-    (out_dir / "evaluate_args.json").write_text(json.dumps(settings, indent=2))
-
-    embs = [make_embedder(e) for e in embedder_names]
-    reward_fns = {r.name: make_reward(r.name, **r.options) for r in configs}
+    if verbose:
+        print(f"hrf evaluate: device {used}, {noise} noise")
+    embs = [make_embedder(e, used) for e in embedder_names]
+    reward_fns = {r.name: make_reward(r.name, default_device=used, **r.options) for r in configs}
     ref_images, ref_text = (
         load_reference(str(reference), num, seed, chosen.data if chosen else None)
         if reference is not None
