@@ -165,20 +165,20 @@ def frontier_point(
     return point
 
 
-def beta_grid(rewards: np.ndarray, points: int = 48, floor_ess: float = 50.0) -> np.ndarray:
-    """β values from 0 up to where the ESS falls to ``floor_ess``, geometric in between.
-
-    The top is found by doubling from 1 / std(r) (so the grid does not depend on the reward's units),
-    and the grid starts at 1 % of it.
-    """
+def beta_grid(rewards: np.ndarray, points: int = 48, beyond: int = 8, floor_ess: float = 50.0) -> np.ndarray:
+    """β values whose tilted gains are evenly spaced from 0 to the largest reachable gain (``points`` of them,
+    so the curve is as fine where the reward is flat as where it is steep), then ``beyond`` off-support
+    values up to where the ESS falls to ``floor_ess``."""
     r = np.asarray(rewards, dtype=np.float64)
-    scale = float(r.std())
-    if scale == 0:
+    if r.std() == 0:
         raise HrfError("every base sample has the same reward: the frontier is a single point")
-    top = 1.0 / scale
-    while effective_sample_size(tilted_weights(r, top)) > floor_ess and top < 1e6 / scale:
+    limit = reachable_beta(r)
+    top_gain = float(tilted_weights(r, limit) @ r - r.mean())
+    betas = [b for g in np.linspace(0.0, top_gain, points) if (b := beta_for_gain(r, float(g))) is not None]
+    top = max(limit, 1.0 / float(r.std()))
+    while effective_sample_size(tilted_weights(r, top)) > floor_ess and top < 1e6 / float(r.std()):
         top *= 2.0
-    return np.concatenate([[0.0], np.geomspace(top / 100.0, top, points - 1)])
+    return np.unique(np.concatenate([betas, [limit], np.geomspace(max(limit, 1e-12), top, beyond + 1)[1:]]))
 
 
 def beta_for_gain(rewards: np.ndarray, gain: float, tol: float = 1e-10) -> float | None:
@@ -216,8 +216,7 @@ def frontier_curve(
     base = frontier_point(samples, 0.0, draws)
     base_full = frontier_point(samples, 0.0, draws, base=base)
     limit = reachable_beta(samples.rewards)
-    # the grid holds the reachable limit itself, so the reached part of the curve ends exactly there
-    betas = np.unique(np.append(beta_grid(samples.rewards, points), limit))
+    betas = beta_grid(samples.rewards, points)  # holds the reachable limit: the reached curve ends exactly there
     curve = [
         frontier_point(samples, float(b), draws, dense_only=True, base=base)
         for b in tqdm(betas, desc="frontier β grid", disable=not progress)
