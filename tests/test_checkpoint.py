@@ -18,9 +18,9 @@ def test_each_epoch_is_checkpointed_once(tmp_path, monkeypatch):
     """checkpoint_every = 2 over 3 epochs: epoch 2, then the last epoch 3, once (not 3 twice)."""
     written = []
 
-    def recording(run_dir, epoch, *args):
+    def recording(run_dir, epoch, *args, **kwargs):
         written.append(epoch)
-        return save_checkpoint(run_dir, epoch, *args)
+        return save_checkpoint(run_dir, epoch, *args, **kwargs)
 
     monkeypatch.setattr(trainer_module, "save_checkpoint", recording)
     cfg = _cfg("windows", max_epochs=3)
