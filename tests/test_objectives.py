@@ -195,8 +195,7 @@ def test_rtb_resume_is_bit_identical_and_keeps_log_z(tmp_path):
 
 @pytest.mark.parametrize("task", ["smile", "compressibility"])
 def test_the_frontier_presets_load_and_aim_at_an_explicit_beta(task):
-    from hrf.config import load_config
-    from hrf.config import preset_path
+    from hrf.config import load_config, preset_path
 
     kl, rtb, hrfkl = (load_config(preset_path(f"faces32/{task}-{m}")).train for m in ("kl", "rtb", "hrfkl"))
     assert (kl.loss, rtb.loss, hrfkl.loss) == ("ppo", "rtb", "ppo")
