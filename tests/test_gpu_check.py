@@ -28,16 +28,17 @@ def test_gpu_check_runs_its_cpu_rows_and_skips_cuda_without_a_gpu():
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = [ln.split() for ln in done.stdout.splitlines() if ln.startswith(("cpu ", "cuda "))]
     cpu = [r for r in table if r[0] == "cpu"]
-    # 9 presets, resume, 2 processes; sample, evaluate × 5 embedders, pretrain, inject, transition, frontier
-    assert len(cpu) == 11 + 10
+    # 9 presets, resume, 2 processes; 6 Stable Diffusion presets and their resume; sample, evaluate × 5
+    # embedders, pretrain, inject, transition, frontier
+    assert len(cpu) == 11 + 7 + 10
     ran = [r for r in cpu if "SKIPPED" not in r]
     assert all("PASS" in r and r[r.index("PASS") + 1].startswith("cpu") for r in ran), done.stdout[-3000:]
     names = {" ".join(r[: r.index("PASS")]) for r in ran}
     assert {"cpu sample", "cpu evaluate pixels", "cpu evaluate domain", "cpu pretrain", "cpu inject"} <= names
-    assert {"cpu transition", "cpu 2 processes"} <= names
+    assert {"cpu transition", "cpu 2 processes", "cpu frontier", "cpu sd resume"} <= names
     if not torch.cuda.is_available():
         cuda = [r for r in table if r[0] == "cuda"]
-        assert len(cuda) == 28 + 10 and all("SKIPPED" in r for r in cuda)
+        assert len(cuda) == 28 + 6 + 10 and all("SKIPPED" in r for r in cuda)
 
 
 def test_a_row_fails_when_its_command_names_another_device():
