@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 
 @contextmanager
@@ -31,3 +35,21 @@ def write_text_atomic(path: Path | str, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def finite_or_none(obj):
+    """NaN/inf → None, so the files are strict JSON (e.g. a fraction of a base value of 0 is undefined)."""
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write strict JSON atomically (a temporary file renamed over ``path``)."""
+    write_text_atomic(path, json.dumps(finite_or_none(data), indent=2, allow_nan=False))

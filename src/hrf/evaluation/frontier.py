@@ -433,7 +433,7 @@ def run_frontier(
     """
     from pathlib import Path
 
-    from hrf.atomic import write_text_atomic
+    from hrf.atomic import write_json, write_text_atomic
     from hrf.evaluation.metrics import build_rewards
 
     out = Path(out)
@@ -456,26 +456,11 @@ def run_frontier(
         result = frontier_curve(samples, wanted, progress=progress)
         result["key"] = frontier_key(spec, reward, num, seed, steps, readers)
         result["device"] = device
-        write_text_atomic(out / f"frontier_{name}.json", json.dumps(finite(result), indent=2))
+        write_json(out / f"frontier_{name}.json", result)
         results[name] = result
     write_text_atomic(out / "frontier.md", frontier_markdown(results))
     frontier_figure(results, out / "frontier.png")
     return results
-
-
-def finite(obj):
-    """NaN/inf → None and numpy scalars → Python, so the files are strict JSON."""
-    if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
 
 
 def _fmt(v, digits: int = 3) -> str:

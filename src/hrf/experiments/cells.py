@@ -11,14 +11,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from hrf.atomic import write_text_atomic
+from hrf.atomic import finite_or_none, write_json  # noqa: F401  (the studies write their cells with these)
 from hrf.config import Config
 
 
@@ -55,24 +54,6 @@ def stored_cell(path: Path, key: dict) -> dict | None:
         return None
     cell = STUDY_NOISE | json.loads(Path(path).read_text())
     return cell if all(cell.get(k) == v for k, v in key.items()) else None
-
-
-def finite_or_none(obj):
-    """NaN/inf → None, so the files are strict JSON (e.g. a fraction of a base value of 0 is undefined)."""
-    if isinstance(obj, dict):
-        return {k: finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite_or_none(v) for v in obj]
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write strict JSON atomically (a temporary file renamed over ``path``)."""
-    write_text_atomic(path, json.dumps(finite_or_none(data), indent=2, allow_nan=False))
 
 
 def train_and_evaluate(
