@@ -173,6 +173,46 @@ def test_hrf_windows_with_the_kl_mode_train_the_steps_after_each_start(tmp_path,
     assert metrics["kl_to_base"] == pytest.approx(0.0, abs=1e-9) and math.isfinite(metrics["loss"])
 
 
+def test_the_kl_to_go_is_each_steps_closed_form_kl_the_mean_of_its_sampled_log_ratio(tmp_path):
+    """KL-regularised PPO pays the later steps' KL in closed form: for each trained pair, the KL between the
+    policy's and the base's step at the sampled state, which is the mean of the sampled log-ratio over the
+    step's noise (checked by Monte Carlo in float64), and the advantages are built from it."""
+    from hrf.sampling import ddim_step_with_logprob, predict_noise, step_sigmas
+    from hrf.training.trainer import trained_mask
+
+    trainer = _run(_cfg("full", kl_beta=2.0), tmp_path / "run")
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    traj, groups, _, _ = trainer.sample_epoch(0)
+    mask = trained_mask(traj.trainable, trainer.cfg.train.skip_last_steps)
+    kls = trainer._step_kls(traj, mask)
+    assert bool((kls[~mask] == 0).all()) and bool((kls[mask] > 0).all())
+    dim = math.prod(traj.states.shape[2:])
+    i, k = (int(v) for v in mask.nonzero()[0])
+    x, t = traj.states[i : i + 1, k].double(), traj.timesteps[k]
+    ddim, eta, draws = trainer.ddim, trainer.cfg.sampling.eta, 4000
+    with torch.no_grad():
+        eps = [predict_noise(m.double(), x, t, None, 1.0).double() for m in (trainer.model, trainer.base)]
+        means = [ddim_step_with_logprob(ddim, e, t, x, eta, return_mean=True, prev_sample=x)[2] for e in eps]
+        sigma = float(step_sigmas(ddim, t, eta))
+        nxt = means[0] + sigma * torch.randn((draws, *x.shape[1:]), generator=g, dtype=torch.float64)
+        lps = [
+            ddim_step_with_logprob(ddim, e.expand_as(nxt), t, x.expand_as(nxt), eta, prev_sample=nxt)[1] for e in eps
+        ]
+    for m in (trainer.model, trainer.base):
+        m.float()
+    sampled = dim * (lps[0] - lps[1])  # nats
+    closed = dim * float(kls[i, k])
+    assert float(sampled.mean()) == pytest.approx(closed, abs=4 * float(sampled.std()) / math.sqrt(draws))
+    assert float(sampled.std()) > 0.1 * closed  # the noise the closed form removes is not negligible
+    rewards = torch.rand(len(traj), generator=g)
+    weights, base_lp = trainer._targets(traj, 2.0 * leave_one_out_centred(rewards))
+    expected = kl_beta_advantages(2.0 * leave_one_out_centred(rewards), dim * kls, mask).float()
+    assert base_lp is None and torch.equal(weights, expected)
+
+
 def test_rtb_resume_is_bit_identical_and_keeps_log_z(tmp_path):
     def cfg():
         return _cfg("windows", loss="rtb", kl_beta=3.0, max_epochs=3, updates_per_epoch=2)

@@ -501,18 +501,41 @@ class Trainer:
     def _targets(self, traj: Trajectory, adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The loss's per-trajectory or per-pair weights, and the base model's log-probabilities (or None).
 
-        With ``train.kl_beta``, the base model's log-probabilities of the trained steps are read once per epoch:
-        KL-regularised PPO adds the later steps' sampled KL to each pair's advantage; RTB keeps them for δ.
+        With ``train.kl_beta``, the trained steps are read once per epoch: KL-regularised PPO adds the later
+        steps' closed-form KL to each pair's advantage; RTB keeps the base model's log-probabilities for δ.
         """
         t = self.cfg.train
         if not t.kl_beta:
             return adv, None
         mask = trained_mask(traj.trainable, t.skip_last_steps)
-        base_lp = self._log_probs(self.base, traj, mask)
         if t.loss == "rtb":
-            return adv, base_lp
+            return adv, self._log_probs(self.base, traj, mask)
         dim = math.prod(self._image_shape())
-        return kl_beta_advantages(adv, dim * (traj.log_probs - base_lp), mask).float(), base_lp
+        return kl_beta_advantages(adv, dim * self._step_kls(traj, mask), mask).float(), None
+
+    def _step_kls(self, traj: Trajectory, mask: torch.Tensor) -> torch.Tensor:
+        """(N, T) per-dimension closed-form KL(p_θ ‖ p_base) of each step at ``mask``'s sampled states (else 0).
+
+        Read before the epoch's first update, so p_θ is the policy that sampled: each step's KL is the
+        conditional mean of its sampled log-ratio given the state, which stands in for it in the KL still to
+        pay (docs/MATH.md §11) without the log-ratio's noise."""
+        dev, out = self.acc.device, torch.zeros(mask.shape)
+        rows, steps = mask.nonzero(as_tuple=True)
+        for mb in torch.arange(len(rows)).split(self.cfg.train.train_batch_size):
+            r, s = rows[mb], steps[mb]
+            x, t = traj.states[r, s].to(dev), traj.timesteps[s].to(dev)
+            cond, nxt = None if traj.cond is None else traj.cond[r], traj.states[r, s + 1].to(dev)
+            means = []
+            for model in (self.model, self.base):
+                with torch.no_grad(), self.acc.autocast():
+                    eps = predict_noise(model, x, t, cond, self.cfg.sampling.guidance_scale)
+                step = ddim_step_with_logprob(
+                    self.ddim, eps.float(), t, x, self.cfg.sampling.eta, prev_sample=nxt, return_mean=True
+                )
+                means.append(step[2])
+            sigma = step_sigmas(self.ddim, t, self.cfg.sampling.eta)
+            out[r, s] = gaussian_step_kl(means[0], means[1], sigma).float().cpu()
+        return out
 
     def _rtb_residuals(
         self, traj: Trajectory, rewards: torch.Tensor, base_lp: torch.Tensor, ids: torch.Tensor
