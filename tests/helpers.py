@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import torch
-from diffusers import DDPMScheduler
+from diffusers import DDPMScheduler, UNet2DModel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,3 +117,22 @@ def assert_rises(change: torch.Tensor, sigmas: float = 3.0) -> None:
     """The mean paired change is positive by more than ``sigmas`` standard errors."""
     se = float(change.std() / len(change) ** 0.5)
     assert float(change.mean()) > sigmas * se, f"mean change {float(change.mean()):+.4f}, s.e. {se:.4f}"
+
+
+def class_unet(classes: int = 4, size: int = 8, seed: int = 0) -> UNet2DModel:
+    """A tiny class-conditional UNet2DModel (``classes`` label embeddings) with seeded random weights."""
+    torch.manual_seed(seed)
+    unet = UNet2DModel(
+        sample_size=size,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        norm_num_groups=8,
+        down_block_types=("DownBlock2D",) * 2,
+        up_block_types=("UpBlock2D",) * 2,
+        num_class_embeds=classes,
+    )
+    # a fresh class embedding is small next to the time embedding; scale it so that labels matter
+    unet.class_embedding.weight.data.mul_(20)
+    return unet.eval()

@@ -16,26 +16,7 @@ from hrf.models import make_ddim_scheduler
 from hrf.sampling import Condition, ddim_step_with_logprob, predict_noise, rollout
 from hrf.training.prompts import PerPromptStatTracker, draw_prompts, make_conditioner, read_prompt_file
 from hrf.training.run_dir import prepare_run
-from tests.helpers import celebahq_like_scheduler
-
-
-def class_unet(classes: int = 4, size: int = 8, seed: int = 0) -> UNet2DModel:
-    """A tiny class-conditional UNet2DModel (``classes`` label embeddings) with seeded random weights."""
-    torch.manual_seed(seed)
-    unet = UNet2DModel(
-        sample_size=size,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(16, 32),
-        layers_per_block=1,
-        norm_num_groups=8,
-        down_block_types=("DownBlock2D",) * 2,
-        up_block_types=("UpBlock2D",) * 2,
-        num_class_embeds=classes,
-    )
-    # a fresh class embedding is small next to the time embedding; scale it so that labels matter
-    unet.class_embedding.weight.data.mul_(20)
-    return unet.eval()
+from tests.helpers import celebahq_like_scheduler, class_unet
 
 
 def _ddim(steps: int = 6):

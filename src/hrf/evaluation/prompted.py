@@ -55,20 +55,27 @@ def faces_prompt_metrics(spec: str, benchmark: Benchmark | None, seed: int = 0):
     return prompt_metrics_fn(reader, cond["factors"], seed)
 
 
-def conditional_kind(spec: str) -> str | None:
-    """ "text" for a latent text-to-image pipeline, "classes" for a class-conditional UNet, else None."""
+def class_embeds(spec: str) -> int | None:
+    """The number of class embeddings (the null class included) of a class-conditional UNet spec, else None."""
     import json
 
     from hrf.models import resolve_model_path
     from hrf.models.latent import is_latent_pipeline
 
     if is_latent_pipeline(spec):
-        return "text"
+        return None
     path, subfolder = resolve_model_path(spec)
     config = Path(path) / (subfolder or "") / "config.json"
-    if config.is_file() and json.loads(config.read_text()).get("num_class_embeds"):
-        return "classes"
-    return None
+    return (json.loads(config.read_text()).get("num_class_embeds") or None) if config.is_file() else None
+
+
+def conditional_kind(spec: str) -> str | None:
+    """ "text" for a latent text-to-image pipeline, "classes" for a class-conditional UNet, else None."""
+    from hrf.models.latent import is_latent_pipeline
+
+    if is_latent_pipeline(spec):
+        return "text"
+    return "classes" if class_embeds(spec) else None
 
 
 def load_conditional(spec: str, steps: int):
