@@ -331,6 +331,9 @@ def frontier(
     embedders: Sequence[str] = (),
     device: str | None = None,
     progress: bool = True,
+    classes: Sequence[int] | None = None,
+    guidance_scale: float = 1.0,
+    null_class: int = -1,
 ) -> dict[str, dict]:
     """The base model's KL-optimal reward–diversity frontier for each reward: ``{reward: frontier}``.
 
@@ -340,14 +343,24 @@ def frontier(
     coverage, fractions of the base's under ``frac/``) and its reading exactly at ``gains[reward]`` (default:
     25/50/75/100 % of the largest gain reachable with ESS ≥ 1,000). Writes ``frontier_REWARD.json``,
     ``frontier.md`` and ``frontier.png`` in ``out``; base samples are cached there in chunks (resumable).
+
+    A class-conditional model needs ``classes`` (and an unconditional one refuses them): the frontier is then
+    the tilt of p(x | c) within each class ``c``, ``num`` samples per class under classifier-free guidance
+    ``guidance_scale`` (``null_class`` the unconditional label, -1 the last), each class read at the same
+    gains, written under ``out/prompts/classC/``, and averaged over the classes that reach each gain
+    (``frontier_prompts_REWARD.json``, ``frontier_prompts.md``); the result is then
+    ``{reward: {"key", "prompts": {class: frontier}, "average"}}``.
     """
     from hrf.benchmarks import choose_benchmark
     from hrf.evaluation.embedders import make_embedder
-    from hrf.evaluation.frontier import FRONTIER_SEED, run_frontier
+    from hrf.evaluation.frontier import FRONTIER_SEED, conditional_classes, run_frontier
     from hrf.models import resolve_device, resolve_model_path
     from hrf.training.run_dir import writable_dir
 
     resolve_model_path(str(model))  # a bad spec fails before anything is loaded
+    ids = conditional_classes(str(model), classes, null_class)
+    if ids is None and guidance_scale != 1.0:
+        raise HrfError("a guidance scale needs a class-conditional model and its classes (--classes)")
     configs = reward_configs(rewards)
     unknown = set(gains or {}) - {r.name for r in configs}
     if unknown:
@@ -368,4 +381,7 @@ def frontier(
         gains=gains,
         device=used,
         progress=progress,
+        classes=ids,
+        guidance_scale=guidance_scale,
+        null_class=null_class,
     )

@@ -20,6 +20,10 @@ Diversity under the weights (docs/MATH.md, "The frontier"):
   combinations that ``draws`` samples of q_β cover, Σ_c [1 − (1 − q_c)^draws] / n_combos, so that it
   compares with a model's coverage over ``draws`` samples.
 - KL(q_β‖p) ≈ Σ_i w_i·log(N·w_i).
+
+A class-conditional model's frontier is computed within each class (the tilt of p(x | c)): its own samples,
+weights and ESS per class, on the same code path with the class as an optional argument, then averaged over
+the classes that reach each gain (:func:`average_frontiers`).
 """
 
 from __future__ import annotations
@@ -270,12 +274,16 @@ def read_frontier(frontier: Mapping, gain: float, key: str) -> float | None:
 
 # ---------------------------------------------------------------- base samples, chunked and cached
 
-CHUNK = 500  # base samples per cached chunk: one UNet batch, so a chunk's images depend on (seed, index) only
+CHUNK = 500  # base samples per cached chunk: one UNet batch, so its images depend on (seed, index, class) only
 
 
-def chunk_seed(seed: int, index: int) -> int:
-    """The noise seed of chunk ``index``: an independent stream per (seed, index), whatever the chunk count."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
+def chunk_seed(seed: int, index: int, condition: int | None = None) -> int:
+    """The noise seed of chunk ``index`` (of class ``condition``, if given): an independent stream per
+    (seed, condition, index), whatever the chunk count or the other prompts asked for."""
+    # the class rides in the spawn key, so the unconditional seeds stay what they were and a class's stream
+    # is a child no other (seed, index) reaches
+    spawn = () if condition is None else (int(condition),)
+    return int(np.random.SeedSequence([seed, index], spawn_key=spawn).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 def measure_base(
@@ -289,6 +297,9 @@ def measure_base(
     embedders: Sequence = (),
     device: str = "cpu",
     progress: bool = False,
+    condition: int | None = None,
+    guidance_scale: float = 1.0,
+    null_class: int = -1,
 ) -> dict[str, np.ndarray]:
     """Sample ``num`` images of ``spec`` at ``steps`` DDIM steps (η = 1) and read what the frontier needs.
 
@@ -298,6 +309,10 @@ def measure_base(
     each drawn in one batch from its own CPU generator (``chunk_seed``) and cached in ``work/chunks`` with
     everything read from it, keyed on the model's weights and the settings, so a killed run resumes at its
     first missing chunk and a larger ``num`` only samples the new chunks.
+
+    With ``condition`` (a class id of a class-conditional model) every sample is drawn under that class with
+    classifier-free guidance ``guidance_scale`` (``null_class`` the unconditional label, -1 the last); the
+    class and the guidance enter the chunk seeds and the cache key, so give each class its own ``work``.
     """
     from pathlib import Path
 
@@ -332,21 +347,30 @@ def measure_base(
         "rewards": ",".join(names),
         "readers": ",".join([*classifiers, *(e.name for e in embedders)]),
     }
-    unet = scheduler = None
+    if condition is not None:  # only then: unconditional caches written before these fields stay valid
+        key |= {"condition": condition, "guidance_scale": guidance_scale, "null_class": null_class}
+    unet = scheduler = cond = None
     parts: list[dict[str, np.ndarray]] = []
     n_chunks = math.ceil(num / CHUNK)
     for i in tqdm(range(n_chunks), desc=f"frontier: base samples ({CHUNK} a chunk)", disable=not progress):
         path = work / f"chunk{i:05d}.npz"
         if path.is_file():
             with np.load(path) as z:
-                if all(str(z.get(f"key_{k}", "")) == str(v) for k, v in key.items()) and int(z["index"]) == i:
+                stored = {k[4:]: str(z[k]) for k in z.files if k.startswith("key_")}
+                if stored == {k: str(v) for k, v in key.items()} and int(z["index"]) == i:
                     parts.append({k: z[k] for k in z.files if not k.startswith("key_")})
                     continue
         if unet is None:
             unet, scheduler = load_pipeline_parts(spec, steps, device=device)
             unet = unet.eval()
-        gen = torch.Generator().manual_seed(chunk_seed(seed, i))
-        pixels = to_uint8_hwc(sample_images(unet, scheduler, CHUNK, gen, batch_size=CHUNK))
+            if condition is not None:
+                from hrf.training.prompts import make_conditioner
+
+                conditioner = make_conditioner([condition], unet, None, null_class, f"model '{spec}'")
+                cond = conditioner(torch.zeros(CHUNK, dtype=torch.long))
+        gen = torch.Generator().manual_seed(chunk_seed(seed, i, condition))
+        drawn = sample_images(unet, scheduler, CHUNK, gen, batch_size=CHUNK, cond=cond, guidance_scale=guidance_scale)
+        pixels = to_uint8_hwc(drawn)
         images = from_uint8_hwc(pixels)  # read after the uint8 round trip, as every evaluation does
         got: dict[str, np.ndarray] = {"images": pixels, "index": np.array(i)}
         for name, values in reward_values(images, {n: rewards[n] for n in names}).items():
@@ -389,14 +413,28 @@ def frontier_samples(measured: Mapping[str, np.ndarray], reward: str, n_combos: 
 
 FRONTIER_SEED = 2_026_120_301  # default base-sample noise of the frontier, used by nothing else
 NOISE_SCHEME = f"chunked/{CHUNK}: chunk i is one batch from a CPU generator seeded chunk_seed(seed, i)"
+CLASS_NOISE_SCHEME = (
+    f"chunked/{CHUNK}: chunk i of class c is one batch from a CPU generator seeded chunk_seed(seed, i, c)"
+)
+DEFAULT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # default levels, as fractions of the largest reachable gain
 
 
-def frontier_key(spec: str, reward, num: int, seed: int, steps: int, readers: Sequence[str]) -> dict:
+def frontier_key(
+    spec: str,
+    reward,
+    num: int,
+    seed: int,
+    steps: int,
+    readers: Sequence[str],
+    condition: int | None = None,
+    guidance_scale: float = 1.0,
+    null_class: int = -1,
+) -> dict:
     """What a frontier was computed from: a stored one is reused only for the same key."""
     from hrf.evaluation.samples import weights_fingerprint
 
     name, options = (reward, {}) if isinstance(reward, str) else (reward.name, dict(reward.options))
-    return {
+    key = {
         "model": spec,
         "weights": weights_fingerprint(spec),
         "reward": name,
@@ -408,6 +446,80 @@ def frontier_key(spec: str, reward, num: int, seed: int, steps: int, readers: Se
         "noise": NOISE_SCHEME,
         "readers": list(readers),
         "min_ess": MIN_ESS,
+    }
+    if condition is not None:
+        key |= {"condition": condition, "guidance_scale": guidance_scale, "null_class": null_class}
+        key["noise"] = CLASS_NOISE_SCHEME
+    return key
+
+
+def largest_reachable_gain(rewards: np.ndarray) -> float:
+    """The largest reward gain over the base mean that reweighting reaches with ESS ≥ ``MIN_ESS`` (0 if none)."""
+    r = np.asarray(rewards, dtype=np.float64)
+    return max(float(tilted_weights(r, reachable_beta(r)) @ r) - float(r.mean()), 0.0)
+
+
+def conditional_classes(spec: str, classes: Sequence[int] | None, null_class: int = -1) -> list[int] | None:
+    """The class ids whose frontiers ``spec`` gets, checked before anything is sampled: None for an
+    unconditional model; one-line :class:`HrfError` for classes on an unconditional model, a class-conditional
+    model without classes, ids (or the null class) outside its embeddings, a repeated id, or a text-to-image
+    pipeline."""
+    from hrf.evaluation.prompted import class_embeds, conditional_kind
+
+    if conditional_kind(spec) == "text":
+        raise HrfError(
+            f"'{spec}' is a text-to-image pipeline: the frontier takes unconditional or class-conditional models"
+        )
+    n = class_embeds(spec)
+    if not classes:
+        if n:
+            raise HrfError(
+                f"'{spec}' is class-conditional ({n} class embeddings): give its frontier per class with --classes"
+            )
+        return None
+    if not n:
+        raise HrfError(f"--classes needs a class-conditional model; '{spec}' has no class embedding")
+    ids = [int(c) for c in classes]
+    null = n - 1 if null_class == -1 else null_class
+    bad = [c for c in [*ids, null] if not 0 <= c < n]
+    if bad:
+        raise HrfError(f"class ids {bad} are outside 0..{n - 1} of '{spec}'")
+    if len(set(ids)) != len(ids):
+        raise HrfError(f"--classes {ids} names a class twice")
+    return ids
+
+
+def average_frontiers(frontiers: Mapping[str, Mapping]) -> dict:
+    """Readings averaged over prompts (``{prompt: frontier}``, every one read at the same gains).
+
+    ``base`` is the mean of the prompts' base points. Each level holds ``prompts`` and ``prompts_reached``
+    (the prompts whose own tilt reaches the gain with ESS ≥ ``MIN_ESS``) and the mean over those prompts of
+    every numeric reading they all have (β excepted: each prompt has its own); a level no prompt reaches has
+    no readings. ``largest_reachable_gain`` gives the least, median and largest over prompts.
+    """
+    frs = list(frontiers.values())
+    targets = [lv["gain_target"] for lv in frs[0]["levels"]]
+    if any([lv["gain_target"] for lv in fr["levels"]] != targets for fr in frs):
+        raise ValueError("averaging over prompts needs every prompt read at the same gains")
+
+    def mean_of(points: list[Mapping]) -> dict:
+        keys = set.intersection(*(set(p) for p in points)) - {"beta", "reached", "gain_target"}
+        return {
+            k: float(np.mean([p[k] for p in points]))
+            for k in sorted(keys)
+            if all(isinstance(p[k], int | float) and not isinstance(p[k], bool) for p in points)
+        }
+
+    levels = []
+    for j, target in enumerate(targets):
+        got = [fr["levels"][j] for fr in frs if fr["levels"][j]["reached"]]
+        level = {"gain_target": target, "prompts": len(frs), "prompts_reached": len(got), "reached": bool(got)}
+        levels.append(level | (mean_of(got) if got else {}))
+    tops = [fr["largest_reachable_gain"] for fr in frs]
+    return {
+        "base": mean_of([fr["base"] for fr in frs]),
+        "levels": levels,
+        "largest_reachable_gain": {"min": min(tops), "median": float(np.median(tops)), "max": max(tops)},
     }
 
 
@@ -423,6 +535,9 @@ def run_frontier(
     gains: Mapping[str, Sequence[float]] | None = None,
     device: str = "cpu",
     progress: bool = False,
+    classes: Sequence[int] | None = None,
+    guidance_scale: float = 1.0,
+    null_class: int = -1,
 ) -> dict[str, dict]:
     """The frontier of base model ``spec`` for each reward (names or reward configs), written to ``out``.
 
@@ -430,6 +545,13 @@ def run_frontier(
     ``frontier.md`` table and a ``frontier.png`` figure; base samples are cached in ``out/chunks``.
     ``gains`` maps a reward name to the reward gains to read exactly (default: 25, 50, 75 and 100 % of
     the largest reachable gain). Returns ``{reward name: frontier}``.
+
+    With ``classes`` (ids of a class-conditional ``spec``) the frontier is computed within each class: ``num``
+    samples of each class under guidance ``guidance_scale``, reweighted with that class's own weights, ESS and
+    reachable gain, all written as above under ``out/prompts/classC/``. Every class is read at the same gains
+    (default: the fractions above of the median over classes of the largest reachable gain), and their
+    average (:func:`average_frontiers`) goes to ``frontier_prompts_REWARD.json`` (with every class's
+    frontier) and ``frontier_prompts.md``. Returns ``{reward name: {"key", "prompts", "average"}}``.
     """
     from pathlib import Path
 
@@ -438,28 +560,63 @@ def run_frontier(
 
     out = Path(out)
     fns = build_rewards(rewards, device)
-    measured = measure_base(spec, fns, num, seed, steps, out, benchmark, embedders, device, progress)
+    names = [r if isinstance(r, str) else r.name for r in rewards]
+    conditions: list[int | None] = [None] if classes is None else [int(c) for c in classes]
+    work = {c: out if c is None else out / "prompts" / f"class{c}" for c in conditions}
     n_combos = benchmark.n_combos if benchmark is not None else 0
-    readers = sorted(k.split("/", 1)[1] for k in measured if k.startswith("features/")) + ["pixels"]
-    results: dict[str, dict] = {}
-    for reward in rewards:
-        name = reward if isinstance(reward, str) else reward.name
-        samples = frontier_samples(measured, name, n_combos)
-        wanted = (gains or {}).get(name)
-        if not wanted:
-            top = max(
-                float(tilted_weights(samples.rewards, reachable_beta(samples.rewards)) @ samples.rewards)
-                - float(samples.rewards.mean()),
-                0.0,
+    last: dict[int | None, dict[str, np.ndarray]] = {}  # the latest arrays: one condition reads its cache once
+
+    def measured_of(c: int | None) -> dict[str, np.ndarray]:
+        if c not in last:
+            last.clear()
+            last[c] = measure_base(
+                spec,
+                fns,
+                num,
+                seed,
+                steps,
+                work[c],
+                benchmark,
+                embedders,
+                device,
+                progress,
+                c,
+                guidance_scale,
+                null_class,
             )
-            wanted = [f * top for f in (0.25, 0.5, 0.75, 1.0)]
-        result = frontier_curve(samples, wanted, progress=progress)
-        result["key"] = frontier_key(spec, reward, num, seed, steps, readers)
-        result["device"] = device
-        write_json(out / f"frontier_{name}.json", result)
-        results[name] = result
-    write_text_atomic(out / "frontier.md", frontier_markdown(results))
-    frontier_figure(results, out / "frontier.png")
+        return last[c]
+
+    wanted = {name: list(g) for name, g in (gains or {}).items() if g}
+    if missing := [name for name in names if name not in wanted]:
+        # one set of gains for every condition, so that each level averages over the same target
+        tops: dict[str, list[float]] = {name: [] for name in missing}
+        for c in conditions:
+            for name in missing:
+                tops[name].append(largest_reachable_gain(measured_of(c)[f"reward/{name}"]))
+        wanted |= {name: [f * float(np.median(tops[name])) for f in DEFAULT_FRACTIONS] for name in missing}
+    per_condition: dict[int | None, dict[str, dict]] = {}
+    for c in conditions:
+        measured = measured_of(c)
+        readers = sorted(k.split("/", 1)[1] for k in measured if k.startswith("features/")) + ["pixels"]
+        per_condition[c] = {}
+        for reward, name in zip(rewards, names, strict=True):
+            result = frontier_curve(frontier_samples(measured, name, n_combos), wanted[name], progress=progress)
+            result["key"] = frontier_key(spec, reward, num, seed, steps, readers, c, guidance_scale, null_class)
+            result["device"] = device
+            write_json(work[c] / f"frontier_{name}.json", result)
+            per_condition[c][name] = result
+        write_text_atomic(work[c] / "frontier.md", frontier_markdown(per_condition[c]))
+        frontier_figure(per_condition[c], work[c] / "frontier.png")
+    if classes is None:
+        return per_condition[None]
+    results: dict[str, dict] = {}
+    for reward, name in zip(rewards, names, strict=True):
+        prompts = {str(c): per_condition[c][name] for c in conditions}
+        key = frontier_key(spec, reward, num, seed, steps, readers) | {"noise": CLASS_NOISE_SCHEME}
+        key |= {"classes": list(conditions), "guidance_scale": guidance_scale, "null_class": null_class}
+        results[name] = {"key": key, "device": device, "average": average_frontiers(prompts), "prompts": prompts}
+        write_json(out / f"frontier_prompts_{name}.json", results[name])
+    write_text_atomic(out / "frontier_prompts.md", prompts_markdown(results))
     return results
 
 
@@ -482,7 +639,9 @@ def frontier_markdown(results: Mapping[str, Mapping]) -> str:
         lines += [
             f"## {name}",
             "",
-            f"Base model `{key['model']}` (weights {key['weights'][:12]}…), T = {key['steps']}, η = 1, "
+            f"Base model `{key['model']}` (weights {key['weights'][:12]}…)"
+            + (f" on class {key['condition']} (guidance w = {key['guidance_scale']:g})" if "condition" in key else "")
+            + f", T = {key['steps']}, η = 1, "
             f"{key['num']:,} samples (seed {key['seed']}); base mean reward {base['reward']:.4g}"
             + (f", gold {base['gold']:.4g}" if "gold" in base else "")
             + f". Largest gain reachable by reweighting with ESS ≥ {fr['min_ess']:.0f}: "
@@ -507,6 +666,44 @@ def frontier_markdown(results: Mapping[str, Mapping]) -> str:
                 f"{_fmt(lv.get('gold_gain'))} | {fracs} |"
             )
         lines.append("")
+    return "\n".join(lines)
+
+
+def prompts_markdown(results: Mapping[str, Mapping]) -> str:
+    """One table per reward of the readings averaged over classes at each level, then each class's own reach."""
+    lines = ["# The KL-optimal reward–diversity frontier within each class", ""]
+    for name, res in results.items():
+        key, avg = res["key"], res["average"]
+        keys = diversity_keys(next(iter(res["prompts"].values())))
+        lines += [
+            f"## {name}",
+            "",
+            f"Base model `{key['model']}` (weights {key['weights'][:12]}…), T = {key['steps']}, η = 1, guidance "
+            f"w = {key['guidance_scale']:g}, {key['num']:,} samples per class (seed {key['seed']}), classes "
+            f"{', '.join(map(str, key['classes']))}. Each class is tilted on its own samples; a level's readings "
+            f"are the mean over the classes whose tilt reaches it with ESS ≥ {key['min_ess']:.0f}. Diversity as "
+            "a fraction of each class's base.",
+            "",
+            "| gain | classes reaching | mean ESS | mean KL (nats) | mean gold gain | " + " | ".join(keys) + " |",
+            "| --- " * (5 + len(keys)) + "|",
+        ]
+        for lv in avg["levels"]:
+            reach = f"{lv['prompts_reached']} of {lv['prompts']}"
+            if not lv["reached"]:
+                lines.append(f"| {lv['gain_target']:+.4g} | {reach} |" + " |" * (3 + len(keys)))
+                continue
+            fracs = " | ".join(_fmt(lv.get(f"frac/{k}")) for k in keys)
+            lines.append(
+                f"| {lv['gain_target']:+.4g} | {reach} | {lv['ess']:.0f} | {lv['kl']:.3f} | "
+                f"{_fmt(lv.get('gold_gain'))} | {fracs} |"
+            )
+        lines += ["", "| class | base mean reward | largest reachable gain | its β |", "| --- | --- | --- | --- |"]
+        for c, fr in res["prompts"].items():
+            lines.append(
+                f"| {c} | {fr['base']['reward']:.4g} | {fr['largest_reachable_gain']:+.4g} | "
+                f"{fr['largest_reachable_beta']:.4g} |"
+            )
+        lines += ["", "Each class's own table and figure: `prompts/classC/frontier.md`, `frontier.png`.", ""]
     return "\n".join(lines)
 
 
