@@ -278,10 +278,10 @@ def test_the_command_per_class_writes_keys_each_cache_and_never_mixes_them(tmp_p
 
     drawn = []
     real = hrf.sampling.sample_images
-    monkeypatch.setattr(hrf.sampling, "sample_images", lambda *a, **k: drawn.append(k["cond"]) or real(*a, **k))
+    monkeypatch.setattr(hrf.sampling, "sample_images", lambda *a, **k: drawn.append(k) or real(*a, **k))
     shutil.copy(out / "prompts/class0/chunks/chunk00000.npz", out / "prompts/class2/chunks/chunk00000.npz")
     assert main(args) == 0  # class 0's chunk in class 2's place is sampled again, under class 2; the rest is cached
-    assert len(drawn) == 1 and drawn[0].values.unique().tolist() == [2]
+    assert len(drawn) == 1 and drawn[0]["cond"].values.unique().tolist() == [2] and drawn[0]["guidance_scale"] == 2
     with np.load(out / "prompts/class2/chunks/chunk00000.npz") as z:
         assert str(z["key_condition"]) == "2"
 
