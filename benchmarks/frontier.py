@@ -2,6 +2,7 @@
 
     python benchmarks/frontier.py frontier [--num N]      # the frontier of hrf:faces32 (cached, resumable)
     python benchmarks/frontier.py report [--results benchmarks/RESULTS.md]
+    python benchmarks/frontier.py tuning                  # Part B's tuning runs (seeds < 100), as a table
 
 The protocol is ``benchmarks/RESULTS.md`` § F; this file implements it. ``frontier`` runs ``hrf frontier``
 on the study's base model at the collapse study's T and reward levels (base samples cached in
@@ -11,7 +12,10 @@ committed cells of ``benchmarks/results/collapse/cells`` (the methods' cells run
 ``benchmarks/collapse.py``), and writes ``benchmarks/results/frontier/report.{json,md}`` and
 ``curves.png``: per task and method, the frontier efficiency at every level (the method's evaluator-Vendi
 fraction over the frontier's), the gold gain, the off-support share of the final gain and the epochs to
-reach each level.
+reach each level. ``tuning`` reads Part B's tuning runs (``hrf train`` on tuning seeds, their
+``config.toml`` and ``metrics.jsonl`` committed under ``benchmarks/results/frontier/tuning/NAME/``) beside
+DDPO_IS's committed tuning cells, and writes ``tuning.{json,md}``: the training reward per block of epochs and
+the first epoch at which its running mean crosses the primary level.
 """
 
 from __future__ import annotations
@@ -327,6 +331,105 @@ def insert_report(path: Path, text: str) -> None:
     path.write_text(doc)
 
 
+TUNING = OUT / "tuning"
+TUNING_BLOCK = 10  # epochs per column of the tuning table
+TUNING_SMOOTH = 5  # epochs in the running mean of the training reward (64 samples an epoch are noisy)
+
+
+def crossing_epoch(rewards: list[float], level: float, window: int = TUNING_SMOOTH) -> int | None:
+    """The first epoch (1-based) at which the mean of the last ``window`` epochs' rewards is ≥ ``level``."""
+    for end in range(window, len(rewards) + 1):
+        if float(np.mean(rewards[end - window : end])) >= level:
+            return end
+    return None
+
+
+def tuning_rows(runs: Path, cells: list[dict]) -> tuple[list[dict], dict[str, float | None]]:
+    """One row per tuning run and per DDPO_IS tuning cell: task, settings, training reward per block."""
+    import tomllib
+
+    base: dict[str, float | None] = {task: None for task in TASKS}
+    rows = []
+    for c in cells:
+        if c["method"] == "ddpo" and c["seed"] in SEEDS["tuning"]:
+            base[c["task"]] = c["curve"][0][f"reward/{TASKS[c['task']]}"]
+            rows.append(
+                {
+                    "name": "ddpo (cell)",
+                    "task": c["task"],
+                    "seed": c["seed"],
+                    "settings": "the DDPO_IS preset",
+                    "train_reward": c["train_reward_by_epoch"],
+                    "kl_nats_per_step": None,
+                }
+            )
+    for d in sorted(runs.glob("*/metrics.jsonl")):
+        meta = json.loads((d.parent / "tuning.json").read_text())
+        history = [json.loads(line) for line in d.read_text().splitlines() if line.strip()]
+        cfg = tomllib.loads((d.parent / "config.toml").read_text())
+        dim = 3 * 32 * 32  # the study's images: kl_to_base is a per-dimension mean
+        kl = [h.get("kl_to_base") for h in history[-TUNING_BLOCK:]]
+        rows.append(
+            {
+                "name": d.parent.name,
+                "task": meta["task"],
+                "seed": cfg["train"]["seed"],
+                "settings": meta["settings"],
+                "train_reward": [h["reward_mean"] for h in history],
+                "kl_nats_per_step": None if None in kl else dim * float(np.mean(kl)),
+            }
+        )
+    return rows, base
+
+
+def tuning_report(rows: list[dict], base: dict, levels: dict) -> dict:
+    """Per row: the training reward per block of epochs and its first crossing of the task's primary level."""
+    out = []
+    for r in rows:
+        level = base[r["task"]] + levels[r["task"]][PRIMARY_LEVEL] if base[r["task"]] is not None else None
+        rewards = r["train_reward"]
+        blocks = [float(np.mean(rewards[i : i + TUNING_BLOCK])) for i in range(0, len(rewards), TUNING_BLOCK)]
+        out.append(
+            {
+                **{k: v for k, v in r.items() if k != "train_reward"},
+                "epochs": len(rewards),
+                "blocks": blocks,
+                "primary_reward": level,
+                "crossing_epoch": None if level is None else crossing_epoch(rewards, level),
+            }
+        )
+    return {"block": TUNING_BLOCK, "smooth": TUNING_SMOOTH, "rows": out}
+
+
+def tuning_markdown(report: dict) -> str:
+    lines = []
+    for task in TASKS:
+        rows = [r for r in report["rows"] if r["task"] == task]
+        if not rows:
+            continue
+        width = max(len(r["blocks"]) for r in rows)
+        heads = [f"epochs {i * report['block'] + 1}–{(i + 1) * report['block']}" for i in range(width)]
+        lines += [
+            f"**{task}**: mean training reward (64 trajectories an epoch) per block of epochs; the first epoch "
+            f"whose {report['smooth']}-epoch running mean reaches the primary level "
+            f"({rows[0]['primary_reward']:.3f}); the last block's KL to the base in nats per trained step.",
+            "",
+            "| run | seed | settings | epochs | " + " | ".join(heads) + " | crosses primary | KL/step |",
+            "| --- | --- | --- | --- | " + " | ".join("---" for _ in heads) + " | --- | --- |",
+        ]
+        for r in rows:
+            cells = [f"{b:.3f}" for b in r["blocks"]] + ["" for _ in range(width - len(r["blocks"]))]
+            cross = "—" if r["crossing_epoch"] is None else str(r["crossing_epoch"])
+            kl = "—" if r["kl_nats_per_step"] is None else f"{r['kl_nats_per_step']:.2f}"
+            lines.append(
+                f"| {r['name']} | {r['seed']} | {r['settings']} | {r['epochs']} | "
+                + " | ".join(cells)
+                + f" | {cross} | {kl} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -335,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     fr.add_argument("--threads", type=int, default=1)
     rep = sub.add_parser("report", help="§ Fb from the shipped frontier and the committed cells")
     rep.add_argument("--results", type=Path, default=None, help="RESULTS.md to insert the report into")
+    sub.add_parser("tuning", help="Part B's tuning runs beside DDPO_IS's tuning cells, as a table")
     args = p.parse_args(argv)
     if args.command == "frontier":
         compute_frontier(args.num, args.threads)
@@ -344,6 +448,17 @@ def main(argv: list[str] | None = None) -> int:
         print("frontier: no shipped frontier yet; run `python benchmarks/frontier.py frontier` first", file=sys.stderr)
         return 2
     cells = load_cells(CELLS)
+    if args.command == "tuning":
+        levels = {task: reward_levels(cells, task) for task in TASKS}
+        rows, base = tuning_rows(TUNING, cells)
+        result = tuning_report(rows, base, levels)
+        from hrf.experiments.cells import write_json
+
+        write_json(OUT / "tuning.json", result)
+        text = tuning_markdown(result)
+        (OUT / "tuning.md").write_text(text)
+        print(text)
+        return 0
     report = analyse(cells, frontiers)
     OUT.mkdir(parents=True, exist_ok=True)
     from hrf.experiments.cells import write_json
