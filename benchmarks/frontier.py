@@ -316,17 +316,18 @@ def figure(report: dict, cells: list[dict], frontiers: dict[str, dict], path: Pa
     return path
 
 
-def insert_report(path: Path, text: str) -> None:
-    """Replace what lies between the § Fb markers of ``path`` (or the placeholder line) with ``text``."""
-    start, end = "<!-- frontier-report:start -->", "<!-- frontier-report:end -->"
+def insert_report(path: Path, text: str, name: str = "frontier-report") -> None:
+    """Replace what lies between the ``name`` markers of ``path`` with ``text``; without them, the § Fb
+    placeholder line of a RESULTS.md that has no frontier report yet."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     doc = path.read_text()
     block = f"{start}\n{text}\n{end}"
     if start in doc:
         doc = doc[: doc.index(start)] + block + doc[doc.index(end) + len(end) :]
     else:
         placeholder = "No frontier has been committed yet."
-        if placeholder not in doc:
-            raise SystemExit(f"{path}: neither the frontier-report markers nor the placeholder line")
+        if name != "frontier-report" or placeholder not in doc:
+            raise SystemExit(f"{path}: no {start} … {end} markers")
         doc = doc.replace(placeholder, block)
     path.write_text(doc)
 
@@ -382,8 +383,13 @@ def tuning_rows(runs: Path, cells: list[dict]) -> tuple[list[dict], dict[str, fl
     return rows, base
 
 
-def tuning_report(rows: list[dict], base: dict, levels: dict) -> dict:
-    """Per row: the training reward per block of epochs and its first crossing of the task's primary level."""
+def tuning_report(rows: list[dict], base: dict, levels: dict, frontiers: dict[str, dict]) -> dict:
+    """Per row: the training reward per block of epochs and its first crossing of the task's primary level;
+    per task: the β and KL(q_β‖p) of the frontier at that level, the KL budget of a method that reaches it."""
+    targets = {}
+    for task, reward in TASKS.items():
+        lv = frontier_at(frontiers[reward], levels[task][PRIMARY_LEVEL]) if reward in frontiers else None
+        targets[task] = None if lv is None else {"gain": lv["gain"], "beta": lv["beta"], "kl": lv["kl"]}
     out = []
     for r in rows:
         level = base[r["task"]] + levels[r["task"]][PRIMARY_LEVEL] if base[r["task"]] is not None else None
@@ -398,7 +404,7 @@ def tuning_report(rows: list[dict], base: dict, levels: dict) -> dict:
                 "crossing_epoch": None if level is None else crossing_epoch(rewards, level),
             }
         )
-    return {"block": TUNING_BLOCK, "smooth": TUNING_SMOOTH, "rows": out}
+    return {"block": TUNING_BLOCK, "smooth": TUNING_SMOOTH, "targets": targets, "rows": out}
 
 
 def tuning_markdown(report: dict) -> str:
@@ -409,6 +415,13 @@ def tuning_markdown(report: dict) -> str:
             continue
         width = max(len(r["blocks"]) for r in rows)
         heads = [f"epochs {i * report['block'] + 1}–{(i + 1) * report['block']}" for i in range(width)]
+        target = report["targets"].get(task)
+        if target is not None:
+            lines += [
+                f"The frontier at the primary level (gain {target['gain']:+.3f}): β {target['beta']:.3f}, "
+                f"KL(q_β‖p) {target['kl']:.3f} nats.",
+                "",
+            ]
         lines += [
             f"**{task}**: mean training reward (64 trajectories an epoch) per block of epochs; the first epoch "
             f"whose {report['smooth']}-epoch running mean reaches the primary level "
@@ -438,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     fr.add_argument("--threads", type=int, default=1)
     rep = sub.add_parser("report", help="§ Fb from the shipped frontier and the committed cells")
     rep.add_argument("--results", type=Path, default=None, help="RESULTS.md to insert the report into")
-    sub.add_parser("tuning", help="Part B's tuning runs beside DDPO_IS's tuning cells, as a table")
+    tun = sub.add_parser("tuning", help="Part B's tuning runs beside DDPO_IS's tuning cells, as a table")
+    tun.add_argument("--results", type=Path, default=None, help="RESULTS.md to insert the table into")
     args = p.parse_args(argv)
     if args.command == "frontier":
         compute_frontier(args.num, args.threads)
@@ -451,12 +465,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "tuning":
         levels = {task: reward_levels(cells, task) for task in TASKS}
         rows, base = tuning_rows(TUNING, cells)
-        result = tuning_report(rows, base, levels)
+        result = tuning_report(rows, base, levels, frontiers)
         from hrf.experiments.cells import write_json
 
         write_json(OUT / "tuning.json", result)
         text = tuning_markdown(result)
         (OUT / "tuning.md").write_text(text)
+        if args.results is not None:
+            insert_report(args.results, text, "frontier-tuning")
         print(text)
         return 0
     report = analyse(cells, frontiers)
