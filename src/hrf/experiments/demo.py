@@ -45,7 +45,7 @@ MATCH_FRACTION = 0.5  # the curves are read at this fraction of DDPO_IS's final 
 # numbers do not depend on JOBS either); the metrics run in the main process on METRIC_THREADS.
 TASK_THREADS = 1
 METRIC_THREADS = 2
-JOBS = 2  # worker processes on a CPU: measured faster than one process of two threads (docs/usage.md)
+JOBS = 2  # worker processes on a CPU: faster than one process of two threads (benchmarks/RESULTS.md § D)
 # --quick: the same pipeline at a size CI runs in a minute or two.
 QUICK = {
     "ddpo": [
