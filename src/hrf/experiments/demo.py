@@ -42,9 +42,10 @@ MATCH_FRACTION = 0.5  # the curves are read at this fraction of DDPO_IS's final 
 # Thread counts fixed whatever the machine or OMP_NUM_THREADS: a kernel's result can depend on how many threads
 # split its reductions, so fixed counts make the numbers the same on every machine with the same torch build.
 # Every training run and every model's sampling is one task on one thread (JOBS tasks run at once, so the
-# numbers do not depend on JOBS either); the metrics run in the main process on METRIC_THREADS.
+# numbers do not depend on JOBS either), and so are the metrics: with two threads they took 7x longer beside
+# other busy processes (benchmarks/RESULTS.md § D), for a few seconds saved on idle cores.
 TASK_THREADS = 1
-METRIC_THREADS = 2
+METRIC_THREADS = 1
 JOBS = 2  # worker processes on a CPU: faster than one process of two threads (benchmarks/RESULTS.md § D)
 # --quick: the same pipeline at a size CI runs in a minute or two.
 QUICK = {
@@ -480,8 +481,8 @@ def _report_markdown(report: dict, table: str, figures: list[Path], out: Path) -
     lines += [f"- {k}: {v}" for k, v in report["timings_seconds"].items()]
     lines += [
         "",
-        f"Every training run and every model's samples were made on {threads['task']} thread, "
-        f"{threads['jobs']} at a time; the metrics on {threads['metrics']} threads. These counts are fixed "
+        f"Threads: {threads['task']} per training run and per model's samples ({threads['jobs']} of them at a "
+        f"time), {threads['metrics']} for the metrics. These counts are fixed "
         "whatever the machine, so another machine with the same torch build repeats these numbers bit for "
         "bit when its CPU takes the same kernels. A CPU with other vector instructions (AVX2 against "
         "AVX-512) may take kernels that round some sums differently; such differences can grow over the "
