@@ -1,12 +1,13 @@
 """How long the test suite takes, and its ten slowest tests.
 
-    python benchmarks/suite.py [--fast] [--out FILE] [-- PYTEST ARGS]
+    python benchmarks/suite.py [--fast] [--workers N] [--out FILE] [-- PYTEST ARGS]
 
 Runs ``pytest -q`` (``--fast``: ``-m "not slow"``, the fast tier) in a fresh interpreter with one thread per
-process, as ``.ci/run`` does, and prints and writes JSON: the wall time, the pass/fail counts, and the ten
-slowest tests (setup + call + teardown, from pytest's JUnit XML). Targets on 2 idle cores: the whole suite
-within 5 minutes, the fast tier within 60 s. Arguments after ``--`` go to pytest (e.g. a test file, to
-measure one file).
+process, as ``.ci/run`` does, on ``--workers`` pytest-xdist worker processes (default 2, the suite's own
+``-n 2``; 0: one process), and prints and writes JSON: the wall time, the worker count, the pass/fail counts,
+the summed test time (over all workers) and the ten slowest tests (setup + call + teardown, from pytest's
+JUnit XML, which xdist's workers feed too). Targets on 2 idle cores: the whole suite within 5 minutes, the
+fast tier within 60 s. Arguments after ``--`` go to pytest (e.g. a test file, to measure one file).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = {"all": 300.0, "fast": 60.0}
 
 
-def slowest(junit_xml: Path, count: int = 10) -> tuple[list[dict], dict[str, int]]:
-    """The ``count`` slowest test cases of a JUnit XML report, and the counts of each outcome."""
+def slowest(junit_xml: Path, count: int = 10) -> tuple[list[dict], dict[str, int], float]:
+    """The ``count`` slowest test cases of a JUnit XML report, the counts of each outcome and the summed time."""
     cases = []
     outcomes = {"passed": 0, "failed": 0, "skipped": 0}
     for case in ET.parse(junit_xml).getroot().iter("testcase"):
@@ -36,25 +37,28 @@ def slowest(junit_xml: Path, count: int = 10) -> tuple[list[dict], dict[str, int
         outcomes[outcome] += 1
         name = f"{case.get('classname', '').replace('.', '/')}.py::{case.get('name')}"
         cases.append({"test": name, "seconds": round(float(case.get("time", 0.0)), 2), "outcome": outcome})
-    return sorted(cases, key=lambda c: -c["seconds"])[:count], outcomes
+    total = round(sum(c["seconds"] for c in cases), 1)
+    return sorted(cases, key=lambda c: -c["seconds"])[:count], outcomes, total
 
 
-def run_suite(fast: bool, pytest_args: list[str]) -> dict:
-    """Run the suite once in a child interpreter; returns the benchmark row."""
+def run_suite(fast: bool, pytest_args: list[str], workers: int = 2) -> dict:
+    """Run the suite once in a child interpreter on ``workers`` xdist workers; returns the benchmark row."""
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / "junit.xml"
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}"]
-        command += (["-m", "not slow"] if fast else []) + pytest_args
+        command += ["-n", str(workers)] + (["-m", "not slow"] if fast else []) + pytest_args
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         start = time.perf_counter()
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - start
-        tests, outcomes = slowest(xml) if xml.is_file() else ([], {})
+        tests, outcomes, total = slowest(xml) if xml.is_file() else ([], {}, 0.0)
     tier = "fast" if fast else "all"
     return {
         "tier": tier,
-        "pytest_args": (["-m", "not slow"] if fast else []) + pytest_args,
+        "pytest_args": ["-n", str(workers)] + (["-m", "not slow"] if fast else []) + pytest_args,
+        "workers": workers,
         "seconds": round(seconds, 1),
+        "test_seconds_summed": total,
         "target_seconds": TARGET_SECONDS[tier],
         "exit_code": done.returncode,
         "outcomes": outcomes,
@@ -67,11 +71,15 @@ def run_suite(fast: bool, pytest_args: list[str]) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help='the fast tier only (-m "not slow")')
+    parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers (-n; default 2, 0: one process)")
     parser.add_argument("--out", default=None, help="also write the JSON row to this file")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     opts = parser.parse_args()
-    row = run_suite(opts.fast, opts.pytest_args)
-    print(f"{row['tier']} tier: {row['seconds']:.1f} s (target {row['target_seconds']:.0f} s); {row['summary_line']}")
+    row = run_suite(opts.fast, opts.pytest_args, opts.workers)
+    print(
+        f"{row['tier']} tier: {row['seconds']:.1f} s on {row['workers']} workers (target "
+        f"{row['target_seconds']:.0f} s; {row['test_seconds_summed']:.0f} s of tests summed); {row['summary_line']}"
+    )
     for case in row["slowest"]:
         print(f"{case['seconds']:>8.2f} s  {case['test']}")
     text = json.dumps(row, indent=2)

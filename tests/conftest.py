@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections import Counter
+
 import pytest
 import torch
 from diffusers import DDPMScheduler
@@ -9,7 +12,18 @@ from diffusers import DDPMScheduler
 from hrf.models import make_ddim_scheduler, tiny_unet
 from tests.helpers import celebahq_like_scheduler
 
+# One thread per process, pytest-xdist's workers included: they share the cores with each other, and the
+# subprocesses tests start (CLI runs, two-process training) read OMP_NUM_THREADS.
 torch.set_num_threads(1)
+os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def pytest_collection_modifyitems(items):
+    """Files with the most slow tests first. pytest-xdist hands whole files to its workers in this order
+    (``--dist loadfile``, which builds each module fixture once), so the longest files start at once instead
+    of one worker finishing them alone at the end."""
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])
 
 
 @pytest.fixture

@@ -112,6 +112,40 @@ def test_pareto_epochs_scale_keeps_budgets_equal_and_window_shares():
             assert sum(three.schedule.iterations) == three.train.max_epochs
 
 
+def test_suite_benchmark_passes_and_records_its_worker_count(tmp_path, monkeypatch):
+    suite = _load_script("suite")
+    seen = {}
+
+    real_run = subprocess.run
+
+    def fake_run(command, **kwargs):
+        if "pytest" not in command:
+            return real_run(command, **kwargs)  # platform.platform() asks uname
+        seen["command"] = command
+        xml = next(Path(a.split("=", 1)[1]) for a in command if a.startswith("--junitxml="))
+        xml.write_text(
+            '<testsuites><testsuite><testcase classname="tests.test_a" name="t" time="2.0"/></testsuite></testsuites>'
+        )
+        return subprocess.CompletedProcess(command, 0, stdout="1 passed in 2.0s\n", stderr="")
+
+    monkeypatch.setattr(suite.subprocess, "run", fake_run)
+    row = suite.run_suite(fast=True, pytest_args=["tests/test_a.py"], workers=0)
+    assert seen["command"][-5:] == ["-n", "0", "-m", "not slow", "tests/test_a.py"]
+    assert row["workers"] == 0 and row["test_seconds_summed"] == 2.0 and row["outcomes"]["passed"] == 1
+
+
+def test_demo_benchmark_reads_the_demo_phase_times(tmp_path):
+    bench = _load_script("demo")
+    phases = {"train DDPO_IS": 120.5, "metrics of the final models": 30.0}
+    threads = {"task": 1, "metrics": 2, "jobs": 2}
+    report = {"timings_seconds": phases, "demo": {"threads": threads, "num_eval": 512}}
+    (tmp_path / "metrics.json").write_text(json.dumps(report))
+    row = bench.demo_row(tmp_path, 301.24, 0, ["--quick"])
+    assert row["phases"] == phases and row["threads"] == threads and row["num_eval"] == 512
+    assert row["seconds"] == 301.2 and row["target_seconds"] == 360.0 and row["demo_args"] == ["--quick"]
+    assert bench.demo_row(tmp_path / "missing", 1.0, 1, [])["phases"] == {}  # a failed run still gives a row
+
+
 def test_perf_verdict_reads_the_median_against_the_spread_of_repetitions():
     perf = _load_script("perf")
     assert perf.ratio_range([1.0, 2.0, 3.0], [2.0, 2.0, 2.0]) == [0.5, 1.5]
@@ -129,7 +163,8 @@ def test_suite_benchmark_reads_the_slowest_tests_and_outcomes(tmp_path):
         for i, (t, body) in enumerate([(0.5, ""), (3.25, "<failure/>"), (1.0, "<skipped/>")] + [(0.1, "")] * 10)
     )
     xml.write_text(f'<?xml version="1.0"?><testsuites><testsuite name="pytest">{cases}</testsuite></testsuites>')
-    slowest, outcomes = suite.slowest(xml)
+    slowest, outcomes, total = suite.slowest(xml)
     assert outcomes == {"passed": 11, "failed": 1, "skipped": 1}
+    assert total == pytest.approx(0.5 + 3.25 + 1.0 + 10 * 0.1, abs=0.05)  # rounded to 0.1 s
     assert len(slowest) == 10 and [c["seconds"] for c in slowest[:3]] == [3.25, 1.0, 0.5]
     assert slowest[0] == {"test": "tests/test_1.py::test_1", "seconds": 3.25, "outcome": "failed"}

@@ -92,6 +92,58 @@ def test_demo_configs_are_the_collapse_regime_and_refuse_bad_methods():
         demo_configs("compressibility", quick=False, methods=["ddpo", "ppo"])
 
 
+def test_train_and_sample_samples_each_run_as_it_ends_and_matches_rewards_on_one_thread(tmp_path, monkeypatch):
+    import torch
+
+    import hrf.experiments.demo as demo
+
+    order, threads = [], []
+
+    def fake_train(cfg, out, progress, device):
+        threads.append(torch.get_num_threads())
+        order.append(("train", out.name, cfg.train.target_reward))
+        for epoch in (1, 2):
+            (out / "checkpoints" / f"epoch_{epoch:06d}").mkdir(parents=True)
+            (out / "checkpoints" / f"epoch_{epoch:06d}" / "state.pt").write_bytes(b"")
+        (out / "summary.json").write_text(json.dumps({"epochs": 3, "last_reward_mean": -0.5}))
+        return out / "final"
+
+    def fake_sample(spec, path, num, seed, steps, device):
+        threads.append(torch.get_num_threads())
+        order.append(("sample", path.name, None))
+
+    monkeypatch.setattr(demo, "train_to_completion", fake_train)
+    monkeypatch.setattr(demo, "_sample", fake_sample)
+    configs = demo_configs("compressibility", quick=True)
+    common = {"num": 4, "seed": 0, "steps": 10, "cache_dir": tmp_path / "eval"}
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # the caller's count: the tasks run on TASK_THREADS whatever it is
+    try:
+        models, timings = demo.train_and_sample(tmp_path, configs, common, True, False, torch.device("cpu"), 1)
+        assert torch.get_num_threads() == 3 and set(threads) == {demo.TASK_THREADS}
+    finally:
+        torch.set_num_threads(before)
+    assert models == {
+        "base": "hrf:faces32",
+        "DDPO_IS": str(tmp_path / "ddpo" / "final"),
+        "HRF": str(tmp_path / "hrf" / "final"),
+    }
+    # --match-reward: HRF starts after DDPO_IS, with its last reward as the target; each run's final model
+    # and checkpoints before its last epoch are sampled once it ends, into the cache the evaluation reads
+    assert order == [
+        ("train", "ddpo", None),
+        ("sample", "samples_base.npz", None),
+        ("train", "hrf", -0.5),
+        ("sample", "samples_DDPO_IS.npz", None),
+        ("sample", "samples_DDPO_IS_1.npz", None),
+        ("sample", "samples_DDPO_IS_2.npz", None),
+        ("sample", "samples_HRF.npz", None),
+        ("sample", "samples_HRF_1.npz", None),
+        ("sample", "samples_HRF_2.npz", None),
+    ]
+    assert set(timings) == {"train DDPO_IS", "train HRF", "sample every model (sum over processes)"}
+
+
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):
     """One ``hrf demo --quick`` run, made once: one test reads it, another reruns a copy of it."""

@@ -394,11 +394,16 @@ def test_demo_trains_and_evaluates_where_told(tmp_path, monkeypatch):
 
     monkeypatch.setattr(demo, "train_to_completion", fake_train)
 
+    def fake_sample(spec, path, num, seed, steps, device):
+        seen.setdefault("sample", set()).add(device)
+
+    monkeypatch.setattr(demo, "_sample", fake_sample)
+
     def fake_evaluate(models, **kwargs):
         seen["evaluate"] = kwargs["device"]
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pipeline, "evaluate_models", fake_evaluate)
     with pytest.raises(KeyboardInterrupt):
-        demo.run_demo(tmp_path / "d", quick=True, progress=False, device="cpu:0")
-    assert seen == {"train": "cpu", "evaluate": torch.device("cpu:0")}
+        demo.run_demo(tmp_path / "d", quick=True, progress=False, device="cpu:0", jobs=1)  # jobs=1: in this process
+    assert seen == {"train": "cpu", "sample": {"cpu:0"}, "evaluate": torch.device("cpu:0")}

@@ -13,7 +13,7 @@ from hrf.data.faces import mixed_radix_codes
 from hrf.evaluation.diversity import combo_coverage, factor_entropy
 from hrf.evaluation.fid import frechet_distance, kernel_distance, knn_radii, prdc
 from hrf.evaluation.inception import inception_score, joint_probs
-from hrf.evaluation.vendi import bootstrap_ci, incremental_vendi, normalize_rows, vendi_score
+from hrf.evaluation.vendi import bootstrap_ci, incremental_vendi, normalize_rows, vendi_bootstrap_ci, vendi_score
 
 
 def _vendi_nxn(X: np.ndarray) -> float:
@@ -77,6 +77,16 @@ def test_bootstrap_ci_is_deterministic_and_ordered():
     assert (low, high) == bootstrap_ci(vendi_score, X, n_boot=30, alpha=0.1, seed=7)
     assert 1.0 <= low < high <= 10.0
     assert bootstrap_ci(vendi_score, np.ones((8, 3)), n_boot=5) == pytest.approx((1.0, 1.0))
+
+
+@pytest.mark.parametrize("shape", [(60, 10), (40, 70)])  # the d × d and the merged n × n path
+@pytest.mark.parametrize("q", [1.0, 2.0])
+def test_vendi_bootstrap_ci_equals_the_generic_bootstrap(shape, q):
+    base = np.random.default_rng(8).normal(size=shape)
+    X = np.concatenate([base, base[:5]])  # rows repeated in X itself, not only by the resampling
+    expected = bootstrap_ci(lambda Y: vendi_score(Y, q), X, n_boot=25, alpha=0.1, seed=3)
+    assert vendi_bootstrap_ci(X, n_boot=25, alpha=0.1, seed=3, q=q) == pytest.approx(expected, rel=1e-9)
+    assert vendi_bootstrap_ci(np.ones((8, 3)), n_boot=5) == pytest.approx((1.0, 1.0))
 
 
 def test_incremental_vendi_equals_prefix_scores():

@@ -32,6 +32,13 @@ def register(sub) -> None:
         action="store_true",
         help="the paper's protocol: HRF (and HRF-D) stop once they reach DDPO_IS's last training reward",
     )
+    p.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=2,
+        help="runs and sample sets made at once on a CPU, each in its own single-thread process (default 2); "
+        "the numbers do not depend on it",
+    )
     add_run_options(p, "override a field of every method's config, e.g. --set train.seed=1")
     add_device_option(p, "training, sampling, rewards and metrics")
     p.set_defaults(func=run)
@@ -56,6 +63,7 @@ def run(args) -> int:
         args.match_reward,
         args.methods,
         device=device,
+        jobs=args.jobs,
     )
     print((out / "REPORT.md").read_text())
     print(f"hrf demo: report in {out / 'REPORT.md'} (device {device})")

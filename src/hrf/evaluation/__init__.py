@@ -15,7 +15,7 @@ from hrf.evaluation.inception import inception_score, joint_probs
 from hrf.evaluation.metrics import evaluate_images
 from hrf.evaluation.pipeline import evaluate_models, metric_values
 from hrf.evaluation.report import metrics_markdown
-from hrf.evaluation.vendi import bootstrap_ci, incremental_vendi, vendi_score
+from hrf.evaluation.vendi import bootstrap_ci, incremental_vendi, vendi_bootstrap_ci, vendi_score
 
 __all__ = [
     "EMBEDDERS",
@@ -35,5 +35,6 @@ __all__ = [
     "metrics_markdown",
     "mixed_radix_codes",
     "prdc",
+    "vendi_bootstrap_ci",
     "vendi_score",
 ]

@@ -25,7 +25,7 @@ from hrf.evaluation.diversity import combo_coverage, factor_entropy
 from hrf.evaluation.embedders import Embedder, classifier_embedder, make_embedder
 from hrf.evaluation.fid import frechet_distance, kernel_distance, prdc
 from hrf.evaluation.inception import inception_score, joint_probs
-from hrf.evaluation.vendi import bootstrap_ci, vendi_score
+from hrf.evaluation.vendi import vendi_bootstrap_ci, vendi_score
 
 if TYPE_CHECKING:
     from hrf.benchmarks import Benchmark
@@ -194,7 +194,7 @@ def evaluate_images(
             if return_arrays:
                 arrays["features"][emb.name][name] = feats
             results[name][f"vendi/{emb.name}"] = _entry(
-                vendi_score(feats), ci=bootstrap_ci(vendi_score, feats, n_boot, 0.05, seed) if n_boot else None
+                vendi_score(feats), ci=vendi_bootstrap_ci(feats, n_boot, 0.05, seed) if n_boot else None
             )
             if emb.name == "efficientnet_lite0":
                 imagenet_is = inception_score(probs["imagenet"], min(is_splits, len(feats)))

@@ -40,17 +40,25 @@ def sample_models(
 ) -> dict[str, torch.Tensor]:
     """``num`` images of every model ``{name: spec}`` from the noise of ``seed`` (scheme ``noise``) on
     ``device``, each cached as ``cache_dir/samples_NAME.npz``; models of different image shapes are refused."""
-    cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    taken: set[str] = set()
+    paths = sample_paths(models, cache_dir)
     images = {}
     for name, spec in models.items():
-        path = cache_dir / f"samples_{unique_slug(name, taken)}.npz"
-        images[name] = sample_or_load(spec, path, num, seed, steps, batch_size, progress, noise=noise, device=device)
+        images[name] = sample_or_load(
+            spec, paths[name], num, seed, steps, batch_size, progress, noise=noise, device=device
+        )
     shapes = {tuple(x.shape[1:]) for x in images.values()}
     if len(shapes) > 1:
         raise HrfError(f"the models make images of different shapes {sorted(shapes)}; compare models of one size")
     return images
+
+
+def sample_paths(models: Mapping[str, str], cache_dir: Path) -> dict[str, Path]:
+    """The sample cache of every model of one :func:`sample_models` call (made: ``cache_dir``), so that the
+    samples can be drawn elsewhere first (the demo draws them in parallel processes)."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    taken: set[str] = set()
+    return {name: cache_dir / f"samples_{unique_slug(name, taken)}.npz" for name in models}
 
 
 def evaluate_models(

@@ -61,7 +61,10 @@ def similarity_eigenvalues(X: np.ndarray) -> np.ndarray:
     else:
         unique, counts = np.unique(Xn, axis=0, return_counts=True)
         Y = unique * np.sqrt(counts / n)[:, None]
-    gram = (Y.T @ Y) if d < len(Y) else (Y @ Y.T)
+    return _spectrum((Y.T @ Y) if d < len(Y) else (Y @ Y.T))
+
+
+def _spectrum(gram: np.ndarray) -> np.ndarray:
     w = scipy.linalg.eigvalsh(gram)
     # Below the numerical-rank tolerance an eigenvalue is rounding noise; for q < 1 it would still count.
     return np.where(w > w.max() * len(w) * np.finfo(np.float64).eps, w, 0.0)
@@ -93,9 +96,42 @@ def bootstrap_ci(
     X = np.asarray(X)
     n = len(X)
     values = np.array([fn(X[rng.integers(0, n, n)]) for _ in range(n_boot)])
+    return _centred_interval(values, fn(X), alpha)
+
+
+def _centred_interval(values: np.ndarray, score: float, alpha: float) -> tuple[float, float]:
     low, mid, high = np.quantile(values, [alpha / 2, 0.5, 1 - alpha / 2])
-    shift = fn(X) - mid
-    return float(low + shift), float(high + shift)
+    return float(low + score - mid), float(high + score - mid)
+
+
+def vendi_bootstrap_ci(
+    X: np.ndarray, n_boot: int = 200, alpha: float = 0.05, seed: int = 0, q: float = 1.0
+) -> tuple[float, float]:
+    """``bootstrap_ci(lambda Y: vendi_score(Y, q), X, n_boot, alpha, seed)``: the same resamples and interval,
+    equal up to rounding, in a fraction of the time.
+
+    A resample is its distinct rows u_i (of X, normalised once) drawn c_i times each, which is what
+    :func:`similarity_eigenvalues` merges them into: the weighted Gram matrix ``sqrt(c_i c_j) / n · K_ij``
+    on those rows, with ``K`` the cosine kernel of X computed once, or its d × d twin ``Σ c_i u_i u_iᵀ / n``
+    when X has fewer features than rows. Merging every resample's rows with ``np.unique`` instead cost most
+    of an evaluation of 512 samples.
+    """
+    rng = np.random.default_rng(seed)
+    Xn = normalize_rows(X)
+    n, d = Xn.shape
+    K = Xn @ Xn.T if d >= n else None
+    values = np.empty(n_boot)
+    for b in range(n_boot):
+        counts = np.bincount(rng.integers(0, n, n), minlength=n)
+        drawn = np.flatnonzero(counts)
+        weight = counts[drawn] / n
+        if K is None:
+            gram = (Xn[drawn] * weight[:, None]).T @ Xn[drawn]
+        else:
+            root = np.sqrt(weight)
+            gram = K[np.ix_(drawn, drawn)] * np.outer(root, root)
+        values[b] = math.exp(renyi_entropy(_spectrum(gram), q))
+    return _centred_interval(values, vendi_score(X, q), alpha)
 
 
 def incremental_vendi(X: np.ndarray, sizes: Sequence[int] | np.ndarray, q: float = 1.0) -> np.ndarray:
@@ -115,8 +151,13 @@ def incremental_vendi(X: np.ndarray, sizes: Sequence[int] | np.ndarray, q: float
     done = 0
     for i in order:
         s = sizes[i]
-        gram += Xn[done:s].T @ Xn[done:s]
-        done = s
-        small = (Xn[:s] @ Xn[:s].T) if s <= d else gram
+        if s <= d:
+            small = Xn[:s] @ Xn[:s].T
+        else:
+            # only sizes past d need the d × d matrix: accumulating it for 3,072 pixel features cost more
+            # than all the s × s decompositions of 512 samples
+            gram += Xn[done:s].T @ Xn[done:s]
+            done = s
+            small = gram
         out[i] = math.exp(renyi_entropy(scipy.linalg.eigvalsh(small / s), q))
     return out

@@ -13,8 +13,10 @@ finished run or sample set is not redone.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,14 @@ SEED = 0  # training seed: a tuning seed of the study (its test seeds are 100 an
 CURVE_EVERY = 20  # epochs between the checkpoints on the curves
 CURVE_METRIC = "vendi/evaluator"  # the study's primary diversity metric
 MATCH_FRACTION = 0.5  # the curves are read at this fraction of DDPO_IS's final reward gain (the study's primary level)
+# Thread counts fixed whatever the machine or OMP_NUM_THREADS: a kernel's result can depend on how many threads
+# split its reductions, so fixed counts make the numbers the same on every machine with the same torch build.
+# Every training run and every model's sampling is one task on one thread (JOBS tasks run at once, so the
+# numbers do not depend on JOBS either), and so are the metrics: with two threads they took 7x longer beside
+# other busy processes (benchmarks/RESULTS.md § D), for a few seconds saved on idle cores.
+TASK_THREADS = 1
+METRIC_THREADS = 1
+JOBS = 2  # worker processes on a CPU: faster than one process of two threads (benchmarks/RESULTS.md § D)
 # --quick: the same pipeline at a size CI runs in a minute or two.
 QUICK = {
     "ddpo": [
@@ -91,39 +101,26 @@ def run_demo(
     match_reward: bool = False,
     methods: Sequence[str] = DEFAULT_METHODS,
     device: str | None = None,
+    jobs: int = JOBS,
 ) -> dict:
     """Fine-tune with each method, evaluate the final models and the checkpoints against the base model,
     write ``REPORT.md``. Everything runs on ``device`` (:func:`hrf.models.resolve_device`); the evaluation
     draws ``per_sample`` noise.
 
     ``match_reward`` is the paper's §5.2 protocol: DDPO_IS trains first, and the others stop as soon as an
-    epoch's mean reward reaches DDPO_IS's last one (or at the end of their budget).
+    epoch's mean reward reaches DDPO_IS's last one (or at the end of their budget). ``jobs``: how many runs
+    and sample sets are made at once on a CPU (:func:`train_and_sample`); the numbers do not depend on it.
     """
     from hrf.benchmarks import get_benchmark
     from hrf.evaluation.pipeline import evaluate_models
     from hrf.evaluation.report import metrics_markdown, report_figures
     from hrf.models import resolve_device
 
+    start = time.perf_counter()
     where = resolve_device(device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
     configs = demo_configs(task, quick, overrides, methods)
-    models = {"base": configs["ddpo"].model.path}
-    for method, cfg in configs.items():
-        t0 = time.perf_counter()
-        if progress:
-            epochs, kind = cfg.train.max_epochs, cfg.schedule.kind
-            print(f"hrf demo: {METHODS[method]} ({epochs} epochs, {kind} schedule) → {out / method}")
-        models[METHODS[method]] = str(train_to_completion(cfg, out / method, progress=progress, device=where.type))
-        timings[f"train {METHODS[method]}"] = time.perf_counter() - t0
-        if match_reward and method == "ddpo":
-            target = json.loads((out / method / "summary.json").read_text())["last_reward_mean"]
-            for other in configs:
-                if other != "ddpo":
-                    configs[other].train.target_reward = target
-    budgets = {METHODS[m]: json.loads((out / m / "summary.json").read_text()) for m in configs}
-    t0 = time.perf_counter()
     num = 32 if quick else num_eval
     common: dict[str, Any] = {
         "num": num,
@@ -135,19 +132,28 @@ def run_demo(
         "progress": progress,
         "device": where,
     }
-    report = evaluate_models(
-        models, n_boot=0 if quick else 200, is_splits=1 if quick else 5, return_arrays=True, **common
-    )
-    figures = report_figures(report, report.pop("images"), out / "eval")
-    report["paired_change"] = paired_changes(report.pop("arrays")["rewards"], TASKS[task], list(budgets))
-    timings["evaluate final models"] = time.perf_counter() - t0
+    # a GPU runs one task at a time; worker processes would each hold a copy of the CUDA context
+    jobs = jobs if where.type == "cpu" else 1
     t0 = time.perf_counter()
+    models, timings = train_and_sample(out, configs, common, match_reward, progress, where, jobs)
+    timings[f"train and sample ({jobs} processes, wall)"] = time.perf_counter() - t0
+    budgets = {METHODS[m]: json.loads((out / m / "summary.json").read_text()) for m in configs}
     points = checkpoint_models(out, configs)
-    along = evaluate_models({name: spec for name, (_, _, spec) in points.items()}, n_boot=0, is_splits=1, **common)
+    t0 = time.perf_counter()
+    with _threads(METRIC_THREADS):
+        report = evaluate_models(
+            models, n_boot=0 if quick else 200, is_splits=1 if quick else 5, return_arrays=True, **common
+        )
+        figures = report_figures(report, report.pop("images"), out / "eval")
+        report["paired_change"] = paired_changes(report.pop("arrays")["rewards"], TASKS[task], list(budgets))
+        timings["metrics of the final models"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        along = evaluate_models({name: spec for name, (_, _, spec) in points.items()}, n_boot=0, is_splits=1, **common)
     report["curves"] = training_curves(report, along, points, TASKS[task], budgets)
     report["curves"]["frontier"] = frontier_reading(report["curves"], models["base"], TASKS[task], common["steps"])
     figures.append(curves_figure(report["curves"], TASKS[task], out / "eval" / "curves.png"))
-    timings["evaluate checkpoints"] = time.perf_counter() - t0
+    timings["metrics of the checkpoints"] = time.perf_counter() - t0
+    timings["total (wall)"] = time.perf_counter() - start
     report["timings_seconds"] = {k: round(v, 1) for k, v in timings.items()}
     report["demo"] = {
         "task": task,
@@ -159,10 +165,125 @@ def run_demo(
         "match_reward": match_reward,
         "budgets": budgets,
         "device": str(where),
+        "threads": {"task": TASK_THREADS, "metrics": METRIC_THREADS, "jobs": jobs},
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     (out / "REPORT.md").write_text(_report_markdown(report, metrics_markdown(report), figures, out))
     return report
+
+
+class _threads:
+    """``torch.set_num_threads(n)`` inside the block, the caller's count restored after it."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self) -> None:
+        import torch
+
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        torch.set_num_threads(self.before)
+
+
+def _task(fn: Callable, *args) -> tuple[Any, float]:
+    """``fn(*args)`` on ``TASK_THREADS``, and its seconds: how the demo runs each training run and sample set."""
+    t0 = time.perf_counter()
+    with _threads(TASK_THREADS):
+        result = fn(*args)
+    return result, time.perf_counter() - t0
+
+
+def _train(cfg: Config, out: Path, progress: bool, device: str) -> str:
+    return str(train_to_completion(cfg, out, progress=progress, device=device))
+
+
+def _sample(spec: str, path: Path, num: int, seed: int, steps: int, device: str) -> None:
+    from hrf.evaluation.samples import sample_or_load
+
+    sample_or_load(spec, path, num, seed, steps, device=device)
+
+
+class _Inline:
+    """The executor of ``jobs = 1``: each task runs when submitted, in this process."""
+
+    def submit(self, fn: Callable, *args) -> Future:
+        done: Future = Future()
+        done.set_result(fn(*args))
+        return done
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def train_and_sample(
+    out: Path,
+    configs: dict[str, Config],
+    common: dict[str, Any],
+    match_reward: bool,
+    progress: bool,
+    where,
+    jobs: int,
+) -> tuple[dict[str, str], dict[str, float]]:
+    """Train every method and draw the evaluation samples of the base model, every final model and every
+    checkpoint into the evaluation's cache (``common["cache_dir"]``), ``jobs`` tasks at a time, each on
+    ``TASK_THREADS`` (``jobs`` > 1: in worker processes). A run's samples are drawn as soon as it ends, beside
+    the runs still training. Returns the evaluated models ``{name: spec}`` (base first) and each task's seconds."""
+    from hrf.evaluation.pipeline import sample_paths
+
+    base = configs["ddpo"].model.path
+    finals: dict[str, str] = {}
+    timings: dict[str, float] = {"sample every model (sum over processes)": 0.0}
+    bars = progress and jobs == 1  # bars of parallel processes would overwrite each other
+    # spawn, not fork: a forked child would inherit this process's torch thread pools and any CUDA state
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) if jobs > 1 else _Inline()
+    with pool:
+        pending: dict[Future, tuple[str, str]] = {}
+
+        def train(method: str) -> None:
+            if progress:
+                epochs, kind = configs[method].train.max_epochs, configs[method].schedule.kind
+                print(f"hrf demo: {METHODS[method]} ({epochs} epochs, {kind} schedule) → {out / method}")
+            pending[pool.submit(_task, _train, configs[method], out / method, bars, where.type)] = ("train", method)
+
+        def sample(name: str, spec: str) -> None:
+            path = sample_paths({name: spec}, common["cache_dir"])[name]
+            task = (spec, path, common["num"], common["seed"], common["steps"], str(where))
+            pending[pool.submit(_task, _sample, *task)] = ("sample", name)
+
+        for method in configs:
+            if method == "ddpo" or not match_reward:
+                train(method)
+        sample("base", base)
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                kind, method = pending.pop(future)
+                result, seconds = future.result()
+                if kind == "sample":
+                    timings["sample every model (sum over processes)"] += seconds
+                    continue
+                timings[f"train {METHODS[method]}"] = seconds
+                if progress and not bars:
+                    print(f"hrf demo: {METHODS[method]} trained in {seconds:.0f} s")
+                finals[METHODS[method]] = result
+                if match_reward and method == "ddpo":
+                    target = json.loads((out / method / "summary.json").read_text())["last_reward_mean"]
+                    for other in configs:
+                        if other != "ddpo":
+                            configs[other].train.target_reward = target
+                            train(other)
+                sample(METHODS[method], result)
+                for point, (_, _, spec) in checkpoint_models(out, {method: configs[method]}).items():
+                    sample(point, spec)
+    return {"base": base, **{METHODS[m]: finals[METHODS[m]] for m in configs}}, timings
 
 
 def checkpoint_models(out: Path, configs: dict[str, Config]) -> dict[str, tuple[str, int, str]]:
@@ -355,7 +476,17 @@ def _report_markdown(report: dict, table: str, figures: list[Path], out: Path) -
         lines.append(
             f"- {name}: {b['epochs']} epochs ({b['stopped']}){done}; last training reward {b['last_reward_mean']:.4g}"
         )
+    threads = demo["threads"]
     lines += ["", "## Time (seconds, this machine)", ""]
     lines += [f"- {k}: {v}" for k, v in report["timings_seconds"].items()]
+    lines += [
+        "",
+        f"Threads: {threads['task']} per training run and per model's samples ({threads['jobs']} of them at a "
+        f"time), {threads['metrics']} for the metrics. These counts are fixed "
+        "whatever the machine, so another machine with the same torch build repeats these numbers bit for "
+        "bit when its CPU takes the same kernels. A CPU with other vector instructions (AVX2 against "
+        "AVX-512) may take kernels that round some sums differently; such differences can grow over the "
+        "training epochs, so there the numbers are expected close, not identical.",
+    ]
     lines += ["", "## Figures", ""] + [f"![{p.stem}]({p.relative_to(out)})" for p in figures]
     return "\n".join(lines) + "\n"
