@@ -15,9 +15,10 @@ The Python API (importing it loads no torch; each function loads what it needs w
     report = hrf.evaluate({"base": "hrf:faces32", "hrf": run.final}, "runs/eval",
                           num=256, steps=10, rewards=["jpeg_compressibility"])
     front = hrf.frontier("hrf:faces32", ["faces_smile"], "runs/frontier", num=20_000)  # the yardstick
+    tilted = hrf.tilt("hrf:faces32", "faces_smile", "runs/tilt", gain=0.3, work="runs/frontier")  # toward q_β
 """
 
-from hrf.api import TrainResult, evaluate, frontier, load_config, sample, train
+from hrf.api import TrainResult, evaluate, frontier, load_config, sample, tilt, train
 
 __version__ = "0.1.0"
-__all__ = ["load_config", "train", "sample", "evaluate", "frontier", "TrainResult", "__version__"]
+__all__ = ["load_config", "train", "sample", "evaluate", "frontier", "tilt", "TrainResult", "__version__"]

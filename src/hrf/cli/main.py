@@ -13,7 +13,7 @@ import sys
 from hrf.errors import HrfError
 
 # Subcommand modules under hrf.cli, in the order `hrf --help` lists them.
-COMMANDS = ("sample", "train", "pretrain", "evaluate", "frontier", "inject", "transition", "demo", "ablate")
+COMMANDS = ("sample", "train", "pretrain", "tilt", "evaluate", "frontier", "inject", "transition", "demo", "ablate")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -62,6 +62,9 @@ class PretrainConfig:
     condition: str = ""
     # The share of a batch trained with the null class, so the same network also predicts unconditionally.
     cond_dropout: float = 0.1
+    # Continue from this model (``hrf:NAME`` or a diffusers directory) instead of fresh weights ("" = fresh):
+    # its UNet and noise schedule are kept, so ``size`` and ``prediction`` must match it; ``preset`` is unused.
+    init: str = ""
 
 
 PREDICTIONS = ("epsilon", "v_prediction")
@@ -134,21 +137,44 @@ def data_pool(data: str, size: int) -> torch.Tensor | None:
     return load_images(data, size)
 
 
-def make_batch_fn(data: str, size: int, batch_size: int, pool: torch.Tensor | None = None):
-    """``fn(step_seed) -> (B, C, size, size)`` float batch in [-1, 1] of ``data`` (``pool``: its loaded images)."""
+def make_batch_fn(
+    data: str, size: int, batch_size: int, pool: torch.Tensor | None = None, weights: torch.Tensor | None = None
+):
+    """``fn(step_seed) -> (B, C, size, size)`` float batch in [-1, 1] of ``data`` (``pool``: its loaded images).
+
+    ``weights`` (one non-negative number per pool image) draws image i with probability proportional to
+    ``weights[i]``, with replacement; uniform weights take the unweighted draw, index for index.
+    """
     if data == "faces":
         from hrf.data.faces import faces_tensor
 
         return lambda s: resize_square(faces_tensor(batch_size, s)[0], size)
     images = data_pool(data, size) if pool is None else pool
     assert images is not None  # only the faces are drawn rather than pooled
+    draw = pool_indices(len(images), batch_size, weights)
 
     def pool_batch(s: int) -> torch.Tensor:
-        batch = images[torch.randint(len(images), (batch_size,), generator=torch.Generator().manual_seed(s))]
+        batch = images[draw(s)]
         # A user's images stay uint8 in memory (4× smaller) until they are drawn.
         return batch.float() / 127.5 - 1.0 if batch.dtype == torch.uint8 else batch
 
     return pool_batch
+
+
+def pool_indices(n: int, batch_size: int, weights: torch.Tensor | None = None) -> Callable[[int], torch.Tensor]:
+    """``fn(step_seed) -> (batch_size,)`` indices into a pool of ``n`` images, drawn with replacement from a
+    generator seeded ``step_seed``: uniformly, or with probabilities proportional to ``weights``."""
+    if weights is not None:
+        w = torch.as_tensor(weights, dtype=torch.float64)
+        if w.shape != (n,):
+            raise HrfError(f"the pool has {n} images but {tuple(w.shape)} weights")
+        if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or not float(w.sum()) > 0:
+            raise HrfError("pool weights must be finite, non-negative and not all zero")
+        if bool((w == w[0]).all()):
+            weights = None  # uniform: the unweighted draw, so a flat tilt is exactly pretraining on the pool
+    if weights is None:
+        return lambda s: torch.randint(n, (batch_size,), generator=torch.Generator().manual_seed(s))
+    return lambda s: torch.multinomial(w, batch_size, replacement=True, generator=torch.Generator().manual_seed(s))
 
 
 def condition_info(condition: str) -> dict:
@@ -175,13 +201,15 @@ def labelled_faces_batch_fn(size: int, batch_size: int, factors: tuple[str, ...]
     return batch
 
 
-def data_record(data: str, pool: torch.Tensor | None) -> dict:
-    """What hrf_info.json and the checkpoint record about the data: a user's images by count and hash."""
+def data_record(data: str, pool: torch.Tensor | None, weights: torch.Tensor | None = None) -> dict:
+    """What hrf_info.json and the checkpoint record about the data: a user's images by count and hash (and
+    the hash of their draw weights, if weighted)."""
     if data == "faces":
         return {"faces_version": FACES_VERSION}
     if data in POOLS or pool is None:
         return {}
-    return {"data_images": len(pool), "data_sha256": fingerprint(pool)}
+    extra = {} if weights is None else {"data_weights_sha256": fingerprint(torch.as_tensor(weights))}
+    return {"data_images": len(pool), "data_sha256": fingerprint(pool), **extra}
 
 
 def _lr_at(cfg: PretrainConfig, step: int) -> float:
@@ -263,6 +291,22 @@ def check_config(cfg: PretrainConfig) -> None:
         parse_condition(cfg.condition)
     if not 0 <= cfg.cond_dropout < 1:
         raise HrfError(f"--cond-dropout {cfg.cond_dropout} must be in [0, 1)")
+    if cfg.init and cfg.condition:
+        raise HrfError("--init continues an unconditional model; it cannot be combined with --condition")
+
+
+def init_model(cfg: PretrainConfig, channels: int):
+    """``(unet, training scheduler)`` of ``cfg.init``, checked against the run's size, channels and target."""
+    from hrf.models import load_scheduler, load_unet
+
+    unet, scheduler = load_unet(cfg.init), load_scheduler(cfg.init)
+    got = (unet.config.sample_size, unet.config.in_channels, scheduler.config.prediction_type)
+    want = (cfg.size, channels, cfg.prediction)
+    if got != want:
+        raise HrfError(f"model '{cfg.init}' is (size, channels, prediction) = {got}, but the run asks for {want}")
+    if unet.config.num_class_embeds:
+        raise HrfError(f"model '{cfg.init}' is class-conditional; only unconditional models can be continued")
+    return unet, scheduler
 
 
 def pretrain(
@@ -273,12 +317,17 @@ def pretrain(
     command: str | None = None,
     pool: torch.Tensor | None = None,
     device: torch.device | str = "cpu",
+    weights: torch.Tensor | None = None,
+    extra_info: dict | None = None,
 ) -> dict:
     """Train (or continue) a DDPM in ``out`` on ``device``; returns the info written beside the final EMA model.
 
     Weights, data and noise are drawn on the CPU and moved, so a seed starts the same run on every device.
 
-    ``pool`` is ``data_pool(cfg.data, cfg.size)`` when the caller has loaded it already. Files in ``out``:
+    ``pool`` is ``data_pool(cfg.data, cfg.size)`` when the caller has loaded it already; ``weights`` (one per
+    pool image) draws each batch's images with those probabilities instead of uniformly (see
+    :func:`pool_indices`). ``cfg.init`` starts from an existing model instead of fresh weights.
+    ``extra_info`` is added to the model's ``hrf_info.json``. Files in ``out``:
     ``pretrain_config.json``, ``checkpoint.pt`` (every ``checkpoint_minutes`` and at the end), ``model/``
     (the EMA UNet + scheduler, a diffusers directory, refreshed at every checkpoint), ``losses.json`` (mean
     loss per 100 steps). Bad settings or data raise before anything is written.
@@ -289,7 +338,11 @@ def pretrain(
 
     check_config(cfg)
     pool = data_pool(cfg.data, cfg.size) if pool is None else pool
-    record = data_record(cfg.data, pool)
+    if weights is not None and pool is None:
+        raise HrfError("weights need a pool of images to draw from")
+    channels = 3 if pool is None else pool.shape[1]
+    initial = init_model(cfg, channels) if cfg.init else None  # a bad model fails before anything is written
+    record = data_record(cfg.data, pool, weights)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = _check_out_dir(out, cfg, resume)
@@ -303,7 +356,11 @@ def pretrain(
     torch.manual_seed(cfg.seed)
     cond = condition_info(cfg.condition).get("condition")
     extra = {"num_class_embeds": cond["classes"] + 1} if cond else {}
-    model = unet_from_preset(cfg.preset, cfg.size, 3 if pool is None else pool.shape[1], **extra).to(device)
+    if initial is None:
+        model = unet_from_preset(cfg.preset, cfg.size, channels, **extra).to(device)
+        scheduler = ddpm_train_scheduler(cfg.prediction)
+    else:
+        model, scheduler = initial[0].to(device), initial[1]
     # diffusers' EMA: decay min(ema_decay, (1 + n) / (10 + n)) after n updates, so early weights fade fast.
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -317,11 +374,10 @@ def pretrain(
         history = list(state.get("history", []))  # absent in checkpoints written before it was kept
     # Every invocation of the run, so a model continued over several sessions says how it was made.
     history.append({"command": command or " ".join(sys.argv), "from_step": step, "to_step": cfg.steps})
-    scheduler = ddpm_train_scheduler(cfg.prediction)
     if cond:
         labelled = labelled_faces_batch_fn(cfg.size, cfg.batch_size, tuple(cond["factors"]))
     else:
-        batch_fn = make_batch_fn(cfg.data, cfg.size, cfg.batch_size, pool)
+        batch_fn = make_batch_fn(cfg.data, cfg.size, cfg.batch_size, pool, weights)
     model.train()
 
     def checkpoint() -> None:
@@ -346,6 +402,7 @@ def pretrain(
             **record,
             **condition_info(cfg.condition),
             "device": str(device),
+            **(extra_info or {}),
         }
 
     started = last_ckpt = time.monotonic()
