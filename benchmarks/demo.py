@@ -21,6 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from suite import emit_row  # noqa: E402  (one writer for the benchmark rows)
+
 TARGET_SECONDS = 360.0
 
 
@@ -56,13 +59,7 @@ def main() -> int:
     print(f"hrf demo: {row['seconds']:.1f} s (target {TARGET_SECONDS:.0f} s)")
     for phase, seconds in row["phases"].items():
         print(f"{seconds:>8.1f} s  {phase}")
-    text = json.dumps(row, indent=2)
-    if opts.out:
-        Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(opts.out).write_text(text + "\n")
-        print(f"wrote {opts.out}")
-    else:
-        print(text)
+    emit_row(row, opts.out)
     return row["exit_code"]
 
 

@@ -68,6 +68,18 @@ def run_suite(fast: bool, pytest_args: list[str], workers: int = 2) -> dict:
     }
 
 
+def emit_row(row: dict, out: str | Path | None) -> None:
+    """Write a benchmark row as strict JSON to ``out`` (atomically, making its folder), or print it."""
+    if out:
+        from hrf.atomic import write_json
+
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        write_json(Path(out), row)
+        print(f"wrote {out}")
+    else:
+        print(json.dumps(row, indent=2))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help='the fast tier only (-m "not slow")')
@@ -82,13 +94,7 @@ def main() -> int:
     )
     for case in row["slowest"]:
         print(f"{case['seconds']:>8.2f} s  {case['test']}")
-    text = json.dumps(row, indent=2)
-    if opts.out:
-        Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(opts.out).write_text(text + "\n")
-        print(f"wrote {opts.out}")
-    else:
-        print(text)
+    emit_row(row, opts.out)
     return row["exit_code"]
 
 
