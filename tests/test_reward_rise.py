@@ -5,7 +5,9 @@ The fine-tuned and base models are sampled from the same initial noise, so the p
 reward measures what training changed. Measured with the test's own paired evaluation (96 samples), with
 the presets' ``train.skip_last_steps = 1`` (the test runs the starred budgets):
 - DDPO_IS, 64 trajectories per epoch: +0.037 kB (7.5 s.e.) at 5 epochs, +0.020 (5.2 s.e.) at 3*;
-- HRF: +0.038 kB (5.8 s.e.) at its preset's 18 epochs*; at 12 epochs −0.007 (−1.2 s.e.), at 5 +0.001 (0.3 s.e.);
+- HRF, 64 trajectories per epoch (its preset): +0.038 kB (5.8 s.e.) at 18 epochs, −0.007 (−1.2 s.e.) at 12, +0.001
+  (0.3 s.e.) at 5; with 16 branches per reference (128 trajectories per epoch) +0.026 kB (5.4 s.e.) at 6 epochs*,
+  two thirds of the trajectories of the preset's 18; at lr 3e-4 (64 per epoch, 6 epochs) the size rose (−0.058 kB);
 - HRF on smile at lr 1e-3: +0.41 (9.4 s.e.) at 5 epochs, +0.50 (12.3 s.e.) at 3*.
 Training every step instead (the σ = 0.01 step t = 100 → 0 included), DDPO_IS on compressibility gained
 +0.0065 (2.1 s.e.) and HRF nothing measurable.
@@ -38,7 +40,10 @@ SMALL = [
     "preset,extra",
     [
         ("compressibility-ddpo", ["train.references=64", "train.max_epochs=3"]),
-        ("compressibility-hrf", ["train.max_epochs=18"]),  # the preset's own budget
+        (
+            "compressibility-hrf",
+            ["train.branches=16", "train.sample_batch_size=128", "train.max_epochs=6", "schedule.iterations=[2,2,2]"],
+        ),
         (
             "smile-hrf",
             [
