@@ -3,7 +3,9 @@
 ``benchmarks/collapse.py`` (the study: curves per method × seed, compared at pre-declared reward levels) and
 ``hrf demo`` (the same regime, one seed) both build their runs here, so the demo shows the regime the study
 measured. A run is a task's shipped preset (``configs/faces32/TASK-{ddpo,hrf,hrfd}.toml``) trained for
-``EPOCHS`` epochs, five times the presets' own 12, with a checkpoint every ``EVAL_EVERY``.
+``EPOCHS`` epochs, five times the presets' own 12, with a checkpoint every ``EVAL_EVERY``. The same regime on
+the class-conditional faces model takes its presets from ``configs/faces32-cond/`` (``presets="faces32-cond"``;
+``benchmarks/cond_demo.py``).
 """
 
 from __future__ import annotations
@@ -65,12 +67,15 @@ def collapse_config(
     eval_every: int = EVAL_EVERY,
     overrides: Sequence[str] = (),
     epochs: int = EPOCHS,
+    presets: str = "faces32",
+    model: str | None = None,
 ) -> Config:
     """The training config of ``method`` on ``task`` in the collapse regime: the task's preset for the
-    method, ``epochs`` epochs with a checkpoint every ``eval_every`` (all kept), then ``overrides``."""
+    method from ``configs/PRESETS/``, ``epochs`` epochs with a checkpoint every ``eval_every`` (all kept),
+    then ``overrides``. ``model``: the base model (default ``hrf:PRESETS``, the model the presets are for)."""
     _, suffix, extra = METHODS[method]
     budget = [
-        f"model.path={json.dumps(MODEL)}",
+        f"model.path={json.dumps(model or f'hrf:{presets}')}",
         f"train.seed={seed}",
         f"train.max_epochs={epochs}",
         f"output.checkpoint_every={eval_every}",
@@ -79,4 +84,4 @@ def collapse_config(
         *extra,
         *([f"train.kl_beta={FRONTIER_BETA[task]}"] if method in FRONTIER_METHODS else []),
     ]
-    return load_config(preset_path(f"faces32/{task}-{suffix}"), budget + list(overrides))
+    return load_config(preset_path(f"{presets}/{task}-{suffix}"), budget + list(overrides))
