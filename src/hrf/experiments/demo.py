@@ -231,11 +231,13 @@ def train_and_sample(
     progress: bool,
     where,
     jobs: int,
+    draw: bool = True,
 ) -> tuple[dict[str, str], dict[str, float]]:
     """Train every method and draw the evaluation samples of the base model, every final model and every
     checkpoint into the evaluation's cache (``common["cache_dir"]``), ``jobs`` tasks at a time, each on
     ``TASK_THREADS`` (``jobs`` > 1: in worker processes). A run's samples are drawn as soon as it ends, beside
-    the runs still training. Returns the evaluated models ``{name: spec}`` (base first) and each task's seconds."""
+    the runs still training (``draw=False``: train only; ``common`` is then unused). Returns the evaluated
+    models ``{name: spec}`` (base first) and each task's seconds."""
     from hrf.evaluation.pipeline import sample_paths
 
     base = configs["ddpo"].model.path
@@ -254,6 +256,8 @@ def train_and_sample(
             pending[pool.submit(_task, _train, configs[method], out / method, bars, where.type)] = ("train", method)
 
         def sample(name: str, spec: str) -> None:
+            if not draw:
+                return
             path = sample_paths({name: spec}, common["cache_dir"])[name]
             task = (spec, path, common["num"], common["seed"], common["steps"], str(where))
             pending[pool.submit(_task, _sample, *task)] = ("sample", name)
