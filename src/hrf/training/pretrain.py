@@ -319,6 +319,7 @@ def pretrain(
     device: torch.device | str = "cpu",
     weights: torch.Tensor | None = None,
     extra_info: dict | None = None,
+    label: str = "pretrain",
 ) -> dict:
     """Train (or continue) a DDPM in ``out`` on ``device``; returns the info written beside the final EMA model.
 
@@ -327,7 +328,7 @@ def pretrain(
     ``pool`` is ``data_pool(cfg.data, cfg.size)`` when the caller has loaded it already; ``weights`` (one per
     pool image) draws each batch's images with those probabilities instead of uniformly (see
     :func:`pool_indices`). ``cfg.init`` starts from an existing model instead of fresh weights.
-    ``extra_info`` is added to the model's ``hrf_info.json``. Files in ``out``:
+    ``extra_info`` is added to the model's ``hrf_info.json``; ``label`` names the progress bar. Files in ``out``:
     ``pretrain_config.json``, ``checkpoint.pt`` (every ``checkpoint_minutes`` and at the end), ``model/``
     (the EMA UNet + scheduler, a diffusers directory, refreshed at every checkpoint), ``losses.json`` (mean
     loss per 100 steps). Bad settings or data raise before anything is written.
@@ -407,7 +408,7 @@ def pretrain(
 
     started = last_ckpt = time.monotonic()
     wall0 = wall
-    bar = tqdm(total=cfg.steps, initial=step, desc="pretrain", disable=not progress, unit="step")
+    bar = tqdm(total=cfg.steps, initial=step, desc=label, disable=not progress, unit="step")
     while step < cfg.steps:
         s = _step_seed(cfg.seed, step)
         x0, classes = labelled(s) if cond else (batch_fn(s), None)

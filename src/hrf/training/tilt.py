@@ -201,6 +201,7 @@ def tilt(
         device=device,
         weights=weights,
         extra_info={"tilt": record},
+        label="tilt",
     )
     record |= {"wall_seconds": info["wall_seconds"], "final_loss": info["final_loss"], "config": asdict(cfg)}
     write_json(out / INFO, record)
