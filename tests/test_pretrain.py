@@ -120,3 +120,12 @@ def test_cli_pretrain_and_bad_input(tmp_path, capsys):
     assert len(err) == 1 and "already holds a pretraining run" in err[0]
     assert main(args[:-2] + ["--out", str(tmp_path / "x"), "--preset", "huge"]) == 2
     assert "unknown preset 'huge'" in capsys.readouterr().err
+    # --init continues the first run's model: zero learning rate after it leaves its weights as they were
+    tuned = tmp_path / "tuned"
+    init = ["--init", str(out / "model"), "--lr", "1e-30", "--warmup-steps", "0"]
+    assert main(args[:-2] + ["--out", str(tuned), *init]) == 0
+    assert json.loads((tuned / "model" / "hrf_info.json").read_text())["config"]["init"] == str(out / "model")
+    before, after = (UNet2DModel.from_pretrained(d / "model").state_dict() for d in (out, tuned))
+    assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)
+    assert main(args[:-2] + ["--out", str(tmp_path / "y"), "--init", str(out / "model"), "--size", "16"]) == 2
+    assert "but the run asks for" in capsys.readouterr().err

@@ -77,6 +77,13 @@ def register(sub) -> None:
         default=0.1,
         help="with --condition: share of each batch trained unconditionally (the null class), for guidance",
     )
+    p.add_argument(
+        "--init",
+        default="",
+        metavar="MODEL",
+        help="start from this unconditional model (diffusers directory or hrf:NAME) instead of fresh weights: "
+        "fine-tune it on --data; its size, channels and --prediction must match",
+    )
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the weights, data and noise")
     p.add_argument("--checkpoint-minutes", type=_positive_float, default=5.0, help="minutes between checkpoints")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
@@ -112,6 +119,7 @@ def run(args) -> int:
         checkpoint_minutes=args.checkpoint_minutes,
         condition=args.condition,
         cond_dropout=args.cond_dropout,
+        init=args.init,
     )
     check_config(cfg)
     device = resolve_device(args.device)
