@@ -20,8 +20,9 @@ os.environ["OMP_NUM_THREADS"] = "1"
 
 def pytest_collection_modifyitems(items):
     """Files with the most slow tests first. pytest-xdist hands whole files to its workers in this order
-    (``--dist loadfile``, which builds each module fixture once), so the longest files start at once instead
-    of one worker finishing them alone at the end."""
+    (``--dist loadfile``, which builds each module fixture once; ``--no-loadscope-reorder`` keeps this order
+    instead of xdist's files-with-most-tests-first), so the longest files start at once instead of one worker
+    finishing them alone at the end."""
     slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
     items.sort(key=lambda item: -slow[item.path])
 
