@@ -51,6 +51,7 @@ def test_reward_configs_of_names_or_options():
     ]
 
 
+@pytest.mark.slow
 def test_train_sample_evaluate_on_a_tiny_model(tmp_path):
     model = save_model(tiny_unet(8), celebahq_like_scheduler(), tmp_path / "model")
     cfg = write_run_config(tmp_path / "c.toml", model)

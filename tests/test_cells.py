@@ -116,6 +116,7 @@ def test_ablation_evaluates_the_reward_with_its_options(tmp_path, scaled_reward)
     assert cell["reward"] == pytest.approx(2.5 * float(images.mean()), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_ablation_recomputes_a_cell_whose_config_changed(tmp_path):
     model = _tiny_model(tmp_path)
     first = _ablate(tmp_path, model)

@@ -151,6 +151,7 @@ def test_no_reward_reads_the_evaluator():
         assert "classifier_b" not in text and "load_evaluator_classifier" not in text, path
 
 
+@pytest.mark.slow
 def test_main_retrains_and_measures_into_a_directory(tmp_path):
     assert main(["--steps", "3", "--num-eval", "8", "--out", str(tmp_path)]) == 0
     written = json.loads((tmp_path / INFO).read_text())

@@ -28,6 +28,7 @@ def test_merged_model_equals_adapted_model():
         torch.testing.assert_close(plain(x, t).sample, unet(x, t).sample, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_lora_training_changes_only_adapters_and_resumes(tmp_path):
     base = tiny_unet(8)
     before = {k: v.clone() for k, v in base.state_dict().items()}

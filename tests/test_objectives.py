@@ -213,6 +213,7 @@ def test_the_kl_to_go_is_each_steps_closed_form_kl_the_mean_of_its_sampled_log_r
     assert base_lp is None and torch.equal(weights, expected)
 
 
+@pytest.mark.slow
 def test_rtb_resume_is_bit_identical_and_keeps_log_z(tmp_path):
     def cfg():
         return _cfg("windows", loss="rtb", kl_beta=3.0, max_epochs=3, updates_per_epoch=2)

@@ -70,6 +70,7 @@ def _cli_benchmark():
     return module
 
 
+@pytest.mark.slow
 def test_help_and_argument_errors_import_no_heavy_library():
     """``hrf --help``, every ``COMMAND --help`` and a bad argument answer without torch, diffusers, accelerate."""
     bench = _cli_benchmark()

@@ -58,6 +58,7 @@ def test_preset_runs_one_epoch_on_stand_ins(preset, stand_ins, tmp_path):
     assert isinstance(UNet2DModel.from_pretrained(tmp_path / "run" / "final"), UNet2DModel)
 
 
+@pytest.mark.slow
 def test_bf16_autocast_keeps_trainable_weights_fp32(stand_ins, tmp_path):
     """Mixed precision autocasts the UNet's compute; the weights the optimizer updates stay float32."""
     from accelerate.state import AcceleratorState

@@ -70,6 +70,7 @@ def test_v_prediction_run_saves_a_v_prediction_scheduler(tmp_path):
         pretrain(_cfg(prediction="x0"), tmp_path / "other", progress=False)
 
 
+@pytest.mark.slow
 def test_tiny_run_lowers_the_loss(tmp_path):
     pretrain(_cfg(data="digits", steps=60, batch_size=16, lr=3e-3, warmup_steps=5), tmp_path / "run", progress=False)
     losses = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["losses"]

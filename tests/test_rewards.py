@@ -232,6 +232,7 @@ def flaky_factory():
     return fn
 
 
+@pytest.mark.slow
 def test_failing_user_reward_stops_in_one_line_and_the_run_resumes(tmp_path, monkeypatch, capsys):
     from diffusers import UNet2DModel
 

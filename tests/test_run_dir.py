@@ -58,6 +58,7 @@ def _weights(run: Path) -> list[torch.Tensor]:
     return list(UNet2DModel.from_pretrained(run / "final").parameters())
 
 
+@pytest.mark.slow
 def test_resume_with_more_epochs_continues_the_saved_config(tmp_path, model):
     """`--resume DIR --set train.max_epochs=3` ends where a straight 3-epoch run ends, bit for bit."""
     quiet = ["--no-progress"]
@@ -153,6 +154,7 @@ def test_refused_changes_name_the_field_and_leave_the_run_untouched(tmp_path, mo
     assert (free.cfg.train.max_epochs, free.cfg.output.keep_checkpoints, free.cfg.train.train_batch_size) == (2, 1, 3)
 
 
+@pytest.mark.slow
 def test_train_to_completion_reuses_a_finished_run_resumes_an_interrupted_one(tmp_path, model):
     from hrf.training.run_dir import train_to_completion
 

@@ -107,6 +107,7 @@ def _tilt(model, out, work, steps: int, *extra: str) -> int:
     )
 
 
+@pytest.mark.slow
 def test_tilt_end_to_end_writes_the_model_and_resumes_exactly(tmp_path, capsys):
     model = _tiny_model(tmp_path)
     work = tmp_path / "work"

@@ -96,6 +96,7 @@ def test_trainable_steps_start_at_each_trajectorys_start(tmp_path):
     assert (traj.trainable.sum(1) == 5 - traj.start).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["full", "windows", "dynamic"])
 def test_resume_is_bit_identical(tmp_path, kind):
     cfg = _cfg(kind, max_epochs=3)
