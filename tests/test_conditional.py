@@ -328,3 +328,25 @@ def test_faces32_cond_presets_train_on_a_conditional_model(tmp_path, method):
     cfg = load_config(preset_path(f"faces32-cond/smile-{method}"), small)
     history = prepare_run(cfg, tmp_path / "run", progress=False).train()
     assert history[0]["trained_pairs"] > 0 and set(history[0]["reward_by_prompt"]) <= {str(c) for c in range(16)}
+
+
+def test_shipped_conditional_faces_model_meets_its_bar():
+    """hrf:faces32-cond ships with its report (``fidelity.json``: ``hrf evaluate --classes`` over the 16
+    prompts, the independent evaluator reading the samples): at least 90 % of the samples show their prompt's
+    hair colour and background, and the free factors' coverage within a prompt is at least 0.9 of the data's,
+    averaged over the prompts, at the guidance scale its presets sample with."""
+    from pathlib import Path
+
+    from hrf.config import load_config, preset_path
+    from hrf.models import resolve_model_path
+
+    path = Path(resolve_model_path("hrf:faces32-cond")[0])
+    model = UNet2DModel.from_pretrained(path)
+    assert model.config.num_class_embeds == 17  # 16 prompts and the null class of guidance
+    report = json.loads((path / "fidelity.json").read_text())
+    assert sorted(report["prompts"], key=int) == [str(c) for c in range(16)]
+    (average,) = report["average"].values()
+    assert average["prompt_fidelity"] >= 0.9 and average["free_coverage_ratio"] >= 0.9
+    guidance = report["config"]["guidance_scale"]
+    for preset in ("smile-ddpo", "smile-hrf", "compressibility-hrf"):
+        assert load_config(preset_path(f"faces32-cond/{preset}")).sampling.guidance_scale == guidance
