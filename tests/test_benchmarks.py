@@ -168,3 +168,19 @@ def test_suite_benchmark_reads_the_slowest_tests_and_outcomes(tmp_path):
     assert total == pytest.approx(0.5 + 3.25 + 1.0 + 10 * 0.1, abs=0.05)  # rounded to 0.1 s
     assert len(slowest) == 10 and [c["seconds"] for c in slowest[:3]] == [3.25, 1.0, 0.5]
     assert slowest[0] == {"test": "tests/test_1.py::test_1", "seconds": 3.25, "outcome": "failed"}
+
+
+def test_suite_results_tables_come_from_the_rows_and_say_whether_each_target_is_met(tmp_path):
+    suite = _load_script("suite")
+    rows = {
+        "suite_all": {"seconds": 290.04, "test_seconds_summed": 550.0, "target_seconds": 300.0},
+        "suite_fast": {"seconds": 61.0, "test_seconds_summed": 90.0, "target_seconds": 60.0},
+    }
+    for name, row in rows.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(row | {"outcomes": {"passed": 5, "skipped": 1}}))
+    demo = {"demo_args": [], "seconds": 359.0, "target_seconds": 360.0, "exit_code": 0, "phases": {"train": 12.34}}
+    (tmp_path / "demo.json").write_text(json.dumps(demo))
+    text = suite.rows_markdown(tmp_path)
+    assert "| whole suite | **290.0 s** | 550.0 s | 5 / 1 | 300 s (met) |" in text
+    assert "| 90.0 s | 5 / 1 | 60 s (missed) |" in text
+    assert "**359.0 s** (target 360 s, met; exit code 0)" in text and "| train | 12.3 |" in text
