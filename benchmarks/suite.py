@@ -102,7 +102,7 @@ def rows_markdown(results: Path = RESULTS) -> str:
         met = "met" if row["seconds"] <= row["target_seconds"] else "missed"
         lines += [
             "",
-            f"`hrf demo` {' '.join(row['demo_args'])}: **{row['seconds']:.1f} s** (target "
+            f"`{' '.join(['hrf demo', *row['demo_args']])}`: **{row['seconds']:.1f} s** (target "
             f"{row['target_seconds']:.0f} s, {met}; exit code {row['exit_code']}), by phase:",
             "",
             "| phase | seconds |",
