@@ -58,15 +58,13 @@ def cond_configs(task: str, model: str, epochs: int, every: int, quick: bool) ->
         raise HrfError(f"--task must be one of {', '.join(TASKS)}; got '{task}'")
     if epochs < 1 or every < 1:
         raise HrfError(f"--epochs and --every must be at least 1; got {epochs} and {every}")
-    # HRF's windows take a third of the budget each (the regime's THIRDS at 60 epochs)
-    thirds = {"ddpo": [], "hrf": [f"schedule.iterations={[-(-epochs // 3)] * 3}"]}
     return {
         m: collapse_config(
             task,
             m,
             SEED,
             every,
-            QUICK + QUICK_METHOD[m] if quick else thirds[m],
+            QUICK + QUICK_METHOD[m] if quick else [],
             epochs,
             presets=PRESETS,
             model=model,
