@@ -10,6 +10,7 @@ import pytest
 
 from hrf.cli.main import main
 from hrf.errors import HrfError
+from hrf.experiments.collapse import collapse_config
 from hrf.experiments.demo import demo_configs, paired_changes, training_curves
 
 
@@ -82,9 +83,11 @@ def test_the_demo_reads_each_method_end_against_the_shipped_frontier(monkeypatch
 def test_demo_configs_are_the_collapse_regime_and_refuse_bad_methods():
     cfgs = demo_configs("compressibility", quick=False)
     assert set(cfgs) == {"ddpo", "hrf"}
-    assert cfgs["ddpo"].train.max_epochs == cfgs["hrf"].train.max_epochs == 60
+    assert cfgs["ddpo"].train.max_epochs == cfgs["hrf"].train.max_epochs == 30
     assert cfgs["hrf"].schedule.windows == [[2, 3], [4, 6], [6, 7]]
-    assert cfgs["ddpo"].output.checkpoint_every == 20
+    assert cfgs["hrf"].schedule.iterations == [10, 10, 10]  # a third of the demo's budget per window
+    assert collapse_config("compressibility", "hrf", 0).schedule.iterations == [20, 20, 20]  # the study's 60
+    assert cfgs["ddpo"].output.checkpoint_every == 10
     assert demo_configs("smile", quick=False, overrides=["train.seed=3"])["hrf"].train.seed == 3
     with pytest.raises(HrfError, match="include 'ddpo'"):
         demo_configs("compressibility", quick=False, methods=["hrf"])

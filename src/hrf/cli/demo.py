@@ -8,9 +8,10 @@ from hrf.cli.common import add_device_option, add_run_options, nonneg_int, posit
 def register(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help="fine-tune the shipped faces model with DDPO_IS and HRF until DDPO_IS collapses, and compare them",
+        help="fine-tune the shipped faces model with DDPO_IS and HRF, and compare them and the frontier",
         description="Runs the embedded default end to end: fine-tuning runs of hrf:faces32 in the collapse "
-        "study's regime (presets configs/faces32/TASK-*.toml trained for 60 epochs, HRF's windows at the "
+        "study's regime (presets configs/faces32/TASK-*.toml trained for 30 epochs, half the study's budget, "
+        "HRF's windows at the "
         "paper's fractions of the chain), an evaluation of the base and final models from the same noise, "
         "and the reward-diversity curve of every method over its checkpoints. Resumable: rerun the same "
         "command after an interruption.",
