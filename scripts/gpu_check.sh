@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # hrf's self-check of the GPU path: run it first on a new machine.
 #
-#   scripts/gpu_check.sh [--keep DIR]          (PYTHON=/path/to/python to pick the interpreter)
+#   scripts/gpu_check.sh [--keep DIR] [--only ROW ...]   (PYTHON=/path/to/python to pick the interpreter)
 #
 # Every paper preset trains one tiny epoch with `hrf train` (on CUDA in bf16, fp16 and with 2 processes, on a
 # random UNet of google/ddpm-celebahq-256's architecture; on the CPU on a tiny stand-in), and every command

@@ -41,6 +41,22 @@ def test_gpu_check_runs_its_cpu_rows_and_skips_cuda_without_a_gpu():
         assert len(cuda) == 28 + 6 + 10 and all("SKIPPED" in r for r in cuda)
 
 
+def test_only_runs_the_rows_it_names_and_refuses_a_text_that_names_no_row(capsys):
+    from hrf.cli.gpu_check import main, rows, select
+
+    table = rows(0, False)
+    assert select(table, ["cpu sample", "cpu evaluate"]) == []
+    running = [r.name for r in table if r.result != "SKIPPED"]
+    assert running[0] == "cpu sample" and {r.split()[1] for r in running} == {"sample", "evaluate"}
+    assert all(r.note == "not selected by --only" for r in table if r.name not in running and not r.skip)
+    # a row this machine cannot run keeps its own reason
+    assert all(r.result == "SKIPPED" and r.note == r.skip != "" for r in table if r.device == "cuda")
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--only", "cpu sample", "tpu sample"])
+    assert stop.value.code == 2 and "--only 'tpu sample' names no row" in capsys.readouterr().err
+
+
 def test_a_row_fails_when_its_command_names_another_device():
     from hrf.cli.gpu_check import Row, _finish, device_used
 

@@ -139,6 +139,17 @@ def rows(cuda: int, bf16: bool) -> list[Row]:
     return out
 
 
+def select(table: list[Row], only: list[str]) -> list[str]:
+    """Mark SKIPPED every row whose name contains none of the texts in ``only``; returns the texts that name
+    no row (then nothing is marked)."""
+    unknown = [text for text in only if not any(text in r.name for r in table)]
+    if not unknown:
+        for r in table:
+            if r.result != "SKIPPED" and not any(text in r.name for text in only):
+                r.result, r.note = "SKIPPED", "not selected by --only"
+    return unknown
+
+
 def overrides(row: Row, model: Path, epochs: int) -> list[str]:
     """The preset shrunk to one tiny epoch: 2 references, T = 4, windows and candidates within 0..2."""
     assert row.preset is not None
@@ -285,10 +296,21 @@ def tiny_clip(root: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="hrf's GPU self-check")
     parser.add_argument("--keep", type=Path, help="keep the runs in this directory (default: a temporary one)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="ROW",
+        help="run only the rows whose name contains one of these texts, e.g. --only 'cpu sample' 'fp16' "
+        "(the others are listed as SKIPPED)",
+    )
     args = parser.parse_args(argv)
     cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
     bf16 = bool(cuda) and torch.cuda.is_bf16_supported()
     table = rows(cuda, bf16)
+    if args.only:
+        unknown = select(table, args.only)
+        if unknown:
+            parser.error(f"--only {unknown[0]!r} names no row (rows look like 'cpu sample', 'cuda fp16 resume')")
     work = args.keep or Path(tempfile.mkdtemp(prefix="hrf-gpu-check-"))
     work.mkdir(parents=True, exist_ok=True)
     running = [r for r in table if r.result != "SKIPPED"]
