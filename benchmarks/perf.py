@@ -385,9 +385,8 @@ def bench_metrics(quick: bool, reps: int) -> dict:
 
 def memory_items(quick: bool) -> list[str]:
     if quick:
-        return ["baseline", "base/hrf_rollout"]
+        return ["base/hrf_rollout"]
     return [
-        "baseline",
         "base/hrf_rollout",
         "base/diffusers_ddim",
         "base/floor",
@@ -412,28 +411,25 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
-def run_memory_item(item: str, args: argparse.Namespace) -> None:
-    """Run one measurement once (the caller reads this process's max RSS)."""
+def run_memory_item(item: str, args: argparse.Namespace) -> float:
+    """Run one measurement once (the caller reads this process's max RSS); returns the peak RSS after the
+    imports every item pays, before the measurement: the item's import baseline."""
+    import diffusers  # noqa: F401
+
+    from hrf.evaluation.embedders import make_embedder
     from hrf.evaluation.vendi import vendi_score
     from hrf.rewards import make_reward
 
-    if item == "baseline":
-        import diffusers  # noqa: F401  — the import cost every item pays
-
-        from hrf.evaluation.embedders import make_embedder  # noqa: F401
-
-        return
+    baseline = peak_rss_mb()
     if item == "vendi":
         vendi_score(np.random.default_rng(0).standard_normal((500 if args.quick else 10_000, 2048)).astype(np.float32))
-        return
+        return baseline
     if item == "jpeg_reward":
         make_reward("jpeg_compressibility")(face_images(512))
-        return
+        return baseline
     if item == "domain_features":
-        from hrf.evaluation.embedders import make_embedder
-
         make_embedder("domain").embed(face_images(512))
-        return
+        return baseline
     which, what = item.split("/")
     if which == "base":
         _, unet, sched = base_model(args.quick)
@@ -442,7 +438,6 @@ def run_memory_item(item: str, args: argparse.Namespace) -> None:
         _, unet, sched = paper_model(args.quick, args.paper_size)
         steps, batch = args.paper_steps, args.paper_batch
     if what == "ddpo_epoch":
-        from hrf.rewards import make_reward
         from hrf.training.trainer import Trainer
 
         cfg = epoch_config("ddpo", steps, args.base_trajectories, 1, args.base_batch, args.train_batch, None)
@@ -454,24 +449,26 @@ def run_memory_item(item: str, args: argparse.Namespace) -> None:
             reward_fn=make_reward("jpeg_compressibility"),
             progress=False,
         ).run_epoch(0)
-        return
+        return baseline
     sampling_variants(unet, sched, steps, batch)[what]()
+    return baseline
 
 
 def bench_memory(args: argparse.Namespace) -> dict:
-    """Max RSS (MB) of a fresh process per item, and that minus the import-only baseline."""
-    out = {}
+    """Max RSS (MB) of a fresh process per item, and that minus the item's own import baseline (its peak RSS
+    after the imports, before the measurement; ``baseline``: the largest of those)."""
+    peaks, above = {}, {}
     for item in memory_items(args.quick):
         cmd = [sys.executable, __file__, "--memory-item", item, "--threads", str(args.threads)]
         cmd += ["--quick"] if args.quick else []
         cmd += ["--paper-steps", str(args.paper_steps), "--paper-batch", str(args.paper_batch)]
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        out[item] = json.loads(res.stdout.strip().splitlines()[-1])["max_rss_mb"]
-    base = out["baseline"]
+        row = json.loads(res.stdout.strip().splitlines()[-1])
+        peaks[item], above[item] = row["max_rss_mb"], row["max_rss_mb"] - row["baseline_mb"]
     return {
-        "method": "peak RSS (VmHWM) of a fresh subprocess per item",
-        "max_rss_mb": out,
-        "above_import_baseline_mb": {k: v - base for k, v in out.items() if k != "baseline"},
+        "method": "peak RSS (VmHWM) of a fresh subprocess per item, less its peak after the imports",
+        "max_rss_mb": {"baseline": max(peaks[k] - above[k] for k in peaks), **peaks},
+        "above_import_baseline_mb": above,
     }
 
 
@@ -587,8 +584,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.memory_item:
-        run_memory_item(args.memory_item, args)
-        print(json.dumps({"max_rss_mb": peak_rss_mb()}))
+        baseline = run_memory_item(args.memory_item, args)
+        print(json.dumps({"max_rss_mb": peak_rss_mb(), "baseline_mb": baseline}))
         return 0
     from tqdm.auto import tqdm
 
