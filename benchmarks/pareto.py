@@ -369,11 +369,12 @@ def main(argv: list[str] | None = None) -> int:
             "cells_planned": len(todo),
         }
         cells, text = [], "no cells done yet\n"
-        for t, s, m in tqdm(todo, desc="pareto cells", unit="cell"):
+        for i, (t, s, m) in enumerate(tqdm(todo, desc="pareto cells", unit="cell")):
             cells.append(
                 run_cell(out, t, m, s, model, args.quick, num_eval, args.eval_seed, args.scale, args.epochs_scale)
             )
-            text = write_summary(out, cells, base, info)
+            # the summary after every cell, so a killed study has a current one; the figures once, at the end
+            text = write_summary(out, cells, base, info, draw=i == len(todo) - 1)
     except HrfError as e:
         print(f"pareto: {e}", file=sys.stderr)
         return 2
@@ -381,10 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_summary(out: Path, cells: list[dict], base: dict, info: dict) -> str:
-    """``pareto.json``, ``pareto.md`` and the figures from the cells done so far; returns the markdown."""
+def write_summary(out: Path, cells: list[dict], base: dict, info: dict, draw: bool = True) -> str:
+    """``pareto.json``, ``pareto.md`` and (``draw``) the figures from the cells done so far; returns the
+    markdown."""
     rows = summarise(cells, base)
-    names = figures(rows, base, out)
+    names = figures(rows, base, out) if draw else []
     summary = {
         **info,
         "cells_done": len(cells),

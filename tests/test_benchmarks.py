@@ -95,7 +95,7 @@ def test_pareto_quick_writes_finite_json(tmp_path):
         assert row["reward_gain"]["mean"] == pytest.approx(row["reward"]["mean"] - row["base_reward"])
     numbers = list(_numbers(res))  # strict JSON: an undefined fraction is null, never NaN
     assert numbers and all(math.isfinite(x) for x in numbers)
-    assert all((out / name).is_file() for name in res["figures"])
+    assert res["figures"] and all((out / name).is_file() for name in res["figures"])
     assert len(list((out / "cells").glob("*.json"))) == 4
 
 
