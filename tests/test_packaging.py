@@ -138,7 +138,7 @@ def test_a_wheel_installed_elsewhere_finds_its_package_data(tmp_path):
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = next((tmp_path / "dist").glob("hrf-*.whl"))
 
-    venv.create(tmp_path / "env", with_pip=True)
+    venv.create(tmp_path / "env")  # no pip of its own: this venv's pip installs into it (--python)
     python = tmp_path / "env" / "bin" / "python"
     env_site = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -148,7 +148,7 @@ def test_a_wheel_installed_elsewhere_finds_its_package_data(tmp_path):
     ).stdout.strip()
     (Path(env_site) / "test_venv.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     install = subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index", str(wheel)],
         capture_output=True,
         text=True,
         env=env,
