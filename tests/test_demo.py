@@ -184,7 +184,9 @@ def test_demo_match_reward_stops_hrf_at_ddpo_reward_and_reuses_finished_runs(qui
     out = tmp_path / "demo"
     shutil.copytree(quick_demo, out)  # a finished demo, rerun with --match-reward
     before = {m: (out / m / "summary.json").stat().st_mtime_ns for m in ("ddpo", "hrf")}
-    argv = ["demo", "--quick", "--match-reward", "--methods", "ddpo", "hrf", "hrfd", "--out", str(out), "--no-progress"]
+    # in this process (--jobs 1): the fixture's run covers the worker processes
+    argv = ["demo", "--quick", "--match-reward", "--methods", "ddpo", "hrf", "hrfd", "--out", str(out), "--jobs", "1"]
+    argv.append("--no-progress")
     assert main(argv) == 0
     # DDPO_IS's config is unchanged, so its finished run is reused; HRF's now has a target reward: retrained
     assert (out / "ddpo" / "summary.json").stat().st_mtime_ns == before["ddpo"]
