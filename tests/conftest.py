@@ -1,4 +1,8 @@
-"""Shared fixtures: tiny models built from configs, and a celebahq-like noise schedule."""
+"""Shared fixtures: tiny models built from configs, and a celebahq-like noise schedule.
+
+Nothing heavy is imported at module level: with pytest-xdist, the controlling process loads this file too but
+runs no test, and an import of torch and diffusers there would delay every worker's start by seconds.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,19 @@ import os
 from collections import Counter
 
 import pytest
-import torch
-from diffusers import DDPMScheduler
-
-from hrf.models import make_ddim_scheduler, tiny_unet
-from tests.helpers import celebahq_like_scheduler
 
 # One thread per process, pytest-xdist's workers included: they share the cores with each other, and the
-# subprocesses tests start (CLI runs, two-process training) read OMP_NUM_THREADS.
-torch.set_num_threads(1)
+# subprocesses tests start (CLI runs, two-process training) read OMP_NUM_THREADS, as torch does when a test
+# module first imports it.
 os.environ["OMP_NUM_THREADS"] = "1"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """The same count set on torch itself, in the processes that run tests (not in xdist's controller)."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(items):
@@ -28,15 +35,21 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture
-def train_scheduler() -> DDPMScheduler:
+def train_scheduler():
+    from tests.helpers import celebahq_like_scheduler
+
     return celebahq_like_scheduler()
 
 
 @pytest.fixture
 def ddim40(train_scheduler):
+    from hrf.models import make_ddim_scheduler
+
     return make_ddim_scheduler(train_scheduler, 40)
 
 
 @pytest.fixture
 def unet8():
+    from hrf.models import tiny_unet
+
     return tiny_unet(sample_size=8, seed=0).eval()
