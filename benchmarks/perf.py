@@ -411,25 +411,30 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
-def run_memory_item(item: str, args: argparse.Namespace) -> float:
-    """Run one measurement once (the caller reads this process's max RSS); returns the peak RSS after the
-    imports every item pays, before the measurement: the item's import baseline."""
+def import_baseline_mb() -> float:
+    """Import what every memory item imports; this process's peak RSS then, the item's import baseline."""
     import diffusers  # noqa: F401
 
+    import hrf.evaluation.embedders  # noqa: F401
+
+    return peak_rss_mb()
+
+
+def run_memory_item(item: str, args: argparse.Namespace) -> None:
+    """Run one measurement once (the caller reads this process's max RSS)."""
     from hrf.evaluation.embedders import make_embedder
     from hrf.evaluation.vendi import vendi_score
     from hrf.rewards import make_reward
 
-    baseline = peak_rss_mb()
     if item == "vendi":
         vendi_score(np.random.default_rng(0).standard_normal((500 if args.quick else 10_000, 2048)).astype(np.float32))
-        return baseline
+        return
     if item == "jpeg_reward":
         make_reward("jpeg_compressibility")(face_images(512))
-        return baseline
+        return
     if item == "domain_features":
         make_embedder("domain").embed(face_images(512))
-        return baseline
+        return
     which, what = item.split("/")
     if which == "base":
         _, unet, sched = base_model(args.quick)
@@ -449,9 +454,8 @@ def run_memory_item(item: str, args: argparse.Namespace) -> float:
             reward_fn=make_reward("jpeg_compressibility"),
             progress=False,
         ).run_epoch(0)
-        return baseline
+        return
     sampling_variants(unet, sched, steps, batch)[what]()
-    return baseline
 
 
 def bench_memory(args: argparse.Namespace) -> dict:
@@ -584,7 +588,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.memory_item:
-        baseline = run_memory_item(args.memory_item, args)
+        baseline = import_baseline_mb()
+        run_memory_item(args.memory_item, args)
         print(json.dumps({"max_rss_mb": peak_rss_mb(), "baseline_mb": baseline}))
         return 0
     from tqdm.auto import tqdm

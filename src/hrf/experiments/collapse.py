@@ -21,7 +21,7 @@ EVAL_EVERY = 10  # epochs between checkpoints
 PAPER_WINDOWS = "[[2, 3], [4, 6], [6, 7]]"  # the paper's (8,12),(18,22),(28,32) of 40 at T = 10; 7 = last trained start
 PAPER_WINDOWS_T40 = "[[8, 12], [18, 22], [28, 32]]"  # the paper's own windows
 NOISE_WINDOWS = "[[1, 2], [2, 3], [3, 4]]"  # the compressibility preset's windows, near noise
-THIRDS = "[20, 20, 20]"  # epochs per window: EPOCHS in three equal parts (another budget gets its own thirds)
+THIRDS = "THIRDS"  # in an override, stands for the budget in three equal parts (EPOCHS: [20, 20, 20])
 # key: (label, preset suffix, overrides on top of the preset, the seed and the budget)
 METHODS: dict[str, tuple[str, str, list[str]]] = {
     "ddpo": ("DDPO_IS", "ddpo", []),
@@ -75,7 +75,7 @@ def collapse_config(
     windows a third of the epochs each), then ``overrides``. ``model``: the base model (default
     ``hrf:PRESETS``, the model the presets are for)."""
     _, suffix, extra = METHODS[method]
-    extra = [x.replace(THIRDS, str([-(-epochs // 3)] * 3)) for x in extra]
+    extra = [x.replace(THIRDS, str([-(-epochs // 3)] * 3)) for x in extra]  # a third of the epochs per window
     budget = [
         f"model.path={json.dumps(model or f'hrf:{presets}')}",
         f"train.seed={seed}",

@@ -24,6 +24,7 @@ import numpy as np
 
 from hrf.config import Config
 from hrf.errors import HrfError
+from hrf.experiments.collapse import EPOCHS as STUDY_EPOCHS
 from hrf.experiments.collapse import collapse_config
 from hrf.training.checkpoint import checkpoint_dirs
 from hrf.training.run_dir import train_to_completion
@@ -39,7 +40,7 @@ SEED = 0  # training seed: a tuning seed of the study (its test seeds are 100 an
 # Half the collapse study's 60 epochs: far enough for DDPO_IS to lose much of its diversity, near enough that
 # the frontier still reaches the methods' gains by reweighting base samples (so each method's distance from it
 # is a number, not "beyond its reach"), and short enough for the demo's 6-minute target on 2 cores.
-EPOCHS = 30
+EPOCHS = STUDY_EPOCHS // 2
 CURVE_EVERY = 10  # epochs between the checkpoints on the curves
 CURVE_METRIC = "vendi/evaluator"  # the study's primary diversity metric
 MATCH_FRACTION = 0.5  # the curves are read at this fraction of DDPO_IS's final reward gain (the study's primary level)
