@@ -131,6 +131,12 @@ def test_tilt_end_to_end_writes_the_model_and_resumes_exactly(tmp_path, capsys):
     base = load_file(model / "diffusion_pytorch_model.safetensors")
     assert any(not torch.equal(full[k], base[k]) for k in full)  # and training moved it
 
+    # an annealed lr reaches the training: recorded, and the weights differ from the constant-lr run's
+    assert _tilt(model, tmp_path / "annealed", work, 4, "--decay-steps", "4") == 0
+    assert json.loads((tmp_path / "annealed" / "tilt_info.json").read_text())["decay_steps"] == 4
+    annealed = load_file(tmp_path / "annealed" / "model" / "diffusion_pytorch_model.safetensors")
+    assert any(not torch.equal(full[k], annealed[k]) for k in full)
+
     # another β on --resume trains on other weights: refused with one line
     capsys.readouterr()
     assert _tilt(model, tmp_path / "split", work, 6, "--resume", "--beta", "4") == 2

@@ -61,6 +61,12 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per step")
     p.add_argument("--warmup-steps", type=nonneg_int, default=100, help="linear learning-rate warm-up")
     p.add_argument(
+        "--decay-steps",
+        type=nonneg_int,
+        default=0,
+        help="anneal the lr to 0 with a cosine over the last N steps (settles the weights at the end)",
+    )
+    p.add_argument(
         "--ema-decay", type=_ema, default=0.999, help="decay of the saved weight average (0: the raw weights)"
     )
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the weighted draws and the training noise")
@@ -95,6 +101,7 @@ def run(args) -> int:
         lr=args.lr,
         batch_size=args.batch_size,
         warmup_steps=args.warmup_steps,
+        decay_steps=args.decay_steps,
         ema_decay=args.ema_decay,
         seed=args.seed,
         checkpoint_minutes=args.checkpoint_minutes,

@@ -126,6 +126,7 @@ def tilt(
     lr: float = 1e-4,
     batch_size: int = 64,
     warmup_steps: int = 100,
+    decay_steps: int = 0,
     ema_decay: float = 0.999,
     seed: int = 0,
     checkpoint_minutes: float = 5.0,
@@ -138,9 +139,10 @@ def tilt(
 
     ``num`` base samples at ``steps_sampling`` DDIM steps (noise seed ``sample_seed``) come from ``work``
     (default ``out/base``), sampled there if not cached. Training is :func:`pretrain` from ``model`` for
-    ``train_steps`` steps at ``lr`` on batches drawn with the tilted weights (``seed`` seeds the draws and the
-    noise; ``ema_decay`` 0 saves the raw weights). Writes ``out/model`` and ``out/model/tilt_info.json``
-    (β, gain, ESS, KL, N, reward, base, steps, lr); returns that info.
+    ``train_steps`` steps at ``lr`` (annealed to 0 by a cosine over the last ``decay_steps``) on batches drawn
+    with the tilted weights (``seed`` seeds the draws and the noise; ``ema_decay`` 0 saves the raw weights).
+    Writes ``out/model`` and ``out/model/tilt_info.json`` (β, gain, ESS, KL, N, reward, base, steps, lr);
+    returns that info.
     """
     import torch
 
@@ -165,6 +167,7 @@ def tilt(
         batch_size=batch_size,
         lr=lr,
         warmup_steps=warmup_steps,
+        decay_steps=decay_steps,
         ema_decay=ema_decay,
         prediction=str(scheduler.config.prediction_type),
         seed=seed,
@@ -187,6 +190,7 @@ def tilt(
         "sample_seed": sample_seed,
         "train_steps": train_steps,
         "lr": lr,
+        "decay_steps": decay_steps,
         "batch_size": batch_size,
         "ema_decay": ema_decay,
         "seed": seed,
