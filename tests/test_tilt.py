@@ -15,7 +15,7 @@ from hrf.errors import HrfError
 from hrf.evaluation.frontier import beta_for_gain, effective_sample_size, largest_reachable_gain, tilted_weights
 from hrf.models import save_model, tiny_unet
 from hrf.training.pretrain import ddpm_train_scheduler, make_batch_fn, pool_indices
-from hrf.training.tilt import choose_beta
+from hrf.training.tilt import choose_beta, shifted_state
 
 
 def brightness(images: torch.Tensor):
@@ -69,6 +69,20 @@ def test_beta_of_a_gain_is_the_frontiers_and_off_support_is_refused():
         choose_beta(r, beta=1.0, gain=0.5)
 
 
+def test_shifted_state_is_base_plus_scale_times_the_difference_and_refuses_mismatches():
+    g = torch.Generator().manual_seed(0)
+    base, tilted, twin = ({"w": torch.randn(3, 4, generator=g), "b": torch.randn(4, generator=g)} for _ in range(3))
+    out = shifted_state(base, tilted, twin, 1.6)
+    for k in base:  # the formula in float64, independently
+        want = base[k].double().numpy() + 1.6 * (tilted[k].double().numpy() - twin[k].double().numpy())
+        assert out[k].dtype == base[k].dtype and np.allclose(out[k].double().numpy(), want, atol=1e-6)
+    assert all(torch.equal(shifted_state(base, tilted, tilted, 2.0)[k], base[k]) for k in base)  # no change
+    with pytest.raises(HrfError, match="different parameters"):
+        shifted_state(base, {"w": tilted["w"]}, twin, 1.0)
+    with pytest.raises(HrfError, match="different shapes"):
+        shifted_state(base, tilted | {"b": torch.zeros(5)}, twin, 1.0)
+
+
 def _tiny_model(tmp_path):
     return save_model(tiny_unet(8), ddpm_train_scheduler("v_prediction"), tmp_path / "base")
 
@@ -119,6 +133,7 @@ def test_tilt_end_to_end_writes_the_model_and_resumes_exactly(tmp_path, capsys):
     assert (tmp_path / "full" / "model" / "diffusion_pytorch_model.safetensors").is_file()
     hrf_info = json.loads((tmp_path / "full" / "model" / "hrf_info.json").read_text())
     assert hrf_info["tilt"]["beta"] == info["beta"] and hrf_info["config"]["init"] == str(model)
+    assert "data_weights_sha256" in hrf_info  # drawn with the tilted weights
     sched = json.loads((tmp_path / "full" / "model" / "scheduler_config.json").read_text())
     assert sched["prediction_type"] == "v_prediction"  # the base model's schedule is kept
 
@@ -136,6 +151,26 @@ def test_tilt_end_to_end_writes_the_model_and_resumes_exactly(tmp_path, capsys):
     assert json.loads((tmp_path / "annealed" / "tilt_info.json").read_text())["decay_steps"] == 4
     annealed = load_file(tmp_path / "annealed" / "model" / "diffusion_pytorch_model.safetensors")
     assert any(not torch.equal(full[k], annealed[k]) for k in full)
+
+    # the uniform twin: out/model is the base plus 1.5 × (tilted − twin), the twin drew its images uniformly
+    assert _tilt(model, tmp_path / "twin", work, 4, "--twin", "--scale", "1.5") == 0
+    info = json.loads((tmp_path / "twin" / "tilt_info.json").read_text())
+    assert info["twin"] is True and info["scale"] == 1.5
+    tilted = load_file(tmp_path / "twin" / "tilted" / "model" / "diffusion_pytorch_model.safetensors")
+    twin = load_file(tmp_path / "twin" / "twin" / "model" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(full[k], tilted[k]) for k in full)  # the tilted half is the plain run, bit for bit
+    assert any(not torch.equal(tilted[k], twin[k]) for k in full)
+    shifted = load_file(tmp_path / "twin" / "model" / "diffusion_pytorch_model.safetensors")
+    for k in base:
+        want = base[k].double() + 1.5 * (tilted[k].double() - twin[k].double())
+        assert torch.allclose(shifted[k].double(), want, atol=1e-6)
+    twin_info = json.loads((tmp_path / "twin" / "twin" / "model" / "hrf_info.json").read_text())
+    assert twin_info["tilt"]["twin_run"] is True and "data_weights_sha256" not in twin_info
+    # stopped and resumed, the pair ends where the uninterrupted pair did
+    assert _tilt(model, tmp_path / "twin-split", work, 2, "--twin", "--scale", "1.5") == 0
+    assert _tilt(model, tmp_path / "twin-split", work, 4, "--twin", "--scale", "1.5", "--resume") == 0
+    resumed = load_file(tmp_path / "twin-split" / "model" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(shifted[k], resumed[k]) for k in shifted)
 
     # another β on --resume trains on other weights: refused with one line
     capsys.readouterr()

@@ -406,6 +406,8 @@ def tilt(
     ema_decay: float = 0.999,
     seed: int = 0,
     checkpoint_minutes: float = 5.0,
+    twin: bool = False,
+    scale: float = 1.0,
     resume: bool = False,
     device: str | None = None,
     progress: bool = True,
@@ -420,6 +422,8 @@ def tilt(
     "Tilted fine-tuning"). Writes ``out/model`` (a diffusers directory every function here accepts),
     ``out/tilt_info.json`` and ``out/losses.json``; ``resume`` continues a stopped run exactly. A tilt whose
     effective sample size is below 1,000 is refused with one line naming the largest reachable gain.
+    ``twin=True`` also trains a uniform twin (β = 0, the same seed) and saves base + ``scale``·(tilted − twin),
+    the tilt without the drift of fine-tuning on the model's own samples (docs/MATH.md, "The uniform twin").
     """
     from hrf.evaluation.frontier import FRONTIER_SEED
     from hrf.models import resolve_device, resolve_model_path
@@ -445,6 +449,8 @@ def tilt(
         ema_decay=ema_decay,
         seed=seed,
         checkpoint_minutes=checkpoint_minutes,
+        twin=twin,
+        scale=scale,
         resume=resume,
         device=str(resolve_device(device)),
         progress=progress,

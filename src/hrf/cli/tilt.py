@@ -70,6 +70,15 @@ def register(sub) -> None:
         "--ema-decay", type=_ema, default=0.999, help="decay of the saved weight average (0: the raw weights)"
     )
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the weighted draws and the training noise")
+    p.add_argument(
+        "--twin",
+        action="store_true",
+        help="also train a uniform twin (β = 0, same seed) and save base + scale·(tilted − twin): the tilt's change "
+        "without the drift that fine-tuning on the model's own samples causes (OUT/tilted, OUT/twin)",
+    )
+    p.add_argument(
+        "--scale", type=_positive_float, default=1.0, help="how far along the tilt's change of the weights to go"
+    )
     p.add_argument("--out", required=True, help="run directory (model/, tilt_info.json, losses.json)")
     p.add_argument("--checkpoint-minutes", type=_positive_float, default=5.0, help="minutes between checkpoints")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
@@ -105,6 +114,8 @@ def run(args) -> int:
         ema_decay=args.ema_decay,
         seed=args.seed,
         checkpoint_minutes=args.checkpoint_minutes,
+        twin=args.twin,
+        scale=args.scale,
         resume=args.resume,
         device=args.device,
         progress=not args.no_progress,

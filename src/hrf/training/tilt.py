@@ -7,6 +7,11 @@ batches drawn from its samples with probabilities w_i, with replacement (docs/MA
 fine-tuning"). Only reward values are needed, never their gradient; the target stays fixed because the
 weights come from the base samples, not from the model being trained.
 
+With ``twin=True`` a second run from the same model, seed and samples draws them uniformly (β = 0). Its
+change of the weights is what fine-tuning on the model's own samples does without any tilt (the sampler's
+and the optimiser's drift, which costs diversity); the saved model is the base plus ``scale`` times the
+difference of the two runs, :func:`shifted_state` (docs/MATH.md, "The uniform twin").
+
 The base samples are those :func:`hrf.evaluation.frontier.measure_base` caches in ``work/chunks`` (the same
 cache ``hrf frontier`` writes, so a frontier's samples are reused when the model, steps and seed match).
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +35,9 @@ from hrf.evaluation.frontier import (
     largest_reachable_gain,
     tilted_weights,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 INFO = "tilt_info.json"
 
@@ -111,6 +120,44 @@ def choose_beta(rewards: np.ndarray, beta: float | None = None, gain: float | No
     return {"beta": float(beta), "gain": float(w @ r - r.mean()), "ess": float(ess), "kl": kl}
 
 
+def shifted_state(
+    base: dict[str, torch.Tensor], tilted: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], scale: float
+) -> dict[str, torch.Tensor]:
+    """``base + scale·(tilted − reference)``, parameter by parameter (in float64, stored in the base's dtype):
+    the tilted run's change of the weights with the reference run's change removed."""
+    if not base.keys() == tilted.keys() == reference.keys():
+        raise HrfError("the tilted run, its reference and the base model have different parameters")
+    out = {}
+    for k, b in base.items():
+        if not b.shape == tilted[k].shape == reference[k].shape:
+            raise HrfError(f"parameter {k} has different shapes in the tilted run, its reference and the base")
+        out[k] = (b.double() + scale * (tilted[k].double() - reference[k].double())).to(b.dtype)
+    return out
+
+
+def _write_shifted(model: str, runs: list[Path], scale: float, out: Path, info: dict) -> None:
+    """``out/model``: the base ``model`` shifted by ``scale``·(runs[0] − runs[1]) (runs[1] absent: the base),
+    written through a temporary directory so a reader never sees half of it."""
+    import os
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from hrf.models import load_scheduler, load_unet, save_model
+
+    unet = load_unet(model)
+    base = {k: v.detach().clone() for k, v in unet.state_dict().items()}
+    states = [load_file(r / "model" / "diffusion_pytorch_model.safetensors") for r in runs]
+    unet.load_state_dict(shifted_state(base, states[0], states[1] if len(states) > 1 else base, scale))
+    tmp, final = out / "model.tmp", out / "model"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save_model(unet, load_scheduler(model), tmp, extra=info)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
 def tilt(
     model: str,
     reward: str,
@@ -130,6 +177,8 @@ def tilt(
     ema_decay: float = 0.999,
     seed: int = 0,
     checkpoint_minutes: float = 5.0,
+    twin: bool = False,
+    scale: float = 1.0,
     resume: bool = False,
     device: str = "cpu",
     progress: bool = True,
@@ -143,6 +192,10 @@ def tilt(
     with the tilted weights (``seed`` seeds the draws and the noise; ``ema_decay`` 0 saves the raw weights).
     Writes ``out/model`` and ``out/model/tilt_info.json`` (β, gain, ESS, KL, N, reward, base, steps, lr);
     returns that info.
+
+    ``twin``: train the tilted run in ``out/tilted`` and its uniform twin (β = 0, the same seed and settings)
+    in ``out/twin``, and save ``out/model`` = base + ``scale``·(tilted − twin). Without a twin, a ``scale``
+    other than 1 saves base + ``scale``·(tilted − base).
     """
     import torch
 
@@ -153,6 +206,8 @@ def tilt(
         raise HrfError(f"--num {num} is below {MIN_ESS:.0f}: too few base samples to reweight")
     if not 0 <= ema_decay < 1:
         raise HrfError(f"--ema-decay {ema_decay} must be in [0, 1)")
+    if not (math.isfinite(scale) and scale > 0):
+        raise HrfError(f"--scale {scale} must be a finite number > 0")
     unet, scheduler = load_unet(model), load_scheduler(model)  # a bad model fails before anything is sampled
     out = Path(out)
     work = out / "base" if work is None else Path(work)
@@ -194,19 +249,33 @@ def tilt(
         "batch_size": batch_size,
         "ema_decay": ema_decay,
         "seed": seed,
+        "twin": twin,
+        "scale": scale,
     }
-    info = pretrain(
-        cfg,
-        out,
-        resume=resume,
-        progress=progress,
-        command=command,
-        pool=pool,
-        device=device,
-        weights=weights,
-        extra_info={"tilt": record},
-        label="tilt",
-    )
-    record |= {"wall_seconds": info["wall_seconds"], "final_loss": info["final_loss"], "config": asdict(cfg)}
+    shifted = twin or scale != 1.0
+    runs = [out / "tilted", out / "twin"] if twin else [out / "tilted"] if shifted else [out]
+    infos = []
+    for run, w in zip(runs, [weights, None], strict=False):
+        infos.append(
+            pretrain(
+                cfg,
+                run,
+                resume=resume and (run / "checkpoint.pt").is_file() if shifted else resume,
+                progress=progress,
+                command=command,
+                pool=pool,
+                device=device,
+                weights=w,  # the twin: the same samples drawn uniformly
+                extra_info={"tilt": record | {"twin_run": w is None}},
+                label="tilt" if w is not None else "uniform twin",
+            )
+        )
+    record |= {
+        "wall_seconds": round(sum(i["wall_seconds"] for i in infos), 1),
+        "final_loss": infos[0]["final_loss"],
+        "config": asdict(cfg),
+    }
+    if shifted:
+        _write_shifted(model, runs, scale, out, {"tilt": record, "config": asdict(cfg)})
     write_json(out / INFO, record)
     return record
