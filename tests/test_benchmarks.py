@@ -184,3 +184,57 @@ def test_suite_results_tables_come_from_the_rows_and_say_whether_each_target_is_
     assert "| whole suite | **290.0 s** | 550.0 s | 5 / 1 | 300 s (met) |" in text
     assert "| 90.0 s | 5 / 1 | 60 s (missed) |" in text
     assert "**359.0 s** (target 360 s, met; exit code 0)" in text and "| train | 12.3 |" in text
+
+
+def test_frontier_tilt_rows_read_each_model_against_the_base_and_the_frontier(tmp_path):
+    frontier = _load_script("frontier")
+    run = tmp_path / "probes" / "b1"
+    run.mkdir(parents=True)
+    info = {"reward": "r", "ema_decay": 0.999, "beta": 1.5, "gain": 0.3, "num": 5000, "steps_sampling": 10}
+    info |= {"lr": 1e-4, "train_steps": 800}  # no decay_steps: written before the option, so no annealing
+    (run / "tilt_info.json").write_text(json.dumps(info))
+    models = {
+        "base": {"reward/r": {"value": 0.25}, "vendi/evaluator": {"value": 20.0}},
+        "tilted": {"reward/r": {"value": 0.45}, "vendi/evaluator": {"value": 18.0}},
+        "tilted_raw": {"reward/r": {"value": 0.5}, "vendi/evaluator": {"value": 16.0}},
+    }
+    (run / "metrics.json").write_text(json.dumps({"models": models}))
+    curve = [{"gain": 0.0, "reached": True, "frac/vendi/evaluator": 1.0}]
+    curve += [{"gain": 0.4, "reached": True, "frac/vendi/evaluator": 0.9}]
+    rows = frontier.tilt_rows(tmp_path / "probes", {"r": {"curve": curve}})
+    assert [(r["run"], r["model"]) for r in rows] == [("b1", "EMA 0.999"), ("b1", "raw weights")]
+    assert rows[0]["gain_measured"] == pytest.approx(0.2) and rows[0]["frac"] == pytest.approx(0.9)
+    assert rows[0]["frontier_frac"] == pytest.approx(0.95) and rows[0]["decay_steps"] == 0
+    assert rows[1]["frac"] == pytest.approx(0.8) and rows[1]["frontier_frac"] == pytest.approx(0.9375)
+    table = frontier.tilt_markdown(rows)
+    assert "| b1 | r | EMA 0.999 | 1.5 | +0.300 | 5,000 | 10 | 0.0001 | — | 800 | +0.200 | 0.900 | 0.950 |" in table
+
+
+def test_frontier_tilt_cells_are_read_at_their_end_and_others_at_the_matched_gain():
+    frontier = _load_script("frontier")
+    gold = "gold/mouth=smile"
+    base = {"reward/faces_smile": 0.2, "vendi/evaluator": 20.0, gold: 0.1}
+
+    def tilt_cell(seed, reward, vendi):
+        final = {"reward/faces_smile": reward, "vendi/evaluator": vendi, gold: reward - 0.1}
+        return {"task": "smile", "seed": seed, "level": 0.3, "base": base, "final": final, "tilt": {"wall_seconds": 9}}
+
+    tilts = [tilt_cell(100, 0.5, 19.0), tilt_cell(101, 0.4, 18.0), tilt_cell(0, 0.9, 1.0)]  # seed 0: tuning, unread
+
+    def curve_cell(method, seed, fracs):  # gains 0, 0.2, 0.4 with these evaluator-Vendi fractions
+        gains = (0, 0.2, 0.4)
+        curve = [
+            {"reward/faces_smile": 0.2 + g, "vendi/evaluator": 20.0 * f} for g, f in zip(gains, fracs, strict=True)
+        ]
+        return {"task": "smile", "reward": "faces_smile", "method": method, "seed": seed, "curve": curve}
+
+    cells = [curve_cell("ddpo", 100, (1, 0.8, 0.6)), curve_cell("ddpo", 101, (1, 0.7, 0.5))]
+    cells += [curve_cell("hrf", 100, (1, 0.9, 0.8)), curve_cell("hrf", 101, (1, 0.9, 0.7))]
+    fr = {"faces_smile": {"curve": [{"gain": g, "reached": True, "frac/vendi/evaluator": 1.0} for g in (0, 1)]}}
+    e = frontier.tilt_analysis(cells, tilts, fr)["smile"]
+    assert e["seeds"] == [100, 101] and e["gain"][0] == pytest.approx(0.25) and e["matched_gain"] == pytest.approx(0.25)
+    assert e["efficiency_values"] == pytest.approx([0.95, 0.9]) and e["gold_gain"][0] == pytest.approx(0.25)
+    # DDPO_IS at gain 0.25: a quarter of the way from 0.2 to 0.4 along each curve
+    assert e["others"]["ddpo"]["efficiency_values"] == pytest.approx([0.75, 0.65])
+    assert e["others"]["hrf"]["efficiency_values"] == pytest.approx([0.875, 0.85])
+    assert e["contrast"]["diff"] == pytest.approx(0.925 - 0.70)

@@ -165,7 +165,8 @@ def test_tilt_end_to_end_writes_the_model_and_resumes_exactly(tmp_path, capsys):
         want = base[k].double() + 1.5 * (tilted[k].double() - twin[k].double())
         assert torch.allclose(shifted[k].double(), want, atol=1e-6)
     twin_info = json.loads((tmp_path / "twin" / "twin" / "model" / "hrf_info.json").read_text())
-    assert twin_info["tilt"]["twin_run"] is True and "data_weights_sha256" not in twin_info
+    assert twin_info["tilt"]["twin_run"] is True
+    assert twin_info["data_weights_sha256"] != hrf_info["data_weights_sha256"]  # uniform draws, not the tilt's
     # stopped and resumed, the pair ends where the uninterrupted pair did
     assert _tilt(model, tmp_path / "twin-split", work, 2, "--twin", "--scale", "1.5") == 0
     assert _tilt(model, tmp_path / "twin-split", work, 4, "--twin", "--scale", "1.5", "--resume") == 0

@@ -255,7 +255,8 @@ def tilt(
     shifted = twin or scale != 1.0
     runs = [out / "tilted", out / "twin"] if twin else [out / "tilted"] if shifted else [out]
     infos = []
-    for run, w in zip(runs, [weights, None], strict=False):
+    uniform = torch.from_numpy(tilted_weights(rewards, 0.0))  # the twin is the same run at β = 0
+    for run, w in zip(runs, [weights, uniform], strict=False):
         infos.append(
             pretrain(
                 cfg,
@@ -265,9 +266,9 @@ def tilt(
                 command=command,
                 pool=pool,
                 device=device,
-                weights=w,  # the twin: the same samples drawn uniformly
-                extra_info={"tilt": record | {"twin_run": w is None}},
-                label="tilt" if w is not None else "uniform twin",
+                weights=w,
+                extra_info={"tilt": record | {"twin_run": w is uniform}},
+                label="uniform twin" if w is uniform else "tilt",
             )
         )
     record |= {
