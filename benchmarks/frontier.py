@@ -3,6 +3,7 @@
     python benchmarks/frontier.py frontier [--num N]      # the frontier of hrf:faces32 (cached, resumable)
     python benchmarks/frontier.py report [--results benchmarks/RESULTS.md]
     python benchmarks/frontier.py tuning                  # Part B's tuning runs (seeds < 100), as a table
+    python benchmarks/frontier.py tilt --stage test [--seeds ...]   # tilted fine-tuning cells (resumable)
 
 The protocol is ``benchmarks/RESULTS.md`` § F; this file implements it. ``frontier`` runs ``hrf frontier``
 on the study's base model at the collapse study's T and reward levels (base samples cached in
@@ -15,13 +16,16 @@ fraction over the frontier's), the gold gain, the off-support share of the final
 reach each level. ``tuning`` reads Part B's tuning runs (``hrf train`` on tuning seeds, their
 ``config.toml`` and ``metrics.jsonl`` committed under ``benchmarks/results/frontier/tuning/NAME/``) beside
 DDPO_IS's committed tuning cells, and writes ``tuning.{json,md}``: the training reward per block of epochs and
-the first epoch at which its running mean crosses the primary level.
+the first epoch at which its running mean crosses the primary level; and the `hrf tilt` tuning runs of
+``benchmarks/results/frontier/tilt_probe/``, one line per model. ``tilt`` runs the tilted fine-tuning cells of
+amendment 2 (``benchmarks/results/frontier/cells/TASK/tilt/seedN.json``), which ``report`` reads beside the rest.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -111,8 +115,8 @@ def gold_gains(cell: dict, gold_key: str) -> np.ndarray | None:
     return np.array([p[gold_key] - base[gold_key] for p in cell["curve"]])
 
 
-def analyse(cells: list[dict], frontiers: dict[str, dict]) -> dict:
-    """Every number of § Fb from the cells and the frontiers."""
+def analyse(cells: list[dict], frontiers: dict[str, dict], tilt_cells: list[dict] = ()) -> dict:
+    """Every number of § Fb from the cells (and the tilted fine-tuning cells) and the frontiers."""
     from hrf.evaluation.gold import gold_name
 
     # the frontier is the T = 10 base model's: cells at another T have another base model and are left out
@@ -175,7 +179,11 @@ def analyse(cells: list[dict], frontiers: dict[str, dict]) -> dict:
                 a = entry["methods"][m]["at_levels"][PRIMARY_LEVEL]["efficiency_values"]
                 b = ddpo["at_levels"][PRIMARY_LEVEL]["efficiency_values"]
                 if len(a) >= 2 and len(b) >= 2:
-                    report["contrasts"].append({"task": task, "method": m, **welch(a, b)})
+                    report["contrasts"].append({"task": task, "label": METHODS[m][0], **welch(a, b)})
+    report["tilt"] = tilt_analysis(cells, list(tilt_cells), frontiers)
+    for task, e in report["tilt"].items():
+        if "contrast" in e:
+            report["contrasts"].append({"task": task, "label": "tilted fine-tuning (matched gain)", **e["contrast"]})
     adjusted = holm([c["p"] for c in report["contrasts"]])
     for c, p in zip(report["contrasts"], adjusted, strict=True):
         c["p_holm"] = p
@@ -260,11 +268,13 @@ def markdown(report: dict, frontiers: dict[str, dict]) -> str:
         lines.append("")
     for c in report["contrasts"]:
         lines.append(
-            f"- {METHODS[c['method']][0]} − DDPO_IS, frontier efficiency at the primary level of {c['task']}: "
+            f"- {c['label']} − DDPO_IS, frontier efficiency at the primary level of {c['task']}: "
             f"{c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}], Welch p = {c['p']:.3g}, "
             f"Holm p = {c['p_holm']:.3g}"
         )
     lines.append("")
+    if report.get("tilt"):
+        lines += [tilt_report_markdown(report["tilt"]), ""]
     lines.append("![frontier curves](results/frontier/curves.png)")
     return "\n".join(lines)
 
@@ -443,6 +453,210 @@ def tuning_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+TILT_PROBES = OUT / "tilt_probe"  # `hrf tilt` tuning runs: RUN/tilt_info.json and RUN/metrics.json (`hrf evaluate`)
+
+
+def model_label(name: str, info: dict) -> str:
+    """Which weights a tilt run's evaluated model holds: raw or averaged, and the twin's difference if any."""
+    label = "raw weights" if name.endswith("raw") else f"EMA {info['ema_decay']:g}"
+    if info.get("twin"):
+        return f"{label}: base + {info['scale']:g}·(tilted − twin)"
+    return label if info.get("scale", 1.0) == 1.0 else f"{label}: base + {info['scale']:g}·(tilted − base)"
+
+
+def tilt_rows(root: Path, frontiers: dict[str, dict]) -> list[dict]:
+    """One row per fine-tuned model of every tilt tuning run under ``root``: its settings (tilt_info.json)
+    and, from its ``hrf evaluate`` report on the same noises as the base model's, the reward gain, the
+    evaluator-Vendi fraction of the base's and the frontier's fraction at that gain."""
+    from hrf.evaluation.frontier import read_frontier
+
+    rows = []
+    for path in sorted(root.rglob("tilt_info.json")):
+        info = json.loads(path.read_text())
+        reward, key = info["reward"], "vendi/evaluator"
+        models = json.loads((path.parent / "metrics.json").read_text())["models"]
+        base = models["base"]
+        for name, m in models.items():
+            if name == "base":
+                continue
+            gain = m[f"reward/{reward}"]["value"] - base[f"reward/{reward}"]["value"]
+            front = read_frontier(frontiers[reward], gain, FRONTIER_KEY) if reward in frontiers else None
+            rows.append(
+                {
+                    "run": path.parent.relative_to(root).as_posix() if path.parent != root else ".",
+                    "model": model_label(name, info),
+                    "reward": reward,
+                    **{k: info.get(k, 0) for k in ("beta", "gain", "num", "steps_sampling", "lr", "decay_steps")},
+                    "train_steps": info["train_steps"],
+                    "wall_seconds": info.get("wall_seconds"),
+                    "gain_measured": gain,
+                    "frac": m[key]["value"] / base[key]["value"],
+                    "frontier_frac": front,
+                }
+            )
+    return rows
+
+
+def tilt_markdown(rows: list[dict]) -> str:
+    """The tilt tuning runs as a table, one line per fine-tuned model."""
+    lines = [
+        "**Tilted fine-tuning** (`hrf tilt`, docs/MATH.md §13; tuning seed 0, batch 64): each run's models and "
+        "the base model sampled from the same 1,000 noises at T = 10 by `hrf evaluate`. *Target* is the tilt's "
+        "own gain on its N base samples; *anneal* the steps of the cosine to lr 0 at the end.",
+        "",
+        "| run | reward | model | β | target gain | N | T of the samples | lr | anneal | steps | gain | "
+        "evaluator Vendi / base | the frontier's at that gain |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        front = "—" if r["frontier_frac"] is None else f"{r['frontier_frac']:.3f}"
+        lines.append(
+            f"| {r['run']} | {r['reward']} | {r['model']} | {r['beta']:g} | {r['gain']:+.3f} | {r['num']:,} | "
+            f"{r['steps_sampling']} | {r['lr']:g} | {r['decay_steps'] or '—'} | {r['train_steps']} | "
+            f"{r['gain_measured']:+.3f} | {r['frac']:.3f} | {front} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# Tilted fine-tuning as a Part B condition (RESULTS.md § F, amendment 2): `hrf tilt --twin` toward the primary
+# level's gain on the seed's own base samples, read at its end. Every setting was fixed on tuning seed 0 (§ Fc).
+TILT = {
+    "num": 5000,  # base samples per seed (ESS ≈ 2,900 at the smile primary level)
+    "steps_sampling": 40,  # the twin alone kept 0.87 of the evaluator's Vendi from T = 10 samples, 0.92 from T = 40
+    "train_steps": 1500,
+    "lr": 1e-4,
+    "batch_size": 64,
+    "decay_steps": 0,  # annealing changed nothing at β = 0 (0.866 against 0.867)
+    "ema_decay": 0.999,
+    "twin": True,  # base + scale·(tilted − uniform twin): tuning seed 0 kept 1.000 of the Vendi at +0.187
+    "scale": 1.6,  # … and 0.994 at +0.298; at scale 1 the run ends at 0.6 of the primary level's gain
+}
+TILT_TASKS = ("smile",)  # compressibility's primary level needs ≥ 20,000 samples per seed for ESS ≥ 1,000
+TILT_SAMPLE_SEED = 2_026_120_400  # seed s draws its base samples from TILT_SAMPLE_SEED + s (used by nothing else)
+TILT_CELLS = OUT / "cells"
+
+
+def tilt_cell_path(task: str, seed: int) -> Path:
+    return TILT_CELLS / task / "tilt" / f"seed{seed}.json"
+
+
+def run_tilt_cell(task: str, seed: int) -> dict:
+    """One tilted fine-tuning cell: the seed's base samples, `hrf tilt --twin` to the primary level's gain, and
+    the study's evaluation of the result (1,000 evaluation noises, T = 10); resumes a stopped run."""
+    import time
+
+    from collapse import base_point, measured
+
+    from hrf.experiments.cells import write_json
+    from hrf.training.tilt import tilt
+
+    if (path := tilt_cell_path(task, seed)).is_file():
+        return json.loads(path.read_text())
+    level = reward_levels(load_cells(CELLS), task)[PRIMARY_LEVEL]
+    run = OUT / "work" / "tilt" / task / f"seed{seed}"
+    t0 = time.perf_counter()
+    info = tilt(
+        MODEL,
+        TASKS[task],
+        run,
+        gain=level,
+        sample_seed=TILT_SAMPLE_SEED + seed,
+        work=run / "base",
+        seed=seed,
+        checkpoint_minutes=3.0,
+        resume=True,  # each half of the pair resumes from its checkpoint if it has one, else starts
+        **TILT,
+    )
+    seconds = time.perf_counter() - t0
+    cell = {
+        "task": task,
+        "method": "tilt",
+        "label": "tilted fine-tuning",
+        "seed": seed,
+        "settings": TILT,
+        "level": level,
+        "tilt": info,
+        "seconds_this_session": round(seconds, 1),
+        "base": base_point(CELLS, STEPS),
+        "final": measured(str(run / "model"), run / "eval", STEPS),
+    }
+    write_json(path, cell)
+    return cell
+
+
+def tilt_analysis(cells: list[dict], tilt_cells: list[dict], frontiers: dict[str, dict]) -> dict:
+    """Per task: each tilt test seed's gain, evaluator-Vendi fraction, frontier efficiency and gold gain at its
+    end, and DDPO_IS's and HRF's efficiency at the tilt seeds' mean gain (matched reward), with Welch's test
+    of the tilt against DDPO_IS there."""
+    from hrf.evaluation.frontier import read_frontier
+    from hrf.evaluation.gold import gold_name
+
+    out: dict = {}
+    for task, reward in TASKS.items():
+        tc = [c for c in tilt_cells if c["task"] == task and c["seed"] in SEEDS["test"]]
+        if not tc or reward not in frontiers:
+            continue
+        fr, key, gold = frontiers[reward], f"reward/{reward}", gold_name(reward)
+        gains = [c["final"][key] - c["base"][key] for c in tc]
+        fracs = [c["final"][PRIMARY] / c["base"][PRIMARY] for c in tc]
+        eff = [f / (read_frontier(fr, g, FRONTIER_KEY) or math.nan) for f, g in zip(fracs, gains, strict=True)]
+        matched = float(np.mean(gains))
+        front = read_frontier(fr, matched, FRONTIER_KEY)
+        entry: dict = {
+            "seeds": [c["seed"] for c in tc],
+            "level": tc[0]["level"],
+            "gain": t_interval(gains),
+            "fraction": t_interval(fracs),
+            "efficiency_values": eff,
+            "efficiency": t_interval(eff),
+            "gold_gain": t_interval([c["final"][gold] - c["base"][gold] for c in tc]) if gold else None,
+            "seconds": t_interval([c["tilt"]["wall_seconds"] for c in tc]),
+            "matched_gain": matched,
+            "others": {},
+        }
+        test = [c for c in cells if c["task"] == task and c["seed"] in SEEDS["test"]]
+        for m in ("ddpo", "hrf"):
+            vals = [value_at_reward(*curve_arrays(c, PRIMARY), matched) for c in test if c["method"] == m]
+            others = [v / front for v in vals if v is not None and front]
+            entry["others"][m] = {"label": METHODS[m][0], "efficiency_values": others, "efficiency": t_interval(others)}
+        if len(eff) >= 2 and len(entry["others"]["ddpo"]["efficiency_values"]) >= 2:
+            entry["contrast"] = welch(eff, entry["others"]["ddpo"]["efficiency_values"])
+        out[task] = entry
+    return out
+
+
+def tilt_report_markdown(analysis: dict) -> str:
+    lines = []
+    for task, e in analysis.items():
+        lines += [
+            f"**Tilted fine-tuning on {task}** (`hrf tilt --twin --scale {TILT['scale']:g}` toward the primary "
+            f"level's gain {e['level']:+.4g} on each seed's {TILT['num']:,} base samples at T = "
+            f"{TILT['steps_sampling']}; {TILT['train_steps']} steps of {TILT['batch_size']} images at lr "
+            f"{TILT['lr']:g} for the tilted run and for its twin; read at its end; "
+            f"test seeds {', '.join(map(str, e['seeds']))}):",
+            "",
+            "| | gain reached | evaluator Vendi / base | frontier efficiency | gold gain | training seconds |",
+            "| --- | --- | --- | --- | --- | --- |",
+            f"| tilted fine-tuning | {_ci(e['gain'])} | {_ci(e['fraction'])} | {_ci(e['efficiency'])} | "
+            f"{_ci(e['gold_gain'])} | {_ci(e['seconds'], 0)} |",
+            "",
+            f"At the tilt's mean gain ({e['matched_gain']:+.3f}, matched reward), frontier efficiency along the "
+            "committed curves: "
+            + "; ".join(
+                f"{o['label']} {_ci(o['efficiency'])} ({len(o['efficiency_values'])} seeds)"
+                for o in e["others"].values()
+            )
+            + ".",
+        ]
+        if (c := e.get("contrast")) is not None:
+            lines.append(
+                f"Tilted fine-tuning − DDPO_IS there: {c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}], "
+                f"Welch p = {c['p']:.3g}."
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -451,11 +665,31 @@ def main(argv: list[str] | None = None) -> int:
     fr.add_argument("--threads", type=int, default=1)
     rep = sub.add_parser("report", help="§ Fb from the shipped frontier and the committed cells")
     rep.add_argument("--results", type=Path, default=None, help="RESULTS.md to insert the report into")
+    til = sub.add_parser("tilt", help="tilted fine-tuning cells (resumable, one at a time)")
+    til.add_argument("--stage", choices=("tuning", "test"), required=True, help="tuning or test seeds")
+    til.add_argument("--tasks", nargs="+", choices=TILT_TASKS, default=list(TILT_TASKS))
+    til.add_argument("--seeds", nargs="+", type=int, default=None, help="a subset of the stage's seeds")
+    til.add_argument("--threads", type=int, default=1, help="torch threads (run two single-thread shards)")
     tun = sub.add_parser("tuning", help="Part B's tuning runs beside DDPO_IS's tuning cells, as a table")
     tun.add_argument("--results", type=Path, default=None, help="RESULTS.md to insert the table into")
     args = p.parse_args(argv)
     if args.command == "frontier":
         compute_frontier(args.num, args.threads)
+        return 0
+    if args.command == "tilt":
+        import torch
+
+        torch.set_num_threads(args.threads)
+        seeds = args.seeds or SEEDS[args.stage]
+        if not set(seeds) <= set(SEEDS[args.stage]):
+            print(
+                f"tilt: seeds {sorted(set(seeds) - set(SEEDS[args.stage]))} are not {args.stage} seeds", file=sys.stderr
+            )
+            return 2
+        for task in args.tasks:
+            for seed in seeds:
+                cell = run_tilt_cell(task, seed)
+                print(f"{task} seed {seed}: {cell['tilt']['wall_seconds']:.0f} s of training", flush=True)
         return 0
     frontiers = {r: json.loads(shipped_path(r).read_text()) for r in TASKS.values() if shipped_path(r).is_file()}
     if not frontiers:
@@ -466,16 +700,18 @@ def main(argv: list[str] | None = None) -> int:
         levels = {task: reward_levels(cells, task) for task in TASKS}
         rows, base = tuning_rows(TUNING, cells)
         result = tuning_report(rows, base, levels, frontiers)
+        result["tilt"] = tilt_rows(TILT_PROBES, frontiers)
         from hrf.experiments.cells import write_json
 
         write_json(OUT / "tuning.json", result)
-        text = tuning_markdown(result)
+        text = tuning_markdown(result) + "\n" + tilt_markdown(result["tilt"])
         (OUT / "tuning.md").write_text(text)
         if args.results is not None:
             insert_report(args.results, text, "frontier-tuning")
         print(text)
         return 0
-    report = analyse(cells, frontiers)
+    tilt_cells = [json.loads(p.read_text()) for p in sorted(TILT_CELLS.glob("*/tilt/seed*.json"))]
+    report = analyse(cells, frontiers, tilt_cells)
     OUT.mkdir(parents=True, exist_ok=True)
     from hrf.experiments.cells import write_json
 
