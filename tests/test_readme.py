@@ -40,9 +40,6 @@ TINY = {
 NOT_RUN = {
     "bash scripts/setup.sh": "the set-up itself (what .ci/run does before the suite); hrf demo's pipeline runs "
     "at toy size in tests/test_demo.py (hrf demo --quick), the suite is this suite",
-    "accelerate launch": "needs google/ddpm-celebahq-256's weights and a GPU; every paper/* preset trains one "
-    "tiny epoch on a stand-in of the same classes in tests/test_paper_presets.py, and multi-process runs in "
-    "tests/test_distributed.py",
     "hrf train --config sd/": "needs Stable Diffusion's weights from the hub; tests/test_latent.py trains HRF "
     "and DDPO_IS with LoRA on a tiny random pipeline built from configs, and opens the adapters with "
     "load_lora_weights",
