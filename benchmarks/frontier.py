@@ -486,7 +486,7 @@ def tilt_rows(root: Path, frontiers: dict[str, dict]) -> list[dict]:
     rows = []
     for path in sorted(root.rglob("tilt_info.json")):
         info = json.loads(path.read_text())
-        reward, key = info["reward"], "vendi/evaluator"
+        reward, key = info["reward"], PRIMARY
         models = json.loads((path.parent / "metrics.json").read_text())["models"]
         base = models["base"]
         for name, m in models.items():

@@ -8,6 +8,7 @@ from hrf.models.io import (
     load_scheduler,
     load_unet,
     make_ddim_scheduler,
+    replace_model,
     resolve_model_path,
     save_model,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "make_ddim_scheduler",
     "resolve_device",
     "resolve_model_path",
+    "replace_model",
     "save_model",
     "tiny_unet",
     "unet_from_preset",

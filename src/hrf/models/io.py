@@ -160,3 +160,19 @@ def save_model(unet: UNet2DModel, scheduler, directory: str | Path, extra: dict 
     if extra is not None:
         (directory / "hrf_info.json").write_text(json.dumps(extra, indent=2, default=str))
     return directory
+
+
+def replace_model(unet: UNet2DModel, scheduler, directory: str | Path, extra: dict | None = None) -> Path:
+    """:func:`save_model` into ``directory.tmp``, then renamed over ``directory``: a reader (or a run killed
+    mid-write) never sees half a model."""
+    import shutil
+
+    final = Path(directory)
+    tmp = final.with_name(final.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save_model(unet, scheduler, tmp, extra=extra)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final

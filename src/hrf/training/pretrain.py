@@ -12,8 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -247,19 +245,11 @@ def _atomic_save(obj, path: Path) -> None:
 
 def _write_model(model, ema: EMAModel, scheduler, out: Path, info: dict) -> Path:
     """Write the EMA weights to ``out/model`` via a temporary directory, so a reader never sees half of it."""
-    from hrf.models import save_model
+    from hrf.models import replace_model
 
     averaged = copy.deepcopy(model)
     ema.copy_to(averaged.parameters())
-    tmp = out / (MODEL_DIR + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    save_model(averaged, scheduler, tmp, extra=info)
-    final = out / MODEL_DIR
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return final
+    return replace_model(averaged, scheduler, out / MODEL_DIR, extra=info)
 
 
 def _ema_state(saved: dict, ema: EMAModel, model, step: int) -> dict:

@@ -136,26 +136,16 @@ def shifted_state(
 
 
 def _write_shifted(model: str, runs: list[Path], scale: float, out: Path, info: dict) -> None:
-    """``out/model``: the base ``model`` shifted by ``scale``·(runs[0] − runs[1]) (runs[1] absent: the base),
-    written through a temporary directory so a reader never sees half of it."""
-    import os
-    import shutil
-
+    """``out/model``: the base ``model`` shifted by ``scale``·(runs[0] − runs[1]) (runs[1] absent: the base)."""
     from safetensors.torch import load_file
 
-    from hrf.models import load_scheduler, load_unet, save_model
+    from hrf.models import load_scheduler, load_unet, replace_model
 
     unet = load_unet(model)
     base = {k: v.detach().clone() for k, v in unet.state_dict().items()}
     states = [load_file(r / "model" / "diffusion_pytorch_model.safetensors") for r in runs]
     unet.load_state_dict(shifted_state(base, states[0], states[1] if len(states) > 1 else base, scale))
-    tmp, final = out / "model.tmp", out / "model"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    save_model(unet, load_scheduler(model), tmp, extra=info)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    replace_model(unet, load_scheduler(model), out / "model", extra=info)
 
 
 def tilt(
@@ -190,8 +180,8 @@ def tilt(
     (default ``out/base``), sampled there if not cached. Training is :func:`pretrain` from ``model`` for
     ``train_steps`` steps at ``lr`` (annealed to 0 by a cosine over the last ``decay_steps``) on batches drawn
     with the tilted weights (``seed`` seeds the draws and the noise; ``ema_decay`` 0 saves the raw weights).
-    Writes ``out/model`` and ``out/model/tilt_info.json`` (β, gain, ESS, KL, N, reward, base, steps, lr);
-    returns that info.
+    Writes ``out/model`` and ``out/tilt_info.json`` (β, gain, ESS, KL, N, reward, base, steps, lr); returns
+    that info.
 
     ``twin``: train the tilted run in ``out/tilted`` and its uniform twin (β = 0, the same seed and settings)
     in ``out/twin``, and save ``out/model`` = base + ``scale``·(tilted − twin). Without a twin, a ``scale``
@@ -261,7 +251,7 @@ def tilt(
             pretrain(
                 cfg,
                 run,
-                resume=resume and (run / "checkpoint.pt").is_file() if shifted else resume,
+                resume=(resume and (run / "checkpoint.pt").is_file()) if shifted else resume,
                 progress=progress,
                 command=command,
                 pool=pool,
