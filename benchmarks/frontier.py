@@ -273,6 +273,7 @@ def markdown(report: dict, frontiers: dict[str, dict]) -> str:
             f"Holm p = {c['p_holm']:.3g}"
         )
     lines.append("")
+    lines += [not_run_markdown(report), ""]
     if report.get("tilt"):
         lines += [tilt_report_markdown(report["tilt"]), ""]
     lines.append("![frontier curves](results/frontier/curves.png)")
@@ -546,6 +547,7 @@ TILT = {
 }
 TILT_TASKS = ("smile",)  # compressibility's primary level needs ≥ 20,000 samples per seed for ESS ≥ 1,000
 TILT_TEST_SEEDS = (100, 101, 102, 103, 104)  # amendment 2: five test seeds
+TILT_GAIN_TOLERANCE = 0.03  # amendment 2: the aim counts a mean gain within this of the primary level
 TILT_SAMPLE_SEED = 2_026_120_400  # seed s draws its base samples from TILT_SAMPLE_SEED + s (used by nothing else)
 TILT_CELLS = OUT / "cells"
 
@@ -628,6 +630,17 @@ def tilt_analysis(cells: list[dict], tilt_cells: list[dict], frontiers: dict[str
             "matched_gain": matched,
             "others": {},
         }
+        # The budget of the aim: the tilt's whole cell (its base samples and both runs) against DDPO_IS's 60
+        # epochs, both single-thread. A cell that trained in an earlier session than it was evaluated records 0 s
+        # and is skipped; the median resists the few whose training was split across sessions.
+        ddpo = [c for c in cells if c["task"] == task and c["method"] == "ddpo"]
+        ddpo_s = [s for c in ddpo if (s := c.get("seconds_train_this_session"))]
+        tilt_s = [c["seconds_this_session"] for c in tc if c.get("seconds_this_session")]
+        entry["cost"] = {
+            "tilt_seconds": t_interval(tilt_s) if tilt_s else None,
+            "ddpo_seconds": float(np.median(ddpo_s)) if ddpo_s else None,
+            "ddpo_cells": len(ddpo_s),
+        }
         test = [c for c in cells if c["task"] == task and c["seed"] in SEEDS["test"]]
         for m in ("ddpo", "hrf"):
             vals = [value_at_reward(*curve_arrays(c, PRIMARY), matched) for c in test if c["method"] == m]
@@ -637,6 +650,36 @@ def tilt_analysis(cells: list[dict], tilt_cells: list[dict], frontiers: dict[str
             entry["contrast"] = welch(eff, entry["others"]["ddpo"]["efficiency_values"])
         out[task] = entry
     return out
+
+
+def not_run_markdown(report: dict) -> str:
+    """The declared Part B conditions with no test cells, so that an absent row reads as not run."""
+    missing = [
+        f"{METHODS[m][0]} on {task}"
+        for task in TASKS
+        for m in PART_B
+        if m not in report["tasks"].get(task, {}).get("methods", {})
+    ]
+    missing += [f"tilted fine-tuning on {task}" for task in TASKS if task not in report.get("tilt", {})]
+    return "Declared in the protocol, not run (no test cells): " + "; ".join(missing) + "." if missing else ""
+
+
+def aim_markdown(e: dict) -> str:
+    """Item 6's aim for the tilt, as amendment 2 reads it: each criterion met or not, with its number."""
+    gain, eff, cost = e["gain"][0], e["efficiency"][0], e["cost"]
+    parts = [
+        f"mean gain {gain:+.3f} within {TILT_GAIN_TOLERANCE} of the primary level {e['level']:+.3f}: "
+        + ("met" if abs(gain - e["level"]) <= TILT_GAIN_TOLERANCE else "not met"),
+        f"mean frontier efficiency {eff:.3f} ≥ {AIM_EFFICIENCY}: " + ("met" if eff >= AIM_EFFICIENCY else "not met"),
+    ]
+    if cost["tilt_seconds"] and cost["ddpo_seconds"]:
+        ratio = cost["tilt_seconds"][0] / cost["ddpo_seconds"]
+        parts.append(
+            f"budget: a cell (its base samples and both runs) took {cost['tilt_seconds'][0]:.0f} s on one core, "
+            f"{ratio:.1f}× DDPO_IS's {EPOCHS} epochs ({cost['ddpo_seconds']:.0f} s, median of its "
+            f"{cost['ddpo_cells']} cells on this task): " + ("met" if ratio <= 1 else "not met")
+        )
+    return "Aim (item 6, as amendment 2 reads it): " + "; ".join(parts) + f"; +{SMILE_AIM} on smile: not run."
 
 
 def tilt_report_markdown(analysis: dict) -> str:
@@ -670,8 +713,9 @@ def tilt_report_markdown(analysis: dict) -> str:
         elif (c := e.get("contrast")) is not None:
             lines.append(
                 f"Tilted fine-tuning − DDPO_IS there: {c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}], "
-                f"Welch p = {c['p']:.3g} (Holm-adjusted with Part B's other contrasts below)."
+                f"Welch p = {c['p']:.3g} (Holm p in the list above)."
             )
+            lines += ["", aim_markdown(e)]
         lines.append("")
     return "\n".join(lines)
 

@@ -217,7 +217,16 @@ def test_frontier_tilt_cells_are_read_at_their_end_and_others_at_the_matched_gai
 
     def tilt_cell(seed, reward, vendi):
         final = {"reward/faces_smile": reward, "vendi/evaluator": vendi, gold: reward - 0.1}
-        return {"task": "smile", "seed": seed, "level": 0.3, "base": base, "final": final, "tilt": {"wall_seconds": 9}}
+        tilt = {"wall_seconds": 9}
+        return {
+            "task": "smile",
+            "seed": seed,
+            "level": 0.3,
+            "base": base,
+            "final": final,
+            "tilt": tilt,
+            "seconds_this_session": 30.0,
+        }
 
     tilts = [tilt_cell(100, 0.5, 19.0), tilt_cell(101, 0.4, 18.0), tilt_cell(0, 0.9, 1.0)]  # seed 0: tuning, unread
 
@@ -229,6 +238,8 @@ def test_frontier_tilt_cells_are_read_at_their_end_and_others_at_the_matched_gai
         return {"task": "smile", "reward": "faces_smile", "method": method, "seed": seed, "curve": curve}
 
     cells = [curve_cell("ddpo", 100, (1, 0.8, 0.6)), curve_cell("ddpo", 101, (1, 0.7, 0.5))]
+    for c, seconds in zip(cells, (0.0, 10.0), strict=True):  # 0 s: trained in an earlier session, not counted
+        c["seconds_train_this_session"] = seconds
     cells += [curve_cell("hrf", 100, (1, 0.9, 0.8)), curve_cell("hrf", 101, (1, 0.9, 0.7))]
     fr = {"faces_smile": {"curve": [{"gain": g, "reached": True, "frac/vendi/evaluator": 1.0} for g in (0, 1)]}}
     e = frontier.tilt_analysis(cells, tilts, fr)["smile"]
@@ -238,3 +249,24 @@ def test_frontier_tilt_cells_are_read_at_their_end_and_others_at_the_matched_gai
     assert e["others"]["ddpo"]["efficiency_values"] == pytest.approx([0.75, 0.65])
     assert e["others"]["hrf"]["efficiency_values"] == pytest.approx([0.875, 0.85])
     assert e["contrast"]["diff"] == pytest.approx(0.925 - 0.70)
+    assert e["cost"] == {"tilt_seconds": (30.0, 0.0), "ddpo_seconds": 10.0, "ddpo_cells": 1}
+    aim = frontier.aim_markdown(e)
+    assert "mean gain +0.250 within 0.03 of the primary level +0.300: not met" in aim
+    assert "mean frontier efficiency 0.925 ≥ 0.95: not met" in aim and "3.0× DDPO_IS's 60 epochs" in aim
+    e["gain"], e["efficiency"] = (0.31, 0.01), (0.96, 0.02)
+    assert frontier.aim_markdown(e).count(": met") == 2
+
+
+def test_frontier_report_names_the_declared_conditions_that_did_not_run():
+    frontier = _load_script("frontier")
+    report = {"tasks": {"smile": {"methods": {"ddpo": {}, "klbeta": {}}}}, "tilt": {"smile": {}}}
+    line = frontier.not_run_markdown(report)
+    named = line.removeprefix("Declared in the protocol, not run (no test cells): ").removesuffix(".").split("; ")
+    assert named == [
+        "KL to q_β on compressibility",
+        "RTB to q_β on compressibility",
+        "HRF+KL to q_β on compressibility",
+        "RTB to q_β on smile",  # the smile KL row exists
+        "HRF+KL to q_β on smile",
+        "tilted fine-tuning on compressibility",
+    ]
