@@ -270,3 +270,27 @@ def test_frontier_report_names_the_declared_conditions_that_did_not_run():
         "HRF+KL to q_β on smile",
         "tilted fine-tuning on compressibility",
     ]
+
+
+def test_frontier_aim_table_says_met_only_when_every_seed_reaches_the_level_and_the_mean_clears_it():
+    frontier = _load_script("frontier")
+
+    def row(label, eff, reached, at_aim):
+        levels = [{"efficiency": None, "n_reached": 0}] * 3
+        levels[frontier.PRIMARY_LEVEL] = {"efficiency": eff, "n_reached": reached}
+        return {"label": label, "seeds": [100, 101, 102], "at_levels": levels, "at_aim": at_aim}
+
+    e = {
+        "aim": {},
+        "methods": {
+            "a": row("A", (0.97, 0.01), 3, {"fraction": (0.91, 0.02), "n_reached": 3}),
+            "b": row("B", (0.97, 0.01), 2, {"fraction": (0.95, 0.02), "n_reached": 2}),  # a seed never got there
+            "c": row("C", (0.94, 0.01), 3, {"fraction": None, "n_reached": 0}),
+        },
+    }
+    rows = [line for line in frontier.aim_table(e).splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert rows == [
+        "| A | 0.970 ± 0.010 | 3 of 3 | yes | 0.910 ± 0.020 (3) | yes |",
+        "| B | 0.970 ± 0.010 | 2 of 3 | no | 0.950 ± 0.020 (2) | no |",
+        "| C | 0.940 ± 0.010 | 3 of 3 | no | — (0) | no |",
+    ]
