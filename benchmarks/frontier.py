@@ -285,9 +285,7 @@ def markdown(report: dict, frontiers: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def figure(
-    report: dict, cells: list[dict], frontiers: dict[str, dict], path: Path, tilt_cells: list[dict] = ()
-) -> Path:
+def figure(report: dict, cells: list[dict], frontiers: dict[str, dict], path: Path) -> Path:
     """Each task's frontier with every method's mean curve over its test seeds and the seeds' band, and each
     tilted fine-tuning test seed's end point."""
     import matplotlib
@@ -320,15 +318,7 @@ def figure(
                 hi.append(max(vals))
             ax.plot(g, f, "-", lw=1.8, color=f"C{i}", label=f"{METHODS[m][0]} ({len(mc)})")
             ax.fill_between(g, lo, hi, color=f"C{i}", alpha=0.12)
-        ends = [
-            (
-                c["final"][f"reward/{TASKS[task]}"] - c["base"][f"reward/{TASKS[task]}"],
-                c["final"][PRIMARY] / c["base"][PRIMARY],
-            )
-            for c in tilt_cells
-            if c["task"] == task and c["seed"] in SEEDS["test"]
-        ]
-        if ends:
+        if ends := report.get("tilt", {}).get(task, {}).get("points"):
             ax.plot(*zip(*ends, strict=True), "k*", ms=9, label=f"tilted fine-tuning + twin, end ({len(ends)})")
         for lv in report["tasks"][task]["levels"]:
             ax.axvline(lv, color="grey", lw=0.6, ls=":")
@@ -625,6 +615,7 @@ def tilt_analysis(cells: list[dict], tilt_cells: list[dict], frontiers: dict[str
         front = read_frontier(fr, matched, FRONTIER_KEY)
         entry: dict = {
             "seeds": [c["seed"] for c in tc],
+            "points": [[g, f] for g, f in zip(gains, fracs, strict=True)],  # each seed's end, for the figure
             "level": tc[0]["level"],
             "gain": t_interval(gains),
             "fraction": t_interval(fracs),
@@ -808,7 +799,7 @@ def main(argv: list[str] | None = None) -> int:
     from hrf.experiments.cells import write_json
 
     write_json(OUT / "report.json", report)
-    figure(report, cells, frontiers, OUT / "curves.png", tilt_cells)
+    figure(report, cells, frontiers, OUT / "curves.png")
     text = markdown(report, frontiers)
     (OUT / "report.md").write_text(text)
     if args.results is not None:
